@@ -1,0 +1,1 @@
+"""byol-ray: BYOL ablations on Ray, tracked in MLflow."""

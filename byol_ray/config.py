@@ -1,0 +1,398 @@
+"""Typed configuration of one pretraining run: dataclasses, dotted overrides, validation.
+
+Everything a run needs is one `Config`; presets (`byol_ray.presets`) fill it in, users adjust
+it with dotted overrides (`method.tau_base=0.99`), and `validate` rejects bad values before
+any Ray worker starts. This module knows nothing of Ray, MLflow or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagefolder")
+ENCODERS = ("small_cnn", "resnet18", "resnet50")
+METHODS = ("byol", "simclr", "random_init")
+TAU_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("lars", "sgd", "adamw")
+# The named augmentation variants of the paper's Fig. 3b.
+AUGMENT_RECIPES = (
+    "baseline",
+    "remove_flip",
+    "remove_blur",
+    "remove_colour",
+    "remove_colour_jitter",
+    "remove_grey",
+    "crop_only",
+    "crop_flip",
+    "crop_colour",
+)
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; `field` is its dotted name."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass
+class DataConfig:
+    """Which images to learn from and how many per step."""
+
+    dataset: str = "digits"
+    root: str = ""  # folder holding the dataset's files (unused for digits)
+    download: bool = False  # let torchvision download CIFAR/STL-10 into `root`
+    image_size: int = 32  # side of the square crops fed to the encoder
+    batch_size: int = 256  # global batch, summed over all Ray workers
+    loader_workers: int = 0  # DataLoader processes per Ray worker
+    max_eval_images: int = 0  # cap on labelled images used by evaluation (0 = all)
+
+
+@dataclass
+class AugmentConfig:
+    """The paper's view distributions T (index 0) and T' (index 1) [P Table 6]."""
+
+    recipe: str = "baseline"  # one of AUGMENT_RECIPES (Fig. 3b removals)
+    strength: float = 1.0  # scales the colour-jitter magnitudes
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.2
+    hue: float = 0.1
+    grey_p: float = 0.2
+    blur_p: tuple[float, float] = (1.0, 0.1)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: tuple[float, float] = (0.0, 0.2)
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and the MLP heads (projector, predictor)."""
+
+    encoder: str = "resnet50"
+    cifar_stem: bool = False  # 3x3 stride-1 first conv, no max-pool (small images)
+    proj_hidden_dim: int = 4096
+    proj_dim: int = 256
+    pred_hidden_dim: int = 4096
+
+
+@dataclass
+class MethodConfig:
+    """The objective and the target rule: BYOL and its Table 5 variants, or SimCLR."""
+
+    name: str = "byol"
+    tau_base: float = 0.996  # EMA decay of the target at step 0
+    tau_schedule: str = "cosine"  # cosine: ramp tau to 1; constant: keep tau_base
+    predictor: bool = True
+    target_network: bool = True  # False: the target side is the online network itself
+    beta: float = 0.0  # weight of the contrastive term (Table 5b)
+    temperature: float = 0.1  # of the contrastive term and of SimCLR's NT-Xent
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule (linear warm-up, then cosine decay)."""
+
+    name: str = "lars"
+    base_lr: float = 0.2  # lr = base_lr * batch_size / 256
+    weight_decay: float = 1.5e-6
+    momentum: float = 0.9
+    trust_coefficient: float = 1e-3  # LARS eta
+    exclude_bias_and_bn: bool = True  # no weight decay / LARS adaptation on them
+    warmup_epochs: float = 10.0
+
+    def lr(self, batch_size: int) -> float:
+        """Peak learning rate for a global batch, by the linear scaling rule."""
+        return self.base_lr * batch_size / 256
+
+
+@dataclass
+class TrainConfig:
+    """Length of the run, checkpoints and numerics."""
+
+    epochs: int = 1000
+    seed: int = 0
+    checkpoint_every: int = 10  # epochs between checkpoints (0 = only at the end)
+    amp: bool = False  # bfloat16 autocast, on GPU only
+    log_every: int = 1  # epochs between console progress lines
+
+
+@dataclass
+class EvalConfig:
+    """Online monitoring (kNN, collapse) and the final linear probe."""
+
+    eval_every: int = 10  # epochs between kNN/collapse evaluations (0 = only at the end)
+    knn_k: tuple[int, ...] = (20, 200)
+    knn_temperature: float = 0.07
+    linear_epochs: int = 100
+    linear_lr: float = 0.1
+    linear_batch_size: int = 256
+    collapse_threshold: float = 0.1  # embedding std * sqrt(d) below this = collapsed
+
+
+@dataclass
+class ScalingConfig:
+    """How many Ray Train workers, and on what."""
+
+    num_workers: int = 1
+    use_gpu: str = "auto"  # auto: use GPUs when the cluster has them; "true" / "false"
+    cpus_per_worker: int = 1
+    max_failures: int = 0  # worker-group restarts from the last checkpoint
+
+
+@dataclass
+class TrackingConfig:
+    """Where the MLflow run goes."""
+
+    tracking_uri: str = ""  # "" = MLflow's default (sqlite:///mlflow.db here)
+    experiment: str = "byol-ray"
+    run_name: str = ""
+
+
+@dataclass
+class Config:
+    """One pretraining run, fully resolved."""
+
+    preset: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- (de)serialising
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists), for JSON/YAML and for Ray workers."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return list(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def flatten(cfg: Config) -> dict[str, Any]:
+    """Dotted name -> value, e.g. {"method.tau_base": 0.996}: MLflow params and overrides."""
+    out: dict[str, Any] = {}
+    for key, value in to_dict(cfg).items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a Config from a nested dict, checking every key and type."""
+    cfg = Config()
+    for dotted, value in _dotted_items(data):
+        set_value(cfg, dotted, value)
+    return cfg
+
+
+def _dotted_items(data: dict[str, Any], prefix: str = ""):
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _dotted_items(value, name + ".")
+        else:
+            yield name, value
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set one dotted field, converting and type-checking the value."""
+    parts = dotted.split(".")
+    target: Any = cfg
+    for i, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(target)]
+        if part not in names:
+            where = ".".join(parts[:i]) or "config"
+            raise ConfigError(dotted, f"unknown key; {where} has: {', '.join(names)}")
+        is_last = i == len(parts) - 1
+        if not is_last:
+            target = getattr(target, part)
+            if not dataclasses.is_dataclass(target):
+                raise ConfigError(dotted, f"{'.'.join(parts[: i + 1])} is not a section")
+            continue
+        if dataclasses.is_dataclass(getattr(target, part)):
+            raise ConfigError(dotted, "is a section; set one of its keys instead")
+        hint = typing.get_type_hints(type(target))[part]
+        setattr(target, part, _coerce(dotted, value, hint))
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply `key=value` strings (values parsed as YAML: 0.99, true, [0.1, 2.0])."""
+    cfg = from_dict(to_dict(cfg))  # a deep copy: callers keep their preset untouched
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "an override must look like section.key=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(key.strip(), f"cannot parse value {raw!r}: {err}") from None
+        set_value(cfg, key.strip(), value)
+    return cfg
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a parsed value to the annotated type, or raise a ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(name, f"expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(name, v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(name, f"expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(name, v, a) for v, a in zip(value, args, strict=True))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(name, "union types are not supported in configs")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(name, f"expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(name, f"expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(name, f"expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):  # YAML reads `true`; use_gpu accepts it as text
+            return str(value).lower()
+        if isinstance(value, int | float):
+            return str(value)
+        raise ConfigError(name, f"expected text, got {value!r}")
+    raise ConfigError(name, f"unsupported type {hint}")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(name, f"{value!r} is not one of: {', '.join(allowed)}")
+
+
+def _range(name: str, value: float, low: float, high: float = math.inf) -> None:
+    if not (low <= value <= high) or math.isnan(value):
+        bound = f"[{low}, {high}]" if high != math.inf else f">= {low}"
+        raise ConfigError(name, f"{value} is out of range; allowed: {bound}")
+
+
+def _probability_pair(name: str, pair: tuple[float, float]) -> None:
+    for v in pair:
+        _range(name, v, 0.0, 1.0)
+
+
+def validate(cfg: Config, check_paths: bool = True) -> Config:
+    """Reject values no run could use, naming the field and what is allowed."""
+    d, a, m, me, o, t, e, s = (
+        cfg.data, cfg.augment, cfg.model, cfg.method, cfg.optim, cfg.train, cfg.eval, cfg.scaling
+    )
+    _choice("data.dataset", d.dataset, DATASETS)
+    _range("data.image_size", d.image_size, 8, 1024)
+    _range("data.batch_size", d.batch_size, 2)
+    _range("data.loader_workers", d.loader_workers, 0, 64)
+    _range("data.max_eval_images", d.max_eval_images, 0)
+    if d.batch_size % s.num_workers:
+        raise ConfigError(
+            "data.batch_size",
+            f"{d.batch_size} is not divisible by scaling.num_workers={s.num_workers}; "
+            "the global batch is split evenly over the workers",
+        )
+    if d.dataset != "digits" and check_paths:
+        if not d.root:
+            raise ConfigError("data.root", f"required for dataset {d.dataset!r}: the folder "
+                              "holding its files")
+        root = Path(d.root).expanduser()
+        if not d.download and not root.is_dir():
+            raise ConfigError("data.root", f"{d.root!r} is not a folder; point it at the "
+                              "dataset or set data.download=true")
+        if d.dataset == "imagefolder" and d.download:
+            raise ConfigError("data.download", "ImageFolder datasets cannot be downloaded")
+
+    _choice("augment.recipe", a.recipe, AUGMENT_RECIPES)
+    _range("augment.strength", a.strength, 0.0, 10.0)
+    lo, hi = a.crop_scale
+    if not (0 < lo <= hi <= 1):
+        raise ConfigError("augment.crop_scale", f"{list(a.crop_scale)}: need 0 < min <= max <= 1")
+    if not (0 < a.crop_ratio[0] <= a.crop_ratio[1]):
+        raise ConfigError("augment.crop_ratio", f"{list(a.crop_ratio)}: need 0 < min <= max")
+    for name in ("flip_p", "jitter_p", "grey_p"):
+        _range(f"augment.{name}", getattr(a, name), 0.0, 1.0)
+    for name in ("brightness", "contrast", "saturation"):
+        _range(f"augment.{name}", getattr(a, name), 0.0, 10.0)
+    _range("augment.hue", a.hue, 0.0, 0.5)
+    _probability_pair("augment.blur_p", a.blur_p)
+    _probability_pair("augment.solarize_p", a.solarize_p)
+    if not (0 < a.blur_sigma[0] <= a.blur_sigma[1]):
+        raise ConfigError("augment.blur_sigma", f"{list(a.blur_sigma)}: need 0 < min <= max")
+
+    _choice("model.encoder", m.encoder, ENCODERS)
+    for name in ("proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
+        _range(f"model.{name}", getattr(m, name), 1)
+
+    _choice("method.name", me.name, METHODS)
+    _range("method.tau_base", me.tau_base, 0.0, 1.0)
+    _choice("method.tau_schedule", me.tau_schedule, TAU_SCHEDULES)
+    _range("method.beta", me.beta, 0.0)
+    if me.temperature <= 0:
+        raise ConfigError("method.temperature", f"{me.temperature}: must be > 0")
+
+    _choice("optim.name", o.name, OPTIMIZERS)
+    _range("optim.base_lr", o.base_lr, 0.0)
+    _range("optim.weight_decay", o.weight_decay, 0.0)
+    _range("optim.momentum", o.momentum, 0.0, 1.0)
+    _range("optim.trust_coefficient", o.trust_coefficient, 0.0)
+    _range("optim.warmup_epochs", o.warmup_epochs, 0.0)
+
+    _range("train.epochs", t.epochs, 0)
+    _range("train.checkpoint_every", t.checkpoint_every, 0)
+    _range("train.log_every", t.log_every, 1)
+
+    _range("eval.eval_every", e.eval_every, 0)
+    if not e.knn_k or any(k < 1 for k in e.knn_k):
+        raise ConfigError("eval.knn_k", f"{list(e.knn_k)}: need one or more k >= 1")
+    if e.knn_temperature <= 0:
+        raise ConfigError("eval.knn_temperature", f"{e.knn_temperature}: must be > 0")
+    _range("eval.linear_epochs", e.linear_epochs, 0)
+    _range("eval.linear_lr", e.linear_lr, 0.0)
+    _range("eval.linear_batch_size", e.linear_batch_size, 1)
+    _range("eval.collapse_threshold", e.collapse_threshold, 0.0)
+
+    _range("scaling.num_workers", s.num_workers, 1, 4096)
+    _choice("scaling.use_gpu", s.use_gpu, ("auto", "true", "false"))
+    _range("scaling.cpus_per_worker", s.cpus_per_worker, 0)
+    _range("scaling.max_failures", s.max_failures, -1)
+    return cfg

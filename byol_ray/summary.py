@@ -1,0 +1,30 @@
+"""Console summary of a finished run, read back from MLflow (what the UI will show)."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from byol_ray import tracking
+
+
+def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
+    """Print the run's kNN / linear top-1 beside the random-init baseline, and where it lives."""
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    run = MlflowClient(uri).get_run(run_id)
+    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
+    k = params.get("eval.knn_k", "[20]").strip("[]").split(",")[0].strip()
+
+    def cell(name: str) -> str:
+        return f"{metrics[name]:6.2f}" if name in metrics else "     –"
+
+    rows = [("random-init encoder", "baseline/"),
+            (f"{tags.get('method', '?')} after {params.get('train.epochs', '?')} epochs", "eval/")]
+    width = max(len(label) for label, _ in rows)
+    print(f"\nrun {run_id} ({run.info.status}), preset {tags.get('preset')}, MLflow {uri}")
+    print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%)   [held-out test split]")
+    for label, prefix in rows:
+        print(f"{label:<{width}}  {cell(prefix + 'knn_top1'):>20}  {cell(prefix + 'linear_top1'):>16}")
+    if "eval/embedding_std" in metrics:
+        state = "COLLAPSED" if metrics.get("eval/collapsed") else "not collapsed"
+        print(f"embedding std x sqrt(d): {metrics['eval/embedding_std']:.3f} ({state})")
+    print(f"browse: mlflow ui --backend-store-uri {uri}")

@@ -1,0 +1,93 @@
+"""MLflow run lifecycle: create (or re-attach to) a run, log metrics from a worker, end it.
+
+The driver creates the run before any worker starts, so that a run that fails early still
+ends FAILED with its reason; the world-rank-0 worker logs metrics to it by id; the driver
+ends it. Nothing here knows how training works.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import yaml
+from mlflow.entities import Metric, RunStatus
+from mlflow.tracking import MlflowClient
+
+from byol_ray.config import Config, flatten, to_dict
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+_MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
+
+
+def resolve_tracking_uri(uri: str = "") -> str:
+    """An absolute tracking URI that Ray workers in other folders reach too.
+
+    "" means $MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///mlflow.db in the working
+    folder); relative sqlite and file paths are made absolute.
+    """
+    uri = uri or os.environ.get(TRACKING_URI_ENV, "") or mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if "://" not in uri:  # a plain folder: MLflow's file store
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def start_run(
+    cfg: Config,
+    tracking_uri: str,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Create a RUNNING MLflow run holding the config as params, tags and an artifact."""
+    client = MlflowClient(tracking_uri)
+    experiment_id = experiment_id_for(client, cfg.tracking.experiment)
+    all_tags = {"method": cfg.method.name, "preset": cfg.preset, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=cfg.tracking.run_name or None, tags=all_tags)
+    run_id = run.info.run_id
+    params = [
+        mlflow.entities.Param(key, str(value)[:_MAX_PARAM_LENGTH])
+        for key, value in flatten(cfg).items()
+    ]
+    for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
+        client.log_batch(run_id, params=params[i : i + 100])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        client.log_artifact(run_id, str(path))
+    return run_id
+
+
+def experiment_id_for(client: MlflowClient, name: str) -> str:
+    """The id of the named experiment, created on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except mlflow.exceptions.MlflowException:  # created concurrently by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
+    """Log numeric metrics at one step (an epoch) in one request."""
+    timestamp = int(time.time() * 1000)
+    entries = [Metric(k, float(v), timestamp, step) for k, v in metrics.items()]
+    MlflowClient(tracking_uri).log_batch(run_id, metrics=entries)
+
+
+def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = None) -> None:
+    """Mark the run FINISHED, or FAILED with the reason in the `failure_reason` tag."""
+    client = MlflowClient(tracking_uri)
+    if error is None:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    client.set_tag(run_id, "failure_reason", reason[:5000])
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

@@ -1,0 +1,1 @@
+"""Pretraining under Ray Train: the per-worker loop and the driver that fits it."""

@@ -1,0 +1,71 @@
+"""Evaluation inside the worker group: every worker embeds a shard, rank 0 scores.
+
+Glue between the pure metrics of `byol_ray.eval` and Ray Train's workers; the returned dict
+holds the MLflow metric names (`eval/...`) on rank 0 and is empty on the other ranks.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import nn
+
+from byol_ray.config import Config
+from byol_ray.data import DatasetSplits, eval_transform
+from byol_ray.eval import (
+    embedding_std,
+    extract_features,
+    gather_features,
+    is_collapsed,
+    knn_top1,
+    linear_probe,
+    shard_indices,
+)
+from byol_ray.methods import Method
+
+
+def evaluate(
+    method: Method,
+    splits: DatasetSplits,
+    cfg: Config,
+    device: torch.device,
+    rank: int,
+    world: int,
+    linear: bool = False,
+) -> dict[str, float]:
+    """kNN top-1 for each k, collapse metrics and, if `linear`, the linear-probe top-1."""
+    transform = partial(
+        eval_transform, image_size=cfg.data.image_size, mean=splits.mean, std=splits.std
+    )
+
+    def embed(module: nn.Module, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = shard_indices(len(dataset), rank, world)
+        features, labels = extract_features(
+            module, dataset, transform, batch_size=cfg.eval.linear_batch_size, device=device,
+            indices=indices,
+        )
+        return gather_features(features, labels, torch.tensor(indices, dtype=torch.long))
+
+    train_x, train_y = embed(method.encoder, splits.train)
+    test_x, test_y = embed(method.encoder, splits.test)
+    # Collapse shows in the embedding the loss sees: the online projection, when there is one.
+    projection, _ = embed(method.embedder(), splits.test)
+    if rank != 0:
+        return {}
+
+    e = cfg.eval
+    knn = knn_top1(train_x, train_y, test_x, test_y, ks=e.knn_k, temperature=e.knn_temperature,
+                   num_classes=splits.num_classes)
+    std = embedding_std(projection)
+    metrics = {"eval/knn_top1": knn[e.knn_k[0]]}
+    metrics |= {f"eval/knn_top1_k{k}": acc for k, acc in knn.items()}
+    metrics |= {"eval/embedding_std": std,
+                "eval/collapsed": float(is_collapsed(std, e.collapse_threshold))}
+    if linear:
+        metrics["eval/linear_top1"] = linear_probe(
+            train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
+            num_classes=splits.num_classes, epochs=e.linear_epochs, lr=e.linear_lr,
+            batch_size=e.linear_batch_size, seed=cfg.train.seed,
+        )
+    return metrics

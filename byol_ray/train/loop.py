@@ -1,0 +1,204 @@
+"""The per-worker pretraining loop that Ray Train runs on every worker.
+
+Read top to bottom: set up data, augmentations, method and optimiser; resume from the last
+checkpoint if Ray hands one over; then per epoch: train, evaluate when due, report to Ray
+(with a checkpoint when due), log to MLflow from rank 0, print one progress line.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from byol_ray import tracking
+from byol_ray.config import Config, from_dict
+from byol_ray.data import BatchAugment, load_splits, view_params
+from byol_ray.methods import Method, build_method
+from byol_ray.optim import build_optimizer, lr_at
+from byol_ray.train.evaluation import evaluate
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: pretrain `loop_config["cfg"]`, logging to MLflow run `run_id`."""
+    cfg = from_dict(loop_config["cfg"])
+    run_id: str = loop_config["run_id"]
+    tracking_uri: str = loop_config["tracking_uri"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
+
+    splits = load_splits(cfg.data)
+    method = build_method(cfg).to(device)
+    if device.type == "cuda" and world > 1:
+        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
+    model = ray.train.torch.prepare_model(method) if is_training else method
+
+    sampler = DistributedSampler(
+        splits.pretrain, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed,
+        drop_last=True,
+    )
+    loader = DataLoader(
+        splits.pretrain, batch_size=cfg.data.batch_size // world, sampler=sampler,
+        drop_last=True, num_workers=cfg.data.loader_workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.loader_workers > 0,
+    )
+    steps_per_epoch = len(loader)
+    if is_training and steps_per_epoch == 0:
+        raise ValueError(
+            f"data.batch_size: {cfg.data.batch_size} is larger than the pretraining split "
+            f"({len(splits.pretrain)} images); no full batch per epoch"
+        )
+    total_steps = cfg.train.epochs * steps_per_epoch
+    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
+    peak_lr = cfg.optim.lr(cfg.data.batch_size)
+    view_t, view_t_prime = view_params(cfg.augment)
+    augment_t = BatchAugment(view_t, cfg.data.image_size, splits.mean, splits.std).to(device)
+    augment_t_prime = BatchAugment(
+        view_t_prime, cfg.data.image_size, splits.mean, splits.std
+    ).to(device)
+    optimizer = build_optimizer(method, cfg.optim, peak_lr)
+    amp = cfg.train.amp and device.type == "cuda"
+
+    log = _Logger(cfg, run_id, tracking_uri, rank)
+    if not is_training:  # the random-init baseline: one evaluation is the whole run
+        final = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        log.epoch(0, final)
+        _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
+        return
+    start_epoch = _restore(method, optimizer)
+    if start_epoch == 0:  # the untrained encoder: where the curves start, and the baseline
+        baseline = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        log.epoch(0, baseline | {f"baseline/{k.removeprefix('eval/')}": v
+                                 for k, v in baseline.items()})
+
+    for epoch in range(start_epoch, cfg.train.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        started, loss_sum, extras = time.perf_counter(), torch.zeros((), device=device), {}
+        for i, (images, _) in enumerate(loader):
+            step = epoch * steps_per_epoch + i
+            lr = lr_at(step, total_steps, warmup_steps, peak_lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = model(augment_t(images), augment_t_prime(images))
+            optimizer.zero_grad(set_to_none=True)
+            outputs["loss"].backward()
+            optimizer.step()
+            extras = method.after_step(step + 1, total_steps)
+            loss_sum += outputs["loss"].detach()
+        seconds = time.perf_counter() - started
+        loss = _mean_over_workers(loss_sum / steps_per_epoch, world)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
+        metrics = {
+            "train/loss": loss,
+            "train/lr": lr,
+            "train/images_per_s": steps_per_epoch * cfg.data.batch_size / seconds,
+            **{f"train/{k}": v for k, v in extras.items()},
+        }
+        done = epoch + 1
+        if _due(done, cfg.eval.eval_every, cfg.train.epochs):
+            metrics |= evaluate(method, splits, cfg, device, rank, world,
+                                linear=done == cfg.train.epochs)
+        log.epoch(done, metrics)
+        checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
+        _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
+
+
+def _due(epoch: int, every: int, last: int) -> bool:
+    """Whether a periodic action (eval, checkpoint) runs after `epoch`; always after the last."""
+    return epoch == last or (every > 0 and epoch % every == 0)
+
+
+def _mean_over_workers(value: torch.Tensor, world: int) -> float:
+    if world > 1 and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
+    """Load the last checkpoint Ray hands over (after a failure or a resume); next epoch."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    print(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}", flush=True)
+    return int(state["epoch"])
+
+
+def _report(
+    metrics: dict[str, float],
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    rank: int,
+    checkpoint: bool,
+) -> None:
+    """Report to Ray from every worker (a barrier); rank 0 attaches the checkpoint."""
+    if not (checkpoint and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        state = {"method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                 "epoch": epoch}
+        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+class _Logger:
+    """Rank 0's voice: MLflow metrics and one console line per logged epoch."""
+
+    def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int):
+        self.cfg, self.run_id, self.uri, self.rank = cfg, run_id, tracking_uri, rank
+        self.started = time.perf_counter()
+        self.first_epoch: int | None = None
+
+    def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        tracking.log_metrics(self.uri, self.run_id, metrics, step=epoch)
+        if self.first_epoch is None:
+            self.first_epoch, self.started = epoch, time.perf_counter()
+        if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
+            return
+        print(self._line(epoch, metrics), flush=True)
+
+    def _line(self, epoch: int, metrics: dict[str, float]) -> str:
+        parts = [f"[byol-ray] epoch {epoch}/{self.cfg.train.epochs}"]
+        names = {"train/loss": "loss {:.4f}", "train/lr": "lr {:.3g}", "train/tau": "tau {:.4f}",
+                 "train/images_per_s": "{:.0f} img/s"}
+        parts += [fmt.format(metrics[k]) for k, fmt in names.items() if k in metrics]
+        epochs_done = epoch - (self.first_epoch or 0)
+        if epochs_done > 0:
+            per_epoch = (time.perf_counter() - self.started) / epochs_done
+            parts.append(f"eta {_clock(per_epoch * (self.cfg.train.epochs - epoch))}")
+        parts += [f"{k.removeprefix('eval/')} {v:.2f}" for k, v in metrics.items()
+                  if k.startswith("eval/")]
+        return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

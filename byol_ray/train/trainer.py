@@ -1,0 +1,120 @@
+"""Driver side of one pretraining run: a Ray Train `TorchTrainer` around the worker loop.
+
+`run_pretraining` validates the config, connects to (or starts) Ray, opens the MLflow run,
+fits the trainer and ends the run FINISHED or FAILED. Sweeps reuse `build_trainer`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from byol_ray import tracking
+from byol_ray.config import Config, ConfigError, to_dict, validate
+from byol_ray.train.loop import train_worker
+
+
+@dataclass
+class RunResult:
+    """What a finished run leaves: its MLflow id, last metrics and checkpoint folder."""
+
+    run_id: str
+    metrics: dict[str, float]
+    checkpoint_path: str | None
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster at `address` ("auto" = the running one), or start a local cluster."""
+    if ray.is_initialized():
+        return
+    ray.init(address=address or None)
+
+
+def use_gpu(cfg: Config) -> bool:
+    """Resolve scaling.use_gpu ("auto" = the cluster has GPUs); an unmet "true" is an error."""
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    if cfg.scaling.use_gpu == "auto":
+        return has_gpus
+    wanted = cfg.scaling.use_gpu == "true"
+    if wanted and not has_gpus:
+        raise ConfigError("scaling.use_gpu", "true, but the Ray cluster has no GPUs; use auto")
+    return wanted
+
+
+def build_trainer(
+    cfg: Config,
+    run_id: str,
+    tracking_uri: str,
+    storage_path: str | None = None,
+    name: str | None = None,
+) -> TorchTrainer:
+    """A TorchTrainer that runs `train_worker` on `scaling.num_workers` workers."""
+    gpu = use_gpu(cfg)
+    resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources
+        ),
+        run_config=ray.train.RunConfig(
+            name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
+            storage_path=storage_path and str(Path(storage_path).expanduser().resolve()),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def run_pretraining(
+    cfg: Config,
+    tracking_uri: str = "",
+    storage_path: str | None = None,
+    address: str | None = None,
+) -> RunResult:
+    """Validate, connect to Ray, and run one pretraining run tracked in MLflow."""
+    validate(cfg)
+    uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
+    os.environ[tracking.TRACKING_URI_ENV] = uri
+    connect(address)
+    _check_resources(cfg)
+    run_id = tracking.start_run(cfg, uri)
+    try:
+        result = build_trainer(cfg, run_id, uri, storage_path).fit()
+    except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
+        tracking.end_run(uri, run_id, _root_cause(error))
+        raise
+    tracking.end_run(uri, run_id)
+    checkpoint = result.checkpoint.path if result.checkpoint else None
+    return RunResult(run_id, dict(result.metrics or {}), checkpoint)
+
+
+def _check_resources(cfg: Config) -> None:
+    """Fail fast when the cluster can never host the worker group (instead of hanging)."""
+    total = ray.cluster_resources()
+    need_cpus = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
+    if need_cpus > total.get("CPU", 0):
+        raise ConfigError(
+            "scaling.num_workers",
+            f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPUs need "
+            f"{need_cpus} CPUs; the Ray cluster has {total.get('CPU', 0):g}",
+        )
+    if use_gpu(cfg) and cfg.scaling.num_workers > total.get("GPU", 0):
+        raise ConfigError(
+            "scaling.num_workers",
+            f"{cfg.scaling.num_workers} GPU workers need {cfg.scaling.num_workers} GPUs; "
+            f"the Ray cluster has {total.get('GPU', 0):g}",
+        )
+
+
+def _root_cause(error: BaseException) -> str:
+    """The most specific message in a Ray error chain, for the MLflow failure tag."""
+    text = f"{type(error).__name__}: {error}"
+    worker_errors = re.findall(r"(\w+(?:Error|Exception): [^\n]+)", text)
+    return worker_errors[-1] if worker_errors else text
