@@ -59,9 +59,9 @@ def _config_options(parser: argparse.ArgumentParser) -> None:
                         help="override one config value, e.g. method.tau_base=0.99 (repeatable)")
 
 
-def resolve_config(preset: str, overrides: list[str]) -> Config:
+def resolve_config(preset: str, overrides: list[str], check_paths: bool = True) -> Config:
     """Preset + overrides, validated: what every command runs with."""
-    return validate(apply_overrides(get_preset(preset), overrides))
+    return validate(apply_overrides(get_preset(preset), overrides), check_paths=check_paths)
 
 
 def _presets(_: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _presets(_: argparse.Namespace) -> int:
 
 
 def _show_config(args: argparse.Namespace) -> int:
-    cfg = to_dict(resolve_config(args.preset, args.overrides))
+    cfg = to_dict(resolve_config(args.preset, args.overrides, check_paths=False))
     if args.format == "json":
         print(json.dumps(cfg, indent=2))
     else:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from byol_ray.config import (
     AugmentConfig,
     Config,
+    ConfigError,
     DataConfig,
     EvalConfig,
     MethodConfig,
@@ -107,8 +108,6 @@ DESCRIPTIONS: dict[str, str] = {
 
 def get_preset(name: str) -> Config:
     """A fresh Config for a named preset; unknown names list the known ones."""
-    from byol_ray.config import ConfigError
-
     if name not in PRESETS:
         raise ConfigError("preset", f"{name!r} is not one of: {', '.join(PRESETS)}")
     return PRESETS[name]()

@@ -23,7 +23,8 @@ def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
     print(f"\nrun {run_id} ({run.info.status}), preset {tags.get('preset')}, MLflow {uri}")
     print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%)   [held-out test split]")
     for label, prefix in rows:
-        print(f"{label:<{width}}  {cell(prefix + 'knn_top1'):>20}  {cell(prefix + 'linear_top1'):>16}")
+        knn, linear = cell(prefix + "knn_top1"), cell(prefix + "linear_top1")
+        print(f"{label:<{width}}  {knn:>20}  {linear:>16}")
     if "eval/embedding_std" in metrics:
         state = "COLLAPSED" if metrics.get("eval/collapsed") else "not collapsed"
         print(f"embedding std x sqrt(d): {metrics['eval/embedding_std']:.3f} ({state})")

@@ -1,0 +1,44 @@
+"""The `byol-ray` commands that need no training: presets, show-config, exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import yaml
+
+from byol_ray.cli import main
+from byol_ray.presets import PRESETS
+
+
+def test_presets_lists_every_preset(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in PRESETS)
+
+
+def test_show_config_resolves_overrides_as_json_and_yaml(capsys):
+    assert main(["show-config", "--preset", "cpu-mini", "--set", "method.tau_base=0.9",
+                 "--format", "json"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["method"]["tau_base"] == 0.9 and cfg["preset"] == "cpu-mini"
+    assert main(["show-config", "--preset", "imagenet"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["encoder"] == "resnet50" and cfg["optim"]["base_lr"] == 0.2
+
+
+def test_bad_input_exits_2_naming_the_field(capsys):
+    assert main(["show-config", "--preset", "cpu-mini", "--set", "method.tau_base=2"]) == 2
+    assert "method.tau_base" in capsys.readouterr().err
+    assert main(["show-config", "--preset", "nope"]) == 2
+    assert "preset: 'nope' is not one of: cpu-mini" in capsys.readouterr().err
+
+
+def test_train_with_bad_config_fails_fast_through_the_console_script():
+    """Exit 2 before Ray starts: the check runs in the CLI, not in a worker."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini", "--set",
+         "data.batch_size=7"], capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "data.batch_size: 7 is not divisible by scaling.num_workers=2" in proc.stderr
+    assert "ray" not in proc.stdout.lower()

@@ -1,0 +1,124 @@
+"""Config: presets, dotted overrides, validation naming the field and what is allowed."""
+
+import math
+
+import pytest
+
+from byol_ray.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    flatten,
+    from_dict,
+    to_dict,
+    validate,
+)
+from byol_ray.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_is_valid_and_round_trips(name):
+    cfg = get_preset(name)
+    validate(cfg, check_paths=False)
+    assert from_dict(to_dict(cfg)) == cfg
+    assert cfg.preset == name
+
+
+def test_imagenet_presets_carry_the_paper_settings():
+    main, ablation = get_preset("imagenet"), get_preset("imagenet-300")
+    assert (main.optim.base_lr, main.optim.weight_decay, main.method.tau_base) == (
+        0.2, 1.5e-6, 0.996)
+    assert (ablation.optim.base_lr, ablation.optim.weight_decay, ablation.method.tau_base) == (
+        0.3, 1e-6, 0.99)
+    for cfg in (main, ablation, get_preset("imagenet100")):
+        assert cfg.model.encoder == "resnet50" and cfg.data.image_size == 224
+        assert cfg.data.batch_size == 4096 and cfg.optim.lr(4096) == pytest.approx(
+            cfg.optim.base_lr * 16)
+        assert (cfg.optim.momentum, cfg.optim.trust_coefficient) == (0.9, 1e-3)
+        assert cfg.optim.warmup_epochs == 10 and cfg.optim.exclude_bias_and_bn
+        assert (cfg.model.proj_hidden_dim, cfg.model.proj_dim) == (4096, 256)
+        assert cfg.augment.blur_p == (1.0, 0.1) and cfg.augment.solarize_p == (0.0, 0.2)
+
+
+def test_cifar10_preset_is_the_common_recipe():
+    cfg = get_preset("cifar10")
+    assert cfg.model.encoder == "resnet18" and cfg.model.cifar_stem
+    assert cfg.data.batch_size == 256 and cfg.optim.name == "lars"
+    assert cfg.method.tau_base == 0.99 and cfg.method.tau_schedule == "cosine"
+    assert cfg.augment.blur_p == (0.0, 0.0) and cfg.augment.solarize_p == (0.0, 0.2)
+
+
+def test_overrides_parse_yaml_values_and_leave_the_preset_alone():
+    base = get_preset("cpu-mini")
+    cfg = apply_overrides(base, ["method.tau_base=0.9", "data.batch_size=128",
+                                 "method.predictor=false", "augment.blur_p=[0, 0.5]",
+                                 "eval.knn_k=[5]", "scaling.use_gpu=false"])
+    assert cfg.method.tau_base == 0.9 and cfg.data.batch_size == 128
+    assert cfg.method.predictor is False and cfg.augment.blur_p == (0.0, 0.5)
+    assert cfg.eval.knn_k == (5,) and cfg.scaling.use_gpu == "false"
+    assert base.method.tau_base == 0.99 and base.method.predictor is True
+
+
+def test_flatten_gives_dotted_names():
+    flat = flatten(Config())
+    assert flat["method.tau_base"] == 0.996 and flat["data.dataset"] == "digits"
+    assert flat["augment.crop_scale"] == [0.08, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "hint"),
+    [
+        ("method.tau=0.5", "method.tau", "method has:"),
+        ("nosuch.key=1", "nosuch.key", "config has:"),
+        ("method=1", "method", "is a section"),
+        ("data.batch_size=big", "data.batch_size", "expected an integer"),
+        ("method.predictor=maybe", "method.predictor", "expected true or false"),
+        ("augment.blur_p=[1, 2, 3]", "augment.blur_p", "expected 2 values"),
+        ("no-equals-sign", "no-equals-sign", "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_field(override, field, hint):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(get_preset("cpu-mini"), [override])
+    assert error.value.field == field and hint in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "hint"),
+    [
+        ("method.tau_base=1.5", "method.tau_base", "[0.0, 1.0]"),
+        ("method.tau_base=-0.1", "method.tau_base", "[0.0, 1.0]"),
+        ("method.name=moco", "method.name", "byol, simclr, random_init"),
+        ("data.dataset=mnist", "data.dataset", "digits, cifar10"),
+        ("data.batch_size=255", "data.batch_size", "not divisible by scaling.num_workers=2"),
+        ("augment.recipe=no_crop", "augment.recipe", "crop_only"),
+        ("augment.crop_scale=[0.5, 0.2]", "augment.crop_scale", "min <= max"),
+        ("optim.name=adam", "optim.name", "lars, sgd, adamw"),
+        ("scaling.use_gpu=maybe", "scaling.use_gpu", "auto, true, false"),
+        ("method.temperature=0", "method.temperature", "> 0"),
+        ("eval.knn_k=[0]", "eval.knn_k", "k >= 1"),
+        ("train.epochs=-1", "train.epochs", ">= 0"),
+    ],
+)
+def test_validation_names_field_and_allowed_values(override, field, hint):
+    cfg = apply_overrides(get_preset("cpu-mini"), [override])
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert error.value.field == field and hint in str(error.value)
+
+
+def test_missing_dataset_root_is_rejected_before_anything_runs(tmp_path):
+    cfg = apply_overrides(get_preset("cifar10"), [f"data.root={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match="data.root: .* is not a folder"):
+        validate(cfg)
+    cfg = apply_overrides(get_preset("cifar10"), ["data.root="])
+    with pytest.raises(ConfigError, match="data.root: required"):
+        validate(cfg)
+    validate(apply_overrides(get_preset("cifar10"), [f"data.root={tmp_path}"]))
+
+
+def test_nan_is_out_of_range():
+    cfg = get_preset("cpu-mini")
+    cfg.method.tau_base = math.nan
+    with pytest.raises(ConfigError, match="method.tau_base"):
+        validate(cfg)
