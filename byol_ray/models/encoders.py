@@ -1,0 +1,58 @@
+"""Encoders f: images (B, 3, H, W) -> representations (B, D) [P §3.3]."""
+
+from __future__ import annotations
+
+import torchvision
+from torch import nn
+
+from byol_ray.config import ModelConfig
+
+SMALL_CNN_DIM = 128
+
+
+def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+    return [*layers, nn.MaxPool2d(2)] if pool else layers
+
+
+def small_cnn() -> nn.Sequential:
+    """A 3-block CNN (32 -> 64 -> 128 channels) with global average pooling, D = 128.
+
+    Fast enough to pretrain on CPU on 16-32 px images, for demos and tests; any input
+    of at least 8x8 pixels works (two 2x max-pools, then a global pool).
+    """
+    return nn.Sequential(
+        *_block(3, 32, pool=True),
+        *_block(32, 64, pool=True),
+        *_block(64, SMALL_CNN_DIM, pool=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def _resnet(name: str, cifar_stem: bool) -> tuple[nn.Module, int]:
+    net = getattr(torchvision.models, name)(weights=None)
+    dim = net.fc.in_features
+    net.fc = nn.Identity()  # the representation y is the pooled feature [P §3.3]
+    if cifar_stem:  # small images: keep resolution in the stem (SimCLR/solo-learn CIFAR stem)
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        net.maxpool = nn.Identity()
+    return net, dim
+
+
+def build_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """Randomly initialised encoder named by `cfg.encoder`, and its feature size D.
+
+    `resnet18`/`resnet50` are torchvision's (no pretrained weights, `fc` removed, D = 512 /
+    2048), optionally with the 3x3 stride-1 CIFAR stem; `small_cnn` is for CPU demos.
+    """
+    if cfg.encoder == "small_cnn":
+        return small_cnn(), SMALL_CNN_DIM
+    if cfg.encoder in ("resnet18", "resnet50"):
+        return _resnet(cfg.encoder, cfg.cifar_stem)
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; expected small_cnn, resnet18 or resnet50")

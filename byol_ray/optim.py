@@ -1,0 +1,145 @@
+"""Optimisers and schedules of the paper [P App. C]: LARS, parameter groups that exclude
+biases and norm weights, the warm-up + cosine learning rate and the cosine EMA decay tau.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from byol_ray.config import OptimConfig
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and a layer-wise trust ratio (LARS, You et al. 2017) [P App. C].
+
+    For each parameter w with gradient g, in a group whose `lars_exclude` is False:
+    u = g + wd * w, ratio = eta * ||w|| / ||u|| (1 when either norm is 0), then
+    m <- momentum * m + lr * ratio * u and w <- w - m, as in DeepMind's BYOL optimizers.py.
+    Groups with `lars_exclude` True (biases, BN) get neither weight decay nor the ratio:
+    plain momentum SGD.
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        trust_coefficient: float = 1e-3,
+    ):
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "trust_coefficient": trust_coefficient,
+            "lars_exclude": False,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Apply one LARS update to every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad
+                scaled_lr: float | torch.Tensor = group["lr"]
+                if not group["lars_exclude"]:
+                    update = update.add(p, alpha=group["weight_decay"])
+                    w_norm = torch.linalg.vector_norm(p)
+                    u_norm = torch.linalg.vector_norm(update)
+                    ratio = torch.where(
+                        (w_norm > 0) & (u_norm > 0),
+                        group["trust_coefficient"] * w_norm / u_norm,
+                        torch.ones_like(w_norm),
+                    )
+                    scaled_lr = group["lr"] * ratio
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(update * scaled_lr)
+                p.sub_(buf)
+        return loss
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, exclude_bias_and_bn: bool
+) -> list[dict]:
+    """Split trainable parameters into a decayed/adapted group and an excluded one.
+
+    Biases and all 1-D parameters (BatchNorm/LayerNorm weights) go to a group with
+    weight_decay 0 and `lars_exclude` True, the rest to one with `weight_decay` and
+    `lars_exclude` False [P App. C]; frozen parameters (the BYOL target) are left out.
+    """
+    decay, excluded = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        is_bias_or_norm = p.ndim <= 1  # biases, BN/LN scales and shifts
+        (excluded if exclude_bias_and_bn and is_bias_or_norm else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
+        {"params": excluded, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    """The optimiser named by `cfg.name` (lars, sgd or adamw) over `param_groups(model)`.
+
+    `lr` is the peak rate; the training loop overwrites each group's "lr" every step
+    with `lr_at`.
+    """
+    groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_bn)
+    if cfg.name == "lars":
+        return LARS(
+            groups, lr=lr, momentum=cfg.momentum, trust_coefficient=cfg.trust_coefficient
+        )
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {cfg.name!r}; expected lars, sgd or adamw")
+
+
+def lr_at(step: float, total_steps: float, warmup_steps: float, peak_lr: float) -> float:
+    """Learning rate at `step`: linear warm-up from 0 to `peak_lr`, then cosine decay to 0.
+
+    [P App. C]: 0 at step 0 (when there is a warm-up), `peak_lr` at `warmup_steps`,
+    exactly 0 at `total_steps` and after.
+    """
+    if step < warmup_steps:
+        return peak_lr * step / warmup_steps
+    decay_steps = total_steps - warmup_steps
+    if decay_steps <= 0:
+        return 0.0 if step >= total_steps else peak_lr
+    progress = min((step - warmup_steps) / decay_steps, 1.0)
+    return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def tau_at(step: float, total_steps: float, tau_base: float, schedule: str = "cosine") -> float:
+    """EMA decay of the target: tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 [P §3.2].
+
+    Ramps from exactly `tau_base` at k = 0 to exactly 1.0 at k = K (and stays there), so the
+    target freezes at the end of training; `schedule="constant"` keeps `tau_base`.
+    """
+    if schedule == "constant":
+        return tau_base
+    if schedule != "cosine":
+        raise ValueError(f"unknown tau schedule {schedule!r}; expected cosine or constant")
+    if total_steps <= 0:
+        return tau_base
+    if step >= total_steps:
+        return 1.0
+    # Written as tau_base + ... so that k = 0 returns tau_base bit for bit.
+    return tau_base + (1.0 - tau_base) * (1.0 - math.cos(math.pi * step / total_steps)) / 2.0

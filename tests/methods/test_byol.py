@@ -1,0 +1,181 @@
+"""BYOL: symmetric loss, stop-gradient target, exact EMA, Table 5 switches, dispatch."""
+
+import pytest
+import torch
+from torch import nn
+
+from byol_ray.config import Config, MethodConfig, ModelConfig, OptimConfig
+from byol_ray.methods import BYOL, Method, RandomInit, SimCLR, build_method
+from byol_ray.methods.losses import regression_loss
+from byol_ray.optim import build_optimizer, tau_at
+
+HEADS = ModelConfig(proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
+
+
+def _encoder() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    )
+
+
+def _byol(**method) -> BYOL:
+    torch.manual_seed(0)
+    return BYOL(_encoder(), 4, HEADS, MethodConfig(**method))
+
+
+def _views(batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(batch, 3, 8, 8, generator=gen), torch.randn(batch, 3, 8, 8, generator=gen)
+
+
+def _online(model: BYOL) -> nn.Sequential:
+    return nn.Sequential(model.encoder, model.projector)
+
+
+def _snapshot(module: nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in [*module.parameters(), *module.buffers()]]
+
+
+def _train_step(model: BYOL) -> None:
+    opt = build_optimizer(model, OptimConfig(name="sgd", weight_decay=0.0), lr=0.5)
+    opt.zero_grad()
+    model(*_views())["loss"].backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("method", [{}, {"beta": 0.5}, {"target_network": False}])
+def test_loss_symmetric_in_view_order(method):
+    model = _byol(**method)
+    v1, v2 = _views()
+    torch.testing.assert_close(model(v1, v2)["loss"], model(v2, v1)["loss"])
+
+
+def test_loss_is_paper_formula_and_logs_cos_sim():
+    model = _byol()
+    v1, v2 = _views()
+    out = model(v1, v2)
+    q1, q2 = (model.predictor(model.projector(model.encoder(v))) for v in (v1, v2))
+    z1, z2 = model.target(v1), model.target(v2)
+    torch.testing.assert_close(out["loss"], regression_loss(q1, z2) + regression_loss(q2, z1))
+    assert out["cos_sim"].requires_grad is False and -1 <= out["cos_sim"].item() <= 1
+
+
+def test_target_starts_as_copy_of_online():
+    model = _byol()
+    for t, o in zip(_snapshot(model.target), _snapshot(_online(model)), strict=True):
+        assert torch.equal(t, o)
+
+
+def test_no_gradient_reaches_target():
+    model = _byol()
+    model(*_views())["loss"].backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.target.parameters())
+    assert all(p.grad is not None for p in _online(model).parameters())
+    assert all(p.grad is not None for p in model.predictor.parameters())
+
+
+def test_optimizer_skips_target_and_ema_follows_formula():
+    model = _byol(tau_base=0.9)
+    target_before = _snapshot(model.target)
+    online_before = _snapshot(_online(model))
+    _train_step(model)
+    n_params = len(list(model.target.parameters()))
+    # The optimiser step changes the online parameters but not the target's.
+    for t, t0 in zip(_snapshot(model.target)[:n_params], target_before, strict=False):
+        assert torch.equal(t, t0)
+    assert any(not torch.equal(o, o0) for o, o0 in
+               zip(_snapshot(_online(model)), online_before, strict=True))
+
+    online_now = _snapshot(_online(model))
+    logged = model.after_step(3, 10)
+    tau = tau_at(3, 10, 0.9)
+    assert logged == {"tau": tau}
+    target_now = _snapshot(model.target)
+    for xi, xi0, theta in zip(target_now[:n_params], target_before, online_now, strict=False):
+        torch.testing.assert_close(xi, tau * xi0 + (1 - tau) * theta)
+    for buf, online_buf in zip(target_now[n_params:], online_now[n_params:], strict=True):
+        assert torch.equal(buf, online_buf)  # BN statistics are copied
+
+
+def test_tau_one_keeps_a_fixed_random_target():
+    model = _byol(tau_base=1.0, tau_schedule="constant")
+    n_params = len(list(model.target.parameters()))
+    before = _snapshot(model.target)
+    _train_step(model)
+    assert model.after_step(0, 10) == {"tau": 1.0}
+    for t, t0 in zip(_snapshot(model.target)[:n_params], before, strict=False):
+        assert torch.equal(t, t0)
+
+
+def test_tau_zero_makes_target_equal_online():
+    model = _byol(tau_base=0.0, tau_schedule="constant")
+    _train_step(model)
+    model.after_step(5, 10)
+    for t, o in zip(_snapshot(model.target), _snapshot(_online(model)), strict=True):
+        assert torch.equal(t, o)
+
+
+def test_cosine_tau_reaches_one_at_the_end():
+    model = _byol(tau_base=0.99)
+    assert model.after_step(0, 10)["tau"] == 0.99
+    assert model.after_step(10, 10)["tau"] == 1.0
+
+
+def test_no_predictor_is_identity():
+    model = _byol(predictor=False)
+    assert isinstance(model.predictor, nn.Identity)
+    assert torch.isfinite(model(*_views())["loss"])
+
+
+def test_no_target_network_backpropagates_through_both_sides():
+    model = _byol(target_network=False, predictor=False)
+    assert model.target is None
+    assert model.after_step(1, 10) == {}
+    online_params = list(_online(model).parameters())
+    assert len(list(model.parameters())) == len(online_params)
+    v1, v2 = _views()
+    model(v1, v2)["loss"].backward()
+    grads = [p.grad.clone() for p in online_params]
+
+    def side(v):
+        return model.projector(model.encoder(v))
+
+    def grads_of(loss):
+        return torch.autograd.grad(loss, online_params)
+
+    z1, z2 = side(v1), side(v2)
+    both_sides = grads_of(regression_loss(z1, z2) + regression_loss(z2, z1))
+    z1, z2 = side(v1), side(v2)
+    stop_grad = grads_of(regression_loss(z1, z2.detach()) + regression_loss(z2, z1.detach()))
+    for g, expected in zip(grads, both_sides, strict=True):
+        torch.testing.assert_close(g, expected)
+    assert any(not torch.allclose(g, s) for g, s in zip(grads, stop_grad, strict=True))
+
+
+def _config(name: str) -> Config:
+    return Config(model=ModelConfig(encoder="small_cnn", proj_hidden_dim=8, proj_dim=4,
+                                    pred_hidden_dim=8),
+                  method=MethodConfig(name=name))
+
+
+@pytest.mark.parametrize(("name", "kind"),
+                         [("byol", BYOL), ("simclr", SimCLR), ("random_init", RandomInit)])
+def test_build_method_dispatch(name, kind):
+    method = build_method(_config(name))
+    assert isinstance(method, kind) and isinstance(method, Method)
+    method.encoder.eval()
+    with torch.no_grad():
+        assert method.encoder(torch.randn(2, 3, 16, 16)).shape == (2, 128)
+    if name == "random_init":
+        assert method.after_step(0, 10) == {}
+        with pytest.raises(RuntimeError, match="never trained|no training loss"):
+            method(*_views())
+    else:
+        method.train()
+        assert torch.isfinite(method(*_views(2))["loss"])
+
+
+def test_build_method_unknown():
+    with pytest.raises(ValueError, match="unknown method"):
+        build_method(_config("moco"))

@@ -1,0 +1,124 @@
+"""LARS, parameter groups and the lr / tau schedules [P App. C, §3.2]."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from byol_ray.config import OptimConfig
+from byol_ray.optim import LARS, build_optimizer, lr_at, param_groups, tau_at
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
+
+
+def test_param_groups_exclude_bias_and_bn():
+    net = _net()
+    net[3].weight.requires_grad_(False)  # frozen parameters are left out
+    groups = param_groups(net, 0.01, exclude_bias_and_bn=True)
+    decay, excluded = groups
+    assert decay["weight_decay"] == 0.01 and decay["lars_exclude"] is False
+    assert excluded["weight_decay"] == 0.0 and excluded["lars_exclude"] is True
+    assert {id(p) for p in decay["params"]} == {id(net[0].weight)}
+    expected = [net[0].bias, net[1].weight, net[1].bias, net[3].bias]
+    assert {id(p) for p in excluded["params"]} == {id(p) for p in expected}
+
+
+def test_param_groups_without_exclusion_is_one_group():
+    net = _net()
+    (group,) = param_groups(net, 0.01, exclude_bias_and_bn=False)
+    assert group["lars_exclude"] is False and group["weight_decay"] == 0.01
+    assert len(group["params"]) == len(list(net.parameters()))
+
+
+def test_lars_excluded_param_is_plain_momentum_sgd():
+    gen = torch.Generator().manual_seed(0)
+    bias = nn.Parameter(torch.randn(5, generator=gen))
+    bias_ref = nn.Parameter(bias.detach().clone())
+    # A non-zero weight decay on the excluded group must be ignored too.
+    lars = LARS([{"params": [bias], "lars_exclude": True, "weight_decay": 0.5}], lr=0.1,
+                momentum=0.9, trust_coefficient=1e-3)
+    sgd = torch.optim.SGD([bias_ref], lr=0.1, momentum=0.9)
+    for _ in range(3):
+        grad = torch.randn(5, generator=gen)
+        bias.grad, bias_ref.grad = grad.clone(), grad.clone()
+        lars.step()
+        sgd.step()
+        torch.testing.assert_close(bias, bias_ref)
+
+
+def test_lars_trust_ratio_on_first_step():
+    w = nn.Parameter(torch.tensor([3.0, 4.0]))  # ||w|| = 5
+    w.grad = torch.tensor([1.0, 0.0])
+    lr, wd, eta = 0.5, 0.1, 1e-2
+    lars = LARS([w], lr=lr, momentum=0.9, weight_decay=wd, trust_coefficient=eta)
+    before = w.detach().clone()
+    update = w.grad + wd * before
+    expected = before - lr * eta * before.norm() / update.norm() * update
+    lars.step()
+    torch.testing.assert_close(w.detach(), expected)
+
+
+def test_lars_zero_norms_use_ratio_one():
+    w = nn.Parameter(torch.zeros(3))  # ||w|| = 0 -> ratio 1
+    w.grad = torch.tensor([1.0, 2.0, 3.0])
+    still = nn.Parameter(torch.ones(3))  # zero gradient, no decay -> ||u|| = 0
+    still.grad = torch.zeros(3)
+    LARS([w, still], lr=0.1, momentum=0.9, trust_coefficient=1e-3).step()
+    torch.testing.assert_close(w.detach(), torch.tensor([-0.1, -0.2, -0.3]))
+    assert torch.equal(still.detach(), torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("lars", LARS), ("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)],
+)
+def test_build_optimizer(name, kind):
+    opt = build_optimizer(_net(), OptimConfig(name=name, weight_decay=0.01), lr=0.3)
+    assert isinstance(opt, kind)
+    assert [g["lars_exclude"] for g in opt.param_groups] == [False, True]
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
+    assert all(g["lr"] == 0.3 for g in opt.param_groups)
+
+
+def test_build_optimizer_unknown():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_optimizer(_net(), OptimConfig(name="adam"), lr=0.1)
+
+
+def test_lr_schedule_endpoints():
+    total, warmup, peak = 100, 10, 2.0
+    assert lr_at(0, total, warmup, peak) == 0.0
+    assert lr_at(5, total, warmup, peak) == pytest.approx(1.0)
+    assert lr_at(warmup, total, warmup, peak) == peak
+    assert lr_at(55, total, warmup, peak) == pytest.approx(1.0)  # half-way through the cosine
+    assert lr_at(total, total, warmup, peak) == 0.0
+    assert lr_at(total + 5, total, warmup, peak) == 0.0
+    assert lr_at(0, total, 0, peak) == peak  # no warm-up
+    rates = [lr_at(k, total, warmup, peak) for k in range(total + 1)]
+    assert all(a <= b for a, b in zip(rates[:warmup], rates[1 : warmup + 1], strict=True))
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :], strict=False))
+
+
+@pytest.mark.parametrize("tau_base", [0.0, 0.3, 0.99, 0.996, 1.0])
+def test_tau_schedule_endpoints_and_monotone(tau_base):
+    total = 1000
+    assert tau_at(0, total, tau_base) == tau_base
+    assert tau_at(total, total, tau_base) == 1.0
+    assert tau_at(total + 1, total, tau_base) == 1.0
+    taus = [tau_at(k, total, tau_base) for k in range(total + 1)]
+    assert all(a <= b for a, b in zip(taus, taus[1:], strict=False))
+    mid = tau_at(total // 2, total, tau_base)
+    assert mid == pytest.approx((1 + tau_base) / 2)
+
+
+def test_tau_formula_and_constant():
+    k, total, base = 250, 1000, 0.9
+    expected = 1 - (1 - base) * (math.cos(math.pi * k / total) + 1) / 2
+    assert tau_at(k, total, base) == pytest.approx(expected, abs=1e-15)
+    assert tau_at(k, total, base, "constant") == base
+    assert tau_at(total, total, base, "constant") == base
+    with pytest.raises(ValueError, match="unknown tau schedule"):
+        tau_at(k, total, base, "linear")
