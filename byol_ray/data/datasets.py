@@ -1,0 +1,238 @@
+"""Load a dataset's pretrain / train / test splits as uint8 image tensors.
+
+Every item is `(uint8 tensor (3, S, S), int label)` with one S per dataset, so a batch stacks
+into one tensor that `byol_ray.data.augment` augments on the device. Labels are -1 for
+unlabelled images (STL-10's unlabeled split). Small datasets (digits, CIFAR, STL-10) live in
+memory as one tensor; ImageFolder images are decoded lazily with PIL.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
+from torchvision.transforms import v2
+
+from byol_ray.config import DataConfig
+
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+EVAL_SUBSET_SEED = 0  # seed of the max_eval_images subsets
+
+
+@dataclass
+class DatasetSplits:
+    """The three views of one dataset that pretraining and evaluation need."""
+
+    pretrain: Dataset  # images BYOL learns from (labels unused; -1 if unlabelled)
+    train: Dataset  # labelled: kNN memory bank and linear-probe training
+    test: Dataset  # labelled held-out split: kNN / linear-probe evaluation
+    num_classes: int
+    mean: tuple[float, float, float]  # per-channel normalisation stats in [0, 1] units
+    std: tuple[float, float, float]
+
+
+class ImageTensorDataset(Dataset):
+    """In-memory images (N, 3, S, S) uint8 with int64 labels; items are (image, int label)."""
+
+    def __init__(self, images: Tensor, labels: Tensor):
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, S, S), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+
+def load_splits(cfg: DataConfig) -> DatasetSplits:
+    """Load `cfg.dataset` from `cfg.root` and cap the labelled splits to cfg.max_eval_images."""
+    loaders: dict[str, Callable[[DataConfig], DatasetSplits]] = {
+        "digits": _digits,
+        "cifar10": _cifar,
+        "cifar100": _cifar,
+        "stl10": _stl10,
+        "imagefolder": _imagefolder,
+    }
+    if cfg.dataset not in loaders:
+        raise ValueError(f"data.dataset: {cfg.dataset!r} is not one of: {', '.join(loaders)}")
+    splits = loaders[cfg.dataset](cfg)
+    if cfg.max_eval_images > 0:
+        splits.train = _cap(splits.train, cfg.max_eval_images)
+        splits.test = _cap(splits.test, cfg.max_eval_images)
+    return splits
+
+
+def _cap(dataset: Dataset, n: int) -> Dataset:
+    """A fixed random subset of n items (sorted indices), or the dataset if it has <= n."""
+    if len(dataset) <= n:
+        return dataset
+    gen = torch.Generator().manual_seed(EVAL_SUBSET_SEED)
+    indices = torch.randperm(len(dataset), generator=gen)[:n].sort().values
+    return Subset(dataset, indices.tolist())
+
+
+def _from_hwc(data: np.ndarray, labels) -> ImageTensorDataset:
+    """(N, H, W, 3) uint8 array + labels -> ImageTensorDataset of (N, 3, H, W)."""
+    images = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
+    return ImageTensorDataset(images, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
+
+
+# --------------------------------------------------------------------------- digits
+
+
+def _digits(cfg: DataConfig) -> DatasetSplits:
+    """sklearn's bundled 8x8 digits, upsampled to image_size; stratified 80/20 split (seed 0).
+
+    mean/std are measured on the upsampled train split (all channels equal: grey images).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    grey = torch.from_numpy(digits.images).float() * (255.0 / 16.0)  # (N, 8, 8), 0..255
+    grey = torch.nn.functional.interpolate(
+        grey[:, None], size=(cfg.image_size, cfg.image_size), mode="bilinear",
+        align_corners=False,
+    )
+    images = grey.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    labels = torch.from_numpy(digits.target).to(torch.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=0.2, stratify=digits.target, random_state=0
+    )
+    train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
+    train = ImageTensorDataset(images[train_idx], labels[train_idx])
+    test = ImageTensorDataset(images[test_idx], labels[test_idx])
+    pixels = train.images[:, 0].float() / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    return DatasetSplits(train, train, test, 10, (mean,) * 3, (std,) * 3)
+
+
+# --------------------------------------------------------------------------- torchvision sets
+
+
+def _root(cfg: DataConfig) -> Path:
+    """The dataset folder; raise a clear error if it is unset or (without download) absent."""
+    if not cfg.root:
+        raise FileNotFoundError(f"data.root: required for dataset {cfg.dataset!r}: the folder "
+                                "holding its files")
+    root = Path(cfg.root).expanduser()
+    if not cfg.download and not root.is_dir():
+        raise FileNotFoundError(f"data.root: {root} is not a folder; point it at the "
+                                f"{cfg.dataset} files or set data.download=true")
+    return root
+
+
+def _check_files(root: Path, cls: type, names: list[str], cfg: DataConfig) -> None:
+    """Raise FileNotFoundError naming data.root if torchvision's folder or files are missing."""
+    if cfg.download:
+        return
+    folder = root / cls.base_folder
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.root: {root} has no {cls.base_folder!r} folder; "
+                                "download it or set data.download=true")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"data.root: {folder} lacks {', '.join(missing)}; "
+                                "re-download it or set data.download=true")
+
+
+def _open(cls: type, root: Path, cfg: DataConfig, **kwargs):
+    """Construct a torchvision dataset, turning its terse errors into ones naming data.root."""
+    try:
+        return cls(str(root), download=cfg.download, **kwargs)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise ValueError(f"data.root: the {cls.base_folder!r} files in {root} failed "
+                         f"torchvision's integrity (md5) check ({err}); delete them and "
+                         "re-download (data.download=true)") from err
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+        raise ValueError(f"data.root: the {cls.base_folder!r} files in {root} are not in "
+                         f"the expected format ({type(err).__name__}: {err})") from err
+
+
+def _cifar(cfg: DataConfig) -> DatasetSplits:
+    """CIFAR-10/100 python batches, held in memory; pretrain = train = the 50k train images."""
+    ten = cfg.dataset == "cifar10"
+    cls = torchvision.datasets.CIFAR10 if ten else torchvision.datasets.CIFAR100
+    root = _root(cfg)
+    files = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    _check_files(root, cls, files, cfg)
+    train_set = _open(cls, root, cfg, train=True)
+    test_set = _open(cls, root, cfg, train=False)
+    train = _from_hwc(train_set.data, train_set.targets)
+    test = _from_hwc(test_set.data, test_set.targets)
+    mean, std = CIFAR10_STATS if ten else CIFAR100_STATS
+    return DatasetSplits(train, train, test, len(train_set.classes), mean, std)
+
+
+def _stl10(cfg: DataConfig) -> DatasetSplits:
+    """STL-10 binaries in memory: pretrain = train+unlabeled; train = its labelled 5k prefix."""
+    cls = torchvision.datasets.STL10
+    root = _root(cfg)
+    _check_files(root, cls, [name for name, _ in cls.train_list + cls.test_list], cfg)
+    pre_set = _open(cls, root, cfg, split="train+unlabeled")
+    test_set = _open(cls, root, cfg, split="test")
+    pretrain = ImageTensorDataset(torch.from_numpy(np.ascontiguousarray(pre_set.data)),
+                                  torch.from_numpy(pre_set.labels.astype(np.int64)))
+    n_labelled = int((pretrain.labels >= 0).sum())  # torchvision puts the labelled ones first
+    train = ImageTensorDataset(pretrain.images[:n_labelled], pretrain.labels[:n_labelled])
+    test = ImageTensorDataset(torch.from_numpy(np.ascontiguousarray(test_set.data)),
+                              torch.from_numpy(test_set.labels.astype(np.int64)))
+    return DatasetSplits(pretrain, train, test, 10, *IMAGENET_STATS)
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _load_rgb(path: str) -> Image.Image:
+    """Decode one image file as RGB, naming the file if it is not a readable image."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"data.root: image file {path} could not be decoded ({err})") from err
+
+
+def _image_folder(folder: Path, side: int) -> torchvision.datasets.ImageFolder:
+    """One split folder of class sub-folders; items are centre crops (3, side, side) uint8."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.root: {folder.parent} has no {folder.name!r} folder; "
+                                "expected train/ and val/, each with one folder per class")
+    transform = v2.Compose([v2.Resize(side), v2.CenterCrop(side), v2.PILToTensor()])
+    try:
+        return torchvision.datasets.ImageFolder(str(folder), transform=transform,
+                                                loader=_load_rgb)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"data.root: {folder} must hold one sub-folder of images per "
+                                f"class ({err})") from err
+
+
+def _imagefolder(cfg: DataConfig) -> DatasetSplits:
+    """root/train and root/val class folders, decoded lazily with PIL.
+
+    Images are resized (shorter side) to round(image_size * 8 / 7) and centre-cropped to a square
+    of that side (256 for 224), so random crops and the eval resize both start from it.
+    """
+    root = _root(cfg)
+    side = round(cfg.image_size * 8 / 7)
+    train = _image_folder(root / "train", side)
+    test = _image_folder(root / "val", side)
+    if train.class_to_idx != test.class_to_idx:
+        raise ValueError(f"data.root: {root}/train and {root}/val must hold the same class "
+                         f"folders; got {train.classes} and {test.classes}")
+    return DatasetSplits(train, train, test, len(train.classes), *IMAGENET_STATS)
