@@ -139,7 +139,7 @@ class EvalConfig:
     linear_epochs: int = 100
     linear_lr: float = 0.1
     linear_batch_size: int = 256
-    collapse_threshold: float = 0.1  # embedding std * sqrt(d) below this = collapsed
+    collapse_threshold: float = 0.02  # embedding std * sqrt(d) below this = collapsed
 
 
 @dataclass
@@ -284,6 +284,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(name, f"expected a number, got {value!r}")
     if hint is str:
         if isinstance(value, str):

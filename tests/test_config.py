@@ -52,10 +52,12 @@ def test_overrides_parse_yaml_values_and_leave_the_preset_alone():
     base = get_preset("cpu-mini")
     cfg = apply_overrides(base, ["method.tau_base=0.9", "data.batch_size=128",
                                  "method.predictor=false", "augment.blur_p=[0, 0.5]",
-                                 "eval.knn_k=[5]", "scaling.use_gpu=false"])
+                                 "eval.knn_k=[5]", "scaling.use_gpu=false",
+                                 "optim.weight_decay=1e-4"])
     assert cfg.method.tau_base == 0.9 and cfg.data.batch_size == 128
     assert cfg.method.predictor is False and cfg.augment.blur_p == (0.0, 0.5)
     assert cfg.eval.knn_k == (5,) and cfg.scaling.use_gpu == "false"
+    assert cfg.optim.weight_decay == 1e-4  # YAML 1.1 reads "1e-4" as text
     assert base.method.tau_base == 0.99 and base.method.predictor is True
 
 

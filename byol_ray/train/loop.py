@@ -8,6 +8,7 @@ checkpoint if Ray hands one over; then per epoch: train, evaluate when due, repo
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -143,7 +144,7 @@ def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
         state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
-    print(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}", flush=True)
+    _say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
     return int(state["epoch"])
 
 
@@ -182,7 +183,7 @@ class _Logger:
             self.first_epoch, self.started = epoch, time.perf_counter()
         if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
             return
-        print(self._line(epoch, metrics), flush=True)
+        _say(self._line(epoch, metrics))
 
     def _line(self, epoch: int, metrics: dict[str, float]) -> str:
         parts = [f"[byol-ray] epoch {epoch}/{self.cfg.train.epochs}"]
@@ -196,6 +197,12 @@ class _Logger:
         parts += [f"{k.removeprefix('eval/')} {v:.2f}" for k, v in metrics.items()
                   if k.startswith("eval/")]
         return " | ".join(parts)
+
+
+def _say(line: str) -> None:
+    """One console line. Not print(): Ray Train patches print and would show it twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def _clock(seconds: float) -> str:
