@@ -42,3 +42,13 @@ def test_train_with_bad_config_fails_fast_through_the_console_script():
     assert proc.returncode == 2
     assert "data.batch_size: 7 is not divisible by scaling.num_workers=2" in proc.stderr
     assert "ray" not in proc.stdout.lower()
+
+
+def test_train_with_a_missing_dataset_exits_2_before_ray_starts(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cifar10", "--set",
+         f"data.root={tmp_path}"], capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "data.root:" in proc.stderr and "cifar-10-batches-py" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr

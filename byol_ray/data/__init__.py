@@ -1,13 +1,14 @@
 """Datasets as uint8 image tensors, and BYOL's batched view augmentations."""
 
 from byol_ray.data.augment import BatchAugment, ViewParams, eval_transform, view_params
-from byol_ray.data.datasets import DatasetSplits, ImageTensorDataset, load_splits
+from byol_ray.data.datasets import DatasetSplits, ImageTensorDataset, check_dataset, load_splits
 
 __all__ = [
     "BatchAugment",
     "DatasetSplits",
     "ImageTensorDataset",
     "ViewParams",
+    "check_dataset",
     "eval_transform",
     "load_splits",
     "view_params",

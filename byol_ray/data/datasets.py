@@ -27,6 +27,11 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 EVAL_SUBSET_SEED = 0  # seed of the max_eval_images subsets
+_TORCHVISION_CLASSES = {
+    "cifar10": torchvision.datasets.CIFAR10,
+    "cifar100": torchvision.datasets.CIFAR100,
+    "stl10": torchvision.datasets.STL10,
+}
 
 
 @dataclass
@@ -76,6 +81,22 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
         splits.train = _cap(splits.train, cfg.max_eval_images)
         splits.test = _cap(splits.test, cfg.max_eval_images)
     return splits
+
+
+def check_dataset(cfg: DataConfig) -> None:
+    """Fail fast, before any worker starts, if the dataset's folders or files are missing.
+
+    Raises FileNotFoundError whose message starts with the field (`data.root: ...`).
+    """
+    if cfg.dataset == "digits":
+        return
+    root = _root(cfg)
+    if cfg.dataset == "imagefolder":
+        for split in ("train", "val"):
+            _split_folder(root / split)
+        return
+    cls = _TORCHVISION_CLASSES[cfg.dataset]
+    _check_files(root, cls, _file_names(cls), cfg)
 
 
 def _cap(dataset: Dataset, n: int) -> Dataset:
@@ -152,6 +173,13 @@ def _check_files(root: Path, cls: type, names: list[str], cfg: DataConfig) -> No
                                 "re-download it or set data.download=true")
 
 
+def _file_names(cls: type) -> list[str]:
+    """The files a torchvision CIFAR/STL-10 class reads (its md5-checked lists)."""
+    names = [name for name, _ in cls.train_list + cls.test_list]
+    meta = getattr(cls, "meta", None)  # CIFAR's batches.meta / meta
+    return names + ([meta["filename"]] if meta else [])
+
+
 def _open(cls: type, root: Path, cfg: DataConfig, **kwargs):
     """Construct a torchvision dataset, turning its terse errors into ones naming data.root."""
     try:
@@ -167,16 +195,14 @@ def _open(cls: type, root: Path, cfg: DataConfig, **kwargs):
 
 def _cifar(cfg: DataConfig) -> DatasetSplits:
     """CIFAR-10/100 python batches, held in memory; pretrain = train = the 50k train images."""
-    ten = cfg.dataset == "cifar10"
-    cls = torchvision.datasets.CIFAR10 if ten else torchvision.datasets.CIFAR100
+    cls = _TORCHVISION_CLASSES[cfg.dataset]
     root = _root(cfg)
-    files = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-    _check_files(root, cls, files, cfg)
+    _check_files(root, cls, _file_names(cls), cfg)
     train_set = _open(cls, root, cfg, train=True)
     test_set = _open(cls, root, cfg, train=False)
     train = _from_hwc(train_set.data, train_set.targets)
     test = _from_hwc(test_set.data, test_set.targets)
-    mean, std = CIFAR10_STATS if ten else CIFAR100_STATS
+    mean, std = CIFAR10_STATS if cfg.dataset == "cifar10" else CIFAR100_STATS
     return DatasetSplits(train, train, test, len(train_set.classes), mean, std)
 
 
@@ -184,7 +210,7 @@ def _stl10(cfg: DataConfig) -> DatasetSplits:
     """STL-10 binaries in memory: pretrain = train+unlabeled; train = its labelled 5k prefix."""
     cls = torchvision.datasets.STL10
     root = _root(cfg)
-    _check_files(root, cls, [name for name, _ in cls.train_list + cls.test_list], cfg)
+    _check_files(root, cls, _file_names(cls), cfg)
     pre_set = _open(cls, root, cfg, split="train+unlabeled")
     test_set = _open(cls, root, cfg, split="test")
     pretrain = ImageTensorDataset(torch.from_numpy(np.ascontiguousarray(pre_set.data)),
@@ -208,11 +234,15 @@ def _load_rgb(path: str) -> Image.Image:
         raise ValueError(f"data.root: image file {path} could not be decoded ({err})") from err
 
 
-def _image_folder(folder: Path, side: int) -> torchvision.datasets.ImageFolder:
-    """One split folder of class sub-folders; items are centre crops (3, side, side) uint8."""
+def _split_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root: {folder.parent} has no {folder.name!r} folder; "
                                 "expected train/ and val/, each with one folder per class")
+
+
+def _image_folder(folder: Path, side: int) -> torchvision.datasets.ImageFolder:
+    """One split folder of class sub-folders; items are centre crops (3, side, side) uint8."""
+    _split_folder(folder)
     transform = v2.Compose([v2.Resize(side), v2.CenterCrop(side), v2.PILToTensor()])
     try:
         return torchvision.datasets.ImageFolder(str(folder), transform=transform,

@@ -17,6 +17,7 @@ from ray.train.torch import TorchTrainer
 
 from byol_ray import tracking
 from byol_ray.config import Config, ConfigError, to_dict, validate
+from byol_ray.data import check_dataset
 from byol_ray.train.loop import train_worker
 
 
@@ -79,7 +80,7 @@ def run_pretraining(
     address: str | None = None,
 ) -> RunResult:
     """Validate, connect to Ray, and run one pretraining run tracked in MLflow."""
-    validate(cfg)
+    preflight(cfg)
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
     os.environ[tracking.TRACKING_URI_ENV] = uri
     connect(address)
@@ -93,6 +94,16 @@ def run_pretraining(
     tracking.end_run(uri, run_id)
     checkpoint = result.checkpoint.path if result.checkpoint else None
     return RunResult(run_id, dict(result.metrics or {}), checkpoint)
+
+
+def preflight(cfg: Config) -> None:
+    """Every check that needs no worker: config values and the dataset's files."""
+    validate(cfg)
+    try:
+        check_dataset(cfg.data)
+    except FileNotFoundError as error:
+        field, _, message = str(error).partition(": ")
+        raise ConfigError(field, message) from None
 
 
 def _check_resources(cfg: Config) -> None:

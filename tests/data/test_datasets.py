@@ -14,7 +14,7 @@ import torchvision.datasets.stl10
 from PIL import Image
 
 from byol_ray.config import DataConfig
-from byol_ray.data import DatasetSplits, load_splits
+from byol_ray.data import DatasetSplits, check_dataset, load_splits
 
 
 def _exists_only(fpath, md5=None) -> bool:
@@ -259,3 +259,19 @@ def test_digits_splits_and_determinism():
     assert torch.equal(splits.train.labels, again.train.labels)
     capped = load_splits(DataConfig(dataset="digits", image_size=8, max_eval_images=100))
     assert (len(capped.pretrain), len(capped.train), len(capped.test)) == (1437, 100, 100)
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "stl10", "imagefolder"])
+def test_check_dataset_fails_fast_on_an_empty_root(tmp_path, dataset):
+    with pytest.raises(FileNotFoundError, match=r"^data\.root: "):
+        check_dataset(DataConfig(dataset=dataset, root=str(tmp_path)))
+
+
+def test_check_dataset_accepts_complete_folders(tmp_path):
+    write_cifar10(tmp_path / "c10")
+    check_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "c10")))
+    check_dataset(DataConfig(dataset="digits"))
+    check_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "new"), download=True))
