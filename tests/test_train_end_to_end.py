@@ -93,6 +93,12 @@ def test_random_init_run_only_evaluates(ray_cluster, tmp_path):
     assert {"eval/knn_top1", "eval/linear_top1", "eval/embedding_std"} <= set(metrics)
 
 
+def test_simclr_trains_through_the_same_plumbing(ray_cluster, tmp_path):
+    metrics = _pretrain(tmp_path, "method.name=simclr", "train.epochs=2")
+    assert metrics["train/loss"] > 0 and "train/tau" not in metrics
+    assert {"eval/knn_top1", "eval/linear_top1"} <= set(metrics)
+
+
 def test_a_failing_run_ends_failed_with_its_reason(ray_cluster, tmp_path):
     from byol_ray.train.trainer import run_pretraining
 
@@ -106,3 +112,57 @@ def test_a_failing_run_ends_failed_with_its_reason(ray_cluster, tmp_path):
     assert run.info.status == "FAILED"
     assert "diverged" in run.data.tags["failure_reason"] or "nan" in run.data.tags[
         "failure_reason"].lower()
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_cluster, tmp_path):
+    """FailureConfig: SIGKILL a Ray Train worker after the first checkpoint; the group restarts
+    from that checkpoint (the epoch-0 baseline is not evaluated twice) and the run finishes."""
+    import signal
+    import threading
+    import time
+
+    from byol_ray.train.trainer import run_pretraining
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = resolve_config("cpu-mini", ["train.epochs=16", "train.checkpoint_every=4",
+                                      "eval.eval_every=16", "scaling.max_failures=1"])
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=run_pretraining(cfg, uri, storage_path=str(tmp_path / "ray"))))
+    thread.start()
+    # Kill once the epoch-4 checkpoint is surely registered: two epochs after it were logged.
+    deadline = time.monotonic() + 300
+    while not (list((tmp_path / "ray").rglob("state.pt")) and _last_logged_epoch(uri) >= 6):
+        assert time.monotonic() < deadline and thread.is_alive(), "no checkpoint appeared"
+        time.sleep(0.2)
+    os.kill(_train_worker_pids()[0], signal.SIGKILL)
+    thread.join(timeout=400)
+    assert "result" in outcome, "the run did not recover"
+
+    client, run = _only_run(uri)
+    assert run.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.info.run_id, "baseline/knn_top1")) == 1
+    steps = {m.step for m in client.get_metric_history(run.info.run_id, "train/loss")}
+    assert steps == set(range(1, 17))
+
+
+def _train_worker_pids() -> list[int]:
+    """Ray names its actor processes by class (`ray::RayTrainWorker...`), as `ps` shows."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if proc.name.isdigit() and cmdline.startswith(b"ray::RayTrainWorker"):
+            pids.append(int(proc.name))
+    assert pids, "no Ray Train worker process found"
+    return pids
+
+
+def _last_logged_epoch(uri: str) -> int:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("byol-ray")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    history = client.get_metric_history(runs[0].info.run_id, "train/loss") if runs else []
+    return max((m.step for m in history), default=0)

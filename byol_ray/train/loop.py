@@ -7,6 +7,7 @@ checkpoint if Ray hands one over; then per epoch: train, evaluate when due, repo
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import tempfile
@@ -33,6 +34,7 @@ CHECKPOINT_FILE = "state.pt"
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: pretrain `loop_config["cfg"]`, logging to MLflow run `run_id`."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # our own line per epoch suffices
     cfg = from_dict(loop_config["cfg"])
     run_id: str = loop_config["run_id"]
     tracking_uri: str = loop_config["tracking_uri"]
