@@ -8,6 +8,7 @@ import sys
 
 import yaml
 
+from byol_ray import sweep_cli
 from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
 from byol_ray.presets import DESCRIPTIONS, PRESETS, get_preset
 
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="Ray cluster to join ('auto' = the running one); default: start "
                             "a local cluster")
     train.set_defaults(handler=_train)
+    sweep_cli.add_commands(commands)
     return parser
 
 

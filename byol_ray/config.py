@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 
     def __init__(self, field_name: str, message: str):
         super().__init__(f"{field_name}: {message}")
-        self.field = field_name
+        self.field, self.message = field_name, message
 
 
 @dataclass
@@ -83,6 +83,7 @@ class ModelConfig:
 
     encoder: str = "resnet50"
     cifar_stem: bool = False  # 3x3 stride-1 first conv, no max-pool (small images)
+    width: int = 32  # small_cnn: channels of its first block (D = 4 * width)
     proj_hidden_dim: int = 4096
     proj_dim: int = 256
     pred_hidden_dim: int = 4096
@@ -126,6 +127,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 10  # epochs between checkpoints (0 = only at the end)
     amp: bool = False  # bfloat16 autocast, on GPU only
+    accumulate_steps: int = 1  # batches per optimiser step and target update [P Fig. 3a]
     log_every: int = 1  # epochs between console progress lines
 
 
@@ -365,7 +367,7 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
         raise ConfigError("augment.blur_sigma", f"{list(a.blur_sigma)}: need 0 < min <= max")
 
     _choice("model.encoder", m.encoder, ENCODERS)
-    for name in ("proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
+    for name in ("width", "proj_hidden_dim", "proj_dim", "pred_hidden_dim"):
         _range(f"model.{name}", getattr(m, name), 1)
 
     _choice("method.name", me.name, METHODS)
@@ -385,6 +387,7 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("train.epochs", t.epochs, 0)
     _range("train.checkpoint_every", t.checkpoint_every, 0)
     _range("train.log_every", t.log_every, 1)
+    _range("train.accumulate_steps", t.accumulate_steps, 1, 1024)
 
     _range("eval.eval_every", e.eval_every, 0)
     if not e.knn_k or any(k < 1 for k in e.knn_k):

@@ -37,7 +37,7 @@ def cpu_mini() -> Config:
         # Digits are 8x8 and not mirror-symmetric (a flipped 2 is no 2): milder crops, no flip.
         augment=AugmentConfig(crop_scale=(0.3, 1.0), flip_p=0.0, blur_p=(0.5, 0.1)),
         model=ModelConfig(
-            encoder="small_cnn", proj_hidden_dim=256, proj_dim=64, pred_hidden_dim=256
+            encoder="small_cnn", width=16, proj_hidden_dim=256, proj_dim=64, pred_hidden_dim=256
         ),
         method=MethodConfig(tau_base=0.99),
         optim=OptimConfig(

@@ -86,6 +86,8 @@ def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = 
     """Mark the run FINISHED, or FAILED with the reason in the `failure_reason` tag."""
     client = MlflowClient(tracking_uri)
     if error is None:
+        if "failure_reason" in client.get_run(run_id).data.tags:  # an earlier try failed
+            client.delete_tag(run_id, "failure_reason")
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         return
     reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"

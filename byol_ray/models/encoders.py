@@ -7,8 +7,6 @@ from torch import nn
 
 from byol_ray.config import ModelConfig
 
-SMALL_CNN_DIM = 128
-
 
 def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
     layers: list[nn.Module] = [
@@ -19,16 +17,17 @@ def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
     return [*layers, nn.MaxPool2d(2)] if pool else layers
 
 
-def small_cnn() -> nn.Sequential:
-    """A 3-block CNN (32 -> 64 -> 128 channels) with global average pooling, D = 128.
+def small_cnn(width: int = 32) -> nn.Sequential:
+    """A 3-block CNN (width -> 2 width -> 4 width channels) with global average pooling.
 
-    Fast enough to pretrain on CPU on 16-32 px images, for demos and tests; any input
-    of at least 8x8 pixels works (two 2x max-pools, then a global pool).
+    Its representation has D = 4 * width. Fast enough to pretrain on CPU on 16-32 px images,
+    for demos and tests; any input of at least 8x8 pixels works (two 2x max-pools, then a
+    global pool).
     """
     return nn.Sequential(
-        *_block(3, 32, pool=True),
-        *_block(32, 64, pool=True),
-        *_block(64, SMALL_CNN_DIM, pool=False),
+        *_block(3, width, pool=True),
+        *_block(width, 2 * width, pool=True),
+        *_block(2 * width, 4 * width, pool=False),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )
@@ -52,7 +51,7 @@ def build_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     2048), optionally with the 3x3 stride-1 CIFAR stem; `small_cnn` is for CPU demos.
     """
     if cfg.encoder == "small_cnn":
-        return small_cnn(), SMALL_CNN_DIM
+        return small_cnn(cfg.width), 4 * cfg.width
     if cfg.encoder in ("resnet18", "resnet50"):
         return _resnet(cfg.encoder, cfg.cifar_stem)
     raise ValueError(f"unknown encoder {cfg.encoder!r}; expected small_cnn, resnet18 or resnet50")

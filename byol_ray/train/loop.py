@@ -7,7 +7,7 @@ checkpoint if Ray hands one over; then per epoch: train, evaluate when due, repo
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import math
 import sys
 import tempfile
@@ -34,7 +34,6 @@ CHECKPOINT_FILE = "state.pt"
 
 def train_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: pretrain `loop_config["cfg"]`, logging to MLflow run `run_id`."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # our own line per epoch suffices
     cfg = from_dict(loop_config["cfg"])
     run_id: str = loop_config["run_id"]
     tracking_uri: str = loop_config["tracking_uri"]
@@ -65,9 +64,11 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             f"data.batch_size: {cfg.data.batch_size} is larger than the pretraining split "
             f"({len(splits.pretrain)} images); no full batch per epoch"
         )
-    total_steps = cfg.train.epochs * steps_per_epoch
-    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
-    peak_lr = cfg.optim.lr(cfg.data.batch_size)
+    # An optimiser step (and a target update) every `accumulate` batches [P Fig. 3a].
+    accumulate = cfg.train.accumulate_steps
+    total_steps = cfg.train.epochs * steps_per_epoch // accumulate
+    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch / accumulate)
+    peak_lr = cfg.optim.lr(cfg.data.batch_size * accumulate)
     view_t, view_t_prime = view_params(cfg.augment)
     augment_t = BatchAugment(view_t, cfg.data.image_size, splits.mean, splits.std).to(device)
     augment_t_prime = BatchAugment(
@@ -77,35 +78,43 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     amp = cfg.train.amp and device.type == "cuda"
 
     log = _Logger(cfg, run_id, tracking_uri, rank)
+    clock = _Stopwatch()
     if not is_training:  # the random-init baseline: one evaluation is the whole run
-        final = evaluate(method, splits, cfg, device, rank, world, linear=True)
-        log.epoch(0, final)
+        with clock("eval"):
+            final = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        log.epoch(0, final | clock.totals())
         _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
         return
     start_epoch = _restore(method, optimizer)
     if start_epoch == 0:  # the untrained encoder: where the curves start, and the baseline
-        baseline = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        with clock("eval"):
+            baseline = evaluate(method, splits, cfg, device, rank, world, linear=True)
         log.epoch(0, baseline | {f"baseline/{k.removeprefix('eval/')}": v
                                  for k, v in baseline.items()})
 
+    lr, extras = 0.0, {}
+    optimizer.zero_grad(set_to_none=True)
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         model.train()
-        started, loss_sum, extras = time.perf_counter(), torch.zeros((), device=device), {}
+        started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
         for i, (images, _) in enumerate(loader):
-            step = epoch * steps_per_epoch + i
+            batch_index = epoch * steps_per_epoch + i
+            step = batch_index // accumulate
             lr = lr_at(step, total_steps, warmup_steps, peak_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images = images.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = model(augment_t(images), augment_t_prime(images))
-            optimizer.zero_grad(set_to_none=True)
-            outputs["loss"].backward()
-            optimizer.step()
-            extras = method.after_step(step + 1, total_steps)
+            (outputs["loss"] / accumulate).backward()
+            if (batch_index + 1) % accumulate == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                extras = method.after_step(step + 1, total_steps)
             loss_sum += outputs["loss"].detach()
         seconds = time.perf_counter() - started
+        clock.add("train", seconds)
         loss = _mean_over_workers(loss_sum / steps_per_epoch, world)
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
@@ -117,11 +126,33 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         }
         done = epoch + 1
         if _due(done, cfg.eval.eval_every, cfg.train.epochs):
-            metrics |= evaluate(method, splits, cfg, device, rank, world,
-                                linear=done == cfg.train.epochs)
-        log.epoch(done, metrics)
+            with clock("eval"):
+                metrics |= evaluate(method, splits, cfg, device, rank, world,
+                                    linear=done == cfg.train.epochs)
+        log.epoch(done, metrics | clock.totals())
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
         _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
+
+
+class _Stopwatch:
+    """Seconds spent per phase (train, eval), logged as `time/<phase>_s` running totals."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - started)
+
+    def totals(self) -> dict[str, float]:
+        return {f"time/{phase}_s": value for phase, value in self.seconds.items()}
 
 
 def _due(epoch: int, every: int, last: int) -> bool:

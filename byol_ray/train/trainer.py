@@ -54,8 +54,13 @@ def build_trainer(
     tracking_uri: str,
     storage_path: str | None = None,
     name: str | None = None,
+    callbacks: list | None = None,
 ) -> TorchTrainer:
-    """A TorchTrainer that runs `train_worker` on `scaling.num_workers` workers."""
+    """A TorchTrainer that runs `train_worker` on `scaling.num_workers` workers.
+
+    A run with the same `name` and `storage_path` as an earlier one resumes from its last
+    checkpoint (Ray Train V2 restores its checkpoint manager from storage).
+    """
     gpu = use_gpu(cfg)
     resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
     return TorchTrainer(
@@ -66,11 +71,17 @@ def build_trainer(
         ),
         run_config=ray.train.RunConfig(
             name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
-            storage_path=storage_path and str(Path(storage_path).expanduser().resolve()),
+            storage_path=storage_path and absolute_storage(storage_path),
             failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
         ),
     )
+
+
+def absolute_storage(path: str) -> str:
+    """Local folders made absolute (workers run elsewhere); s3://, gs://, ... kept as given."""
+    return path if "://" in path else str(Path(path).expanduser().resolve())
 
 
 def run_pretraining(
@@ -84,12 +95,12 @@ def run_pretraining(
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
     os.environ[tracking.TRACKING_URI_ENV] = uri
     connect(address)
-    _check_resources(cfg)
+    check_resources(cfg)
     run_id = tracking.start_run(cfg, uri)
     try:
         result = build_trainer(cfg, run_id, uri, storage_path).fit()
     except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
-        tracking.end_run(uri, run_id, _root_cause(error))
+        tracking.end_run(uri, run_id, root_cause(error))
         raise
     tracking.end_run(uri, run_id)
     checkpoint = result.checkpoint.path if result.checkpoint else None
@@ -106,7 +117,7 @@ def preflight(cfg: Config) -> None:
         raise ConfigError(field, message) from None
 
 
-def _check_resources(cfg: Config) -> None:
+def check_resources(cfg: Config) -> None:
     """Fail fast when the cluster can never host the worker group (instead of hanging)."""
     total = ray.cluster_resources()
     need_cpus = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
@@ -124,7 +135,7 @@ def _check_resources(cfg: Config) -> None:
         )
 
 
-def _root_cause(error: BaseException) -> str:
+def root_cause(error: BaseException) -> str:
     """The most specific message in a Ray error chain, for the MLflow failure tag."""
     text = f"{type(error).__name__}: {error}"
     worker_errors = re.findall(r"(\w+(?:Error|Exception): [^\n]+)", text)

@@ -1,0 +1,312 @@
+"""Ablation grids as Ray Tune sweeps: one Tune trial = one Ray Train pretraining run.
+
+A `Grid` is data (see `sweeps/*.py`): per preset, the cells of one ablation. `plan` expands
+cells x seeds (plus one random-init baseline) into validated trial configs; `run_sweep` opens
+one MLflow parent run for the sweep and one child run per trial, skips trials whose child run
+already FINISHED (that is what `--resume` and `byol-ray reproduce` rely on), and runs the rest
+as Tune trials whose `TorchTrainer` reports to Tune through `TuneReportCallback`. A trial's
+Train run has a stable name, so a re-run continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
+from byol_ray.presets import get_preset
+
+# Sweep-wide settings per preset, before the user's --set: on cpu-mini every trial is one
+# Ray Train worker so that two trials share the 2 cores of a laptop side by side.
+PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "cpu-mini": ("scaling.num_workers=1", "train.epochs=20", "eval.eval_every=0",
+                 "train.checkpoint_every=5"),
+}
+RANDOM_INIT = "random_init"
+TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a grid: the method, the axis value tables show, the config overrides."""
+
+    method: str  # byol | simclr | random_init
+    ablation: str  # the axis: batch_size, recipe, strength, tau_base, target_network, ...
+    value: str  # the axis value as tables show it, e.g. "0.99" or "remove_flip"
+    overrides: tuple[str, ...] = ()
+
+    def key(self, seed: int) -> str:
+        """Stable trial name: the same cell and seed always map to the same MLflow run."""
+        if self.method == RANDOM_INIT:
+            return "random-init"
+        return f"{self.method}-{self.ablation}={self.value}-s{seed}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An ablation grid: a name and, per preset, its cells."""
+
+    name: str
+    description: str
+    cells: Callable[[str], list[Cell]]  # preset -> cells (GPU presets: the paper's values)
+
+
+@dataclass
+class Trial:
+    """A cell at one seed, with its fully resolved config."""
+
+    key: str
+    cell: Cell
+    seed: int
+    cfg: Config
+    run_id: str | None = None
+    status: str = "NEW"  # MLflow status of its child run when the sweep starts
+
+
+@dataclass
+class SweepOptions:
+    """Everything `run_sweep` needs besides the grid; the CLI fills it."""
+
+    preset: str
+    overrides: list[str] = field(default_factory=list)
+    seeds: int = 1
+    only: list[str] = field(default_factory=list)  # globs over trial keys
+    name: str = ""  # default: "<grid>-<preset>"
+    resume: bool = False
+    tracking_uri: str = ""
+    storage: str = ""  # default: ~/ray_results
+    address: str | None = None
+    concurrent: int = 0  # 0: as many as the cluster fits
+
+
+def sweep_name(grid: Grid, options: SweepOptions) -> str:
+    """The sweep's name: MLflow parent run name and Tune experiment name."""
+    return options.name or f"{grid.name}-{options.preset}"
+
+
+def experiment_name(grid: Grid, preset: str) -> str:
+    """One MLflow experiment per sweep grid and preset, e.g. "ema_decay/cpu-mini"."""
+    return f"{grid.name}/{preset}"
+
+
+def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Trial]:
+    """The sweep's trials with validated configs; bad input raises ConfigError naming it."""
+    if options.seeds < 1:
+        raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
+    base = get_preset(options.preset)
+    cells = [*grid.cells(options.preset), Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
+    trials = []
+    for cell in cells:
+        for seed in range(1 if cell.method == RANDOM_INIT else options.seeds):
+            key = cell.key(seed)
+            if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
+                continue
+            overrides = [*PRESET_SWEEP_OVERRIDES.get(options.preset, ()), *options.overrides,
+                         *cell.overrides, f"method.name={cell.method}", f"train.seed={seed}",
+                         f"tracking.experiment={experiment_name(grid, options.preset)}",
+                         f"tracking.run_name={key}"]
+            cfg = apply_overrides(base, overrides)
+            try:
+                validate(cfg, check_paths=check_paths)
+            except ConfigError as error:
+                raise ConfigError(error.field, f"{error.message} (in trial {key})") from None
+            trials.append(Trial(key, cell, seed, cfg))
+    if not trials:
+        raise ConfigError("--only", f"{options.only} matches no trial of grid {grid.name!r}")
+    return trials
+
+
+def trial_table(trials: list[Trial]) -> str:
+    """The trials and the resources each asks for, as a fixed-width table (for --dry-run)."""
+    rows = [("trial", "method", "axis", "value", "workers", "per worker", "epochs")]
+    for t in trials:
+        s = t.cfg.scaling
+        gpu = "" if s.use_gpu == "false" else " (+1 GPU if present)"
+        rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(s.num_workers),
+                     f"{s.cpus_per_worker} CPU{gpu}", str(t.cfg.train.epochs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    workers = sum(t.cfg.scaling.num_workers for t in trials)
+    lines.append(f"{len(trials)} trials, {workers} Ray Train workers in all")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class SweepResult:
+    """Where a sweep's runs are and how its trials ended."""
+
+    name: str
+    experiment: str
+    parent_run_id: str
+    tracking_uri: str
+    trials: list[Trial]
+    seconds: dict[str, float]
+
+
+def run_sweep(grid: Grid, options: SweepOptions) -> SweepResult:
+    """Run (or resume) a grid as Tune trials tracked under one MLflow parent run."""
+    from byol_ray import tracking
+    from byol_ray.train.trainer import check_resources, connect, preflight
+
+    trials = plan(grid, options)
+    for t in trials:
+        preflight(t.cfg)
+    name = sweep_name(grid, options)
+    uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    started = time.perf_counter()
+    connect(options.address)
+    seconds = {"ray_start": time.perf_counter() - started}
+    for t in trials:
+        check_resources(t.cfg)
+
+    parent_id = _open_parent(grid, options, name, uri, trials[0].cfg)
+    _attach_child_runs(trials, parent_id, uri, grid, options, name)
+    todo = [t for t in trials if t.status != "FINISHED"]
+    skipped = len(trials) - len(todo)
+    print(f"[sweep {name}] {len(trials)} trials: {skipped} finished before, {len(todo)} to run; "
+          f"MLflow experiment {experiment_name(grid, options.preset)!r}, parent run "
+          f"{parent_id}", flush=True)
+    started = time.perf_counter()
+    if todo:
+        _tune(todo, name, parent_id, uri, options)
+    seconds["trials"] = time.perf_counter() - started
+    _refresh_status(trials, uri)
+    _end_parent(parent_id, uri, trials)
+    return SweepResult(name, experiment_name(grid, options.preset), parent_id, uri, trials,
+                       seconds)
+
+
+def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str, cfg: Config) -> str:
+    """The sweep's parent run: the newest one of this name when resuming, else a new one."""
+    from mlflow.tracking import MlflowClient
+
+    from byol_ray import tracking
+
+    client = MlflowClient(uri)
+    experiment_id = tracking.experiment_id_for(client, experiment_name(grid, options.preset))
+    if options.resume:
+        found = client.search_runs(
+            [experiment_id], f"tags.role = 'sweep' AND tags.sweep = '{name}'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        print(f"[sweep {name}] nothing to resume: starting it", flush=True)
+    run = client.create_run(experiment_id, run_name=name, tags={
+        "role": "sweep", "sweep": name, "grid": grid.name, "preset": options.preset,
+        "description": grid.description, "seeds": str(options.seeds),
+    })
+    client.log_param(run.info.run_id, "overrides", " ".join(options.overrides)[:6000])
+    return run.info.run_id
+
+
+def _attach_child_runs(trials: list[Trial], parent_id: str, uri: str, grid: Grid,
+                       options: SweepOptions, name: str) -> None:
+    """Give every trial its child run: the existing one (resume) or a new SCHEDULED one."""
+    from mlflow.tracking import MlflowClient
+
+    from byol_ray import tracking
+
+    client = MlflowClient(uri)
+    experiment_id = tracking.experiment_id_for(client, experiment_name(grid, options.preset))
+    existing = {
+        run.data.tags.get("trial"): run
+        for run in client.search_runs(
+            [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10000,
+        )
+    }
+    for t in trials:
+        if t.key in existing:
+            t.run_id, t.status = existing[t.key].info.run_id, existing[t.key].info.status
+            continue
+        t.run_id = tracking.start_run(t.cfg, uri, parent_run_id=parent_id, tags={
+            "role": "trial", "sweep": name, "grid": grid.name, "trial": t.key,
+            "seed": str(t.seed), "ablation": t.cell.ablation, "ablation_value": t.cell.value,
+        })
+        client.update_run(t.run_id, status="SCHEDULED")
+        t.status = "SCHEDULED"
+
+
+def _end_parent(parent_id: str, uri: str, trials: list[Trial]) -> None:
+    """FINISHED once every trial ran; failed trials are counted in a tag."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    client.set_tag(parent_id, "failed_trials", str(sum(t.status == "FAILED" for t in trials)))
+    client.set_terminated(parent_id, "FINISHED")
+
+
+def _refresh_status(trials: list[Trial], uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for t in trials:
+        t.status = client.get_run(t.run_id).info.status
+
+
+def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
+          options: SweepOptions) -> None:
+    """Run the trials with Ray Tune; a failed trial is recorded and the sweep goes on."""
+    import ray
+    from ray import tune
+
+    from byol_ray.sweep_progress import ProgressCallback
+    from byol_ray.train.trainer import absolute_storage
+
+    storage = absolute_storage(options.storage or "~/ray_results")
+    train_storage = f"{storage}/{name}-{parent_id[:8]}"
+    configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
+                "storage": train_storage} for t in trials]
+    tuner = tune.Tuner(
+        # A trial only drives its Train workers: no CPU of its own (Ray needs some resource).
+        tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
+        param_space={"trial": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=options.concurrent or _fits(trials, ray.cluster_resources()),
+            trial_name_creator=lambda trial: trial.config["trial"]["key"],
+            trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
+        ),
+        run_config=tune.RunConfig(
+            name=f"{name}-{parent_id[:8]}-{int(time.time())}", storage_path=storage,
+            callbacks=[ProgressCallback(name, total=len(trials))], verbose=0,
+        ),
+    )
+    tuner.fit()
+
+
+def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
+    """How many of the largest trial fit on the cluster at once (at least 1)."""
+    cpus = max(t.cfg.scaling.num_workers * t.cfg.scaling.cpus_per_worker for t in trials)
+    return max(1, int(resources.get("CPU", 1) // max(cpus, 1)))
+
+
+def run_trial(config: dict[str, Any]) -> None:
+    """Tune trainable: fit one TorchTrainer and end its MLflow child run."""
+    from mlflow.tracking import MlflowClient
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from byol_ray import tracking
+    from byol_ray.config import from_dict
+    from byol_ray.train.trainer import build_trainer, root_cause
+
+    trial = config["trial"]
+    cfg, uri, run_id = from_dict(trial["cfg"]), trial["tracking_uri"], trial["run_id"]
+    MlflowClient(uri).update_run(run_id, status="RUNNING")
+    started = time.perf_counter()
+    trainer = build_trainer(cfg, run_id, uri, storage_path=trial["storage"], name=trial["key"],
+                            callbacks=[TuneReportCallback()])
+    try:
+        trainer.fit()
+    except BaseException as error:
+        tracking.end_run(uri, run_id, root_cause(error))
+        raise
+    tracking.log_metrics(uri, run_id, {"time/trial_s": time.perf_counter() - started},
+                         step=cfg.train.epochs)
+    tracking.end_run(uri, run_id)

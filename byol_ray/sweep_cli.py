@@ -1,0 +1,165 @@
+"""Command line of the sweeps: `python sweeps/NAME.py`, `byol-ray sweep NAME`, `reproduce`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+from byol_ray.config import ConfigError
+from byol_ray.presets import PRESETS
+from byol_ray.sweep import Grid, SweepOptions, SweepResult, plan, run_sweep, trial_table
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+GRID_ORDER = ("ema_decay", "target_network", "batch_size", "augmentations")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser, with_seeds: bool = True) -> None:
+    """The options every sweep accepts."""
+    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value in every trial")
+    if with_seeds:
+        parser.add_argument("--seeds", type=int, default=1,
+                            help="repeat each cell K times (the paper averages 3)")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="run only trials whose name matches, e.g. 'byol-*'")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials and their resources; run nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish the newest sweep of this name: skip finished trials, "
+                             "continue the others from their last checkpoint")
+    parser.add_argument("--name", default="", help="sweep name (default: GRID-PRESET)")
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///mlflow.db here)")
+    parser.add_argument("--storage", default="",
+                        help="checkpoint storage: a folder or s3://, gs:// (default "
+                             "~/ray_results)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (default: the running cluster, else a new "
+                             "local one)")
+    parser.add_argument("--concurrent", type=int, default=0,
+                        help="max trials at once (default: as many as the cluster fits)")
+
+
+def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    """SweepOptions from parsed sweep options."""
+    return SweepOptions(
+        preset=args.preset, overrides=args.overrides, seeds=getattr(args, "seeds", 1),
+        only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
+        storage=args.storage, address=args.address, concurrent=args.concurrent,
+    )
+
+
+def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
+    """Entry point of `sweeps/NAME.py`: parse options, then dry-run or run the grid."""
+    parser = argparse.ArgumentParser(prog=f"sweeps/{grid.name}.py", description=grid.description)
+    add_sweep_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        return sweep_command(grid, options_from_args(args), args.dry_run)
+    except ConfigError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
+    """Print the plan (dry run) or run the sweep and print its summary; 1 if a trial failed."""
+    if dry_run:
+        print(f"{grid.name} ({grid.description}), preset {options.preset}")
+        print(trial_table(plan(grid, options, check_paths=False)))
+        return 0
+    result = run_sweep(grid, options)
+    print(summary(result))
+    return 1 if any(t.status == "FAILED" for t in result.trials) else 0
+
+
+def main_dry_run_keys(text: str) -> set[str]:
+    """The trial names in a --dry-run table (its first column), for scripts and tests."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("trial "))
+    return {line.split()[0] for line in lines[start + 1:] if line and " trials, " not in line}
+
+
+def load_grid(name: str) -> Grid:
+    """The GRID of `sweeps/NAME.py` in this checkout."""
+    path = SWEEPS_DIR / f"{name}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in SWEEPS_DIR.glob("*.py")) if SWEEPS_DIR.is_dir() else []
+        raise ConfigError("sweep", f"{name!r} is not one of: {', '.join(known) or '(none)'}")
+    spec = importlib.util.spec_from_file_location(f"byol_ray_sweeps.{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.GRID
+
+
+def summary(result: SweepResult) -> str:
+    """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.tracking_uri)
+    rows = [("trial", "axis", "value", "kNN top-1", "linear top-1", "collapsed", "status")]
+    for t in result.trials:
+        m = client.get_run(t.run_id).data.metrics
+
+        def pct(name: str, m=m) -> str:
+            return f"{m[name]:.1f}" if name in m else "–"
+
+        collapsed = {1.0: "yes", 0.0: "no"}.get(m.get("eval/collapsed"), "–")
+        rows.append((t.key, t.cell.ablation, t.cell.value, pct("eval/knn_top1"),
+                     pct("eval/linear_top1"), collapsed, t.status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"\n{result.name}: MLflow experiment {result.experiment!r}, parent run "
+             f"{result.parent_run_id} ({result.tracking_uri}); top-1 in % on the held-out "
+             "test split (kNN k=20 and linear probe on frozen features)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def add_commands(commands) -> None:
+    """Add `sweep` and `reproduce` to the `byol-ray` sub-commands."""
+    sweep = commands.add_parser("sweep", help="run one ablation grid (sweeps/NAME.py)")
+    sweep.add_argument("grid", metavar="NAME", help=f"one of: {', '.join(GRID_ORDER)}")
+    add_sweep_options(sweep)
+    sweep.set_defaults(handler=lambda a: sweep_command(load_grid(a.grid), options_from_args(a),
+                                                       a.dry_run))
+    reproduce = commands.add_parser(
+        "reproduce", help="run every grid in turn, skipping cells already finished")
+    add_sweep_options(reproduce)
+    reproduce.set_defaults(handler=reproduce_command)
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    """All grids in sequence (finished cells are skipped), then a summary per grid."""
+    grids = [load_grid(name) for name in GRID_ORDER]
+    if args.dry_run:
+        return max(sweep_command(g, options_from_args(args), True) for g in grids)
+    args.resume = True  # a second `reproduce` finishes what the first left
+    started = time.perf_counter()
+    results = [run_sweep(g, options_from_args(args)) for g in grids]
+    for result in results:
+        print(summary(result))
+    print(timing_report(results, time.perf_counter() - started))
+    return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
+
+
+def timing_report(results: list[SweepResult], total: float) -> str:
+    """Where the time went: Ray start, trials (worker start-up, training, evaluation)."""
+    from mlflow.tracking import MlflowClient
+
+    trial_s = train_s = eval_s = 0.0
+    for result in results:
+        client = MlflowClient(result.tracking_uri)
+        for t in result.trials:
+            m = client.get_run(t.run_id).data.metrics
+            trial_s += m.get("time/trial_s", 0.0)
+            train_s += m.get("time/train_s", 0.0)
+            eval_s += m.get("time/eval_s", 0.0)
+    ray_s = sum(r.seconds.get("ray_start", 0.0) for r in results)
+    overhead = max(trial_s - train_s - eval_s, 0.0)
+    return (f"\ntime: {total:.0f} s wall; Ray start {ray_s:.0f} s; summed over trials run now: "
+            f"{trial_s:.0f} s = training {train_s:.0f} s + evaluation {eval_s:.0f} s + "
+            f"Train worker start-up and teardown {overhead:.0f} s")

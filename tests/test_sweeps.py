@@ -1,0 +1,175 @@
+"""Sweeps: the cells each grid defines, and real Tune sweeps tracked in MLflow."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from byol_ray.config import AUGMENT_RECIPES
+from byol_ray.sweep import SweepOptions, plan
+from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def keys(grid: str, preset: str, seeds: int = 1) -> set[str]:
+    return {t.key for t in plan(load_grid(grid), SweepOptions(preset, seeds=seeds),
+                                check_paths=False)}
+
+
+def _expected(method_cells: list[tuple[str, str, str]], seeds: int) -> set[str]:
+    return {f"{m}-{axis}={v}-s{s}" for m, axis, v in method_cells for s in range(seeds)} | {
+        "random-init"}
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_paper_grids_hold_exactly_the_papers_cells(seeds):
+    taus = ["1", "0.999", "0.996", "0.99", "0.9", "0"]
+    assert keys("ema_decay", "imagenet-300", seeds) == _expected(
+        [("byol", "tau_base", t) for t in taus], seeds)
+    batches = ["4096", "2048", "1024", "512", "256", "128", "64"]
+    assert keys("batch_size", "imagenet-300", seeds) == _expected(
+        [(m, "batch_size", b) for m in ("byol", "simclr") for b in batches], seeds)
+    augment = [(m, "recipe", r) for m in ("byol", "simclr") for r in AUGMENT_RECIPES]
+    augment += [(m, "strength", s) for m in ("byol", "simclr") for s in ("0", "0.5", "1.5")]
+    assert keys("augmentations", "imagenet-300", seeds) == _expected(augment, seeds)
+    rows = ["pred=yes,target=yes,beta=0", "pred=yes,target=yes,beta=1",
+            "pred=no,target=yes,beta=1", "pred=no,target=no,beta=1",
+            "pred=yes,target=no,beta=1", "pred=yes,target=no,beta=0",
+            "pred=no,target=yes,beta=0", "pred=no,target=no,beta=0"]
+    table5b = [("byol", "target_network", r) for r in rows]
+    assert keys("target_network", "imagenet-300", seeds) == _expected(
+        [*table5b, ("simclr", "target_network", "simclr")], seeds)
+
+
+def test_cpu_mini_grids_are_reduced_but_show_every_axis():
+    assert keys("ema_decay", "cpu-mini") == _expected(
+        [("byol", "tau_base", t) for t in ("1", "0.99", "0")], 1)
+    assert keys("batch_size", "cpu-mini") == _expected(
+        [(m, "batch_size", b) for m in ("byol", "simclr") for b in ("256", "64")], 1)
+    assert keys("augmentations", "cpu-mini") == _expected(
+        [(m, axis, v) for m in ("byol", "simclr")
+         for axis, v in (("recipe", "baseline"), ("recipe", "crop_only"), ("strength", "0.5"))],
+        1)
+    cells = keys("target_network", "cpu-mini")
+    assert "simclr-target_network=simclr-s0" in cells and len(cells) == 6
+    for switch in ("pred=no", "target=no", "beta=1"):  # each Table 5b switch flips somewhere
+        assert any(switch in key for key in cells), switch
+
+
+def test_trial_configs_carry_their_cell_and_the_sweep_settings():
+    trials = {t.key: t for t in plan(load_grid("ema_decay"), SweepOptions(
+        "cpu-mini", overrides=["train.epochs=3"]))}
+    cfg = trials["byol-tau_base=0-s0"].cfg
+    assert cfg.method.tau_base == 0.0 and cfg.method.tau_schedule == "constant"
+    assert cfg.train.epochs == 3 and cfg.scaling.num_workers == 1
+    assert cfg.tracking.experiment == "ema_decay/cpu-mini"
+    assert trials["random-init"].cfg.method.name == "random_init"
+
+
+@pytest.mark.parametrize("grid", GRID_ORDER)
+def test_dry_run_prints_the_trials_without_starting_anything(grid):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / f"{grid}.py"), "--preset", "imagenet",
+         "--seeds", "2", "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert main_dry_run_keys(proc.stdout) == keys(grid, "imagenet", seeds=2)
+    assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
+
+
+def test_a_bad_override_stops_the_sweep_before_ray_starts():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
+         "--set", "data.batch_size=0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "data.batch_size: 0 is out of range" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- real sweeps
+
+
+def _sweep(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--storage", str(tmp_path / "ray"), *args],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
+
+
+def _runs(tmp_path: Path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ema_decay/cpu-mini")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("role") == "trial"]
+    return client, parents, children
+
+
+SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
+         "--only", "byol-tau_base=0-s0", "--concurrent", "1",
+         "--set", "train.epochs=6", "--set", "train.checkpoint_every=2")
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    driver = _sweep(tmp_path, *SMALL)
+    deadline = time.monotonic() + 400
+    while True:  # wait until one trial finished, then kill the driver and its local Ray
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, "no trial finished in time"
+        _, _, children = _runs(tmp_path)
+        if any(c.info.status == "FINISHED" for c in children):
+            break
+        time.sleep(1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    _, _, children = _runs(tmp_path)
+    finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
+                       if c.info.status == "FINISHED"}
+    assert 0 < len(finished_before) < 3
+
+    resumed = _sweep(tmp_path, *SMALL, "--resume")
+    out, _ = resumed.communicate(timeout=500)
+    assert resumed.returncode == 0, out[-4000:]
+    assert f"{len(finished_before)} finished before" in out
+
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.tags["trial"] for c in children) == sorted(
+        ["random-init", "byol-tau_base=0.99-s0", "byol-tau_base=0-s0"])
+    for child in children:
+        tags = child.data.tags
+        assert child.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["ablation"] in ("tau_base", "random_init") and tags["seed"] == "0"
+        assert tags["method"] in ("byol", "random_init") and tags["grid"] == "ema_decay"
+        assert {"eval/knn_top1", "eval/linear_top1", "eval/collapsed"} <= set(child.data.metrics)
+        if tags["trial"] in finished_before:  # not run again: same run, one evaluation
+            assert child.info.run_id == finished_before[tags["trial"]]
+            history = client.get_metric_history(child.info.run_id, "eval/linear_top1")
+            assert len(history) == (1 if tags["trial"] == "random-init" else 2)
+    collapsed = {c.data.tags["trial"]: c.data.metrics["eval/collapsed"] for c in children}
+    assert collapsed["byol-tau_base=0.99-s0"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_fails_in_mlflow_and_the_sweep_goes_on(tmp_path):
+    driver = _sweep(tmp_path, "--only", "random-init", "--only", "byol-tau_base=0.99-s0",
+                    "--set", "optim.name=sgd", "--set", "optim.base_lr=1e30",
+                    "--set", "train.epochs=2")
+    out, _ = driver.communicate(timeout=400)
+    assert driver.returncode == 1, out[-4000:]
+    _, parents, children = _runs(tmp_path)
+    status = {c.data.tags["trial"]: c for c in children}
+    assert status["random-init"].info.status == "FINISHED"
+    failed = status["byol-tau_base=0.99-s0"]
+    assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["failure_reason"]
+    assert parents[0].data.tags["failed_trials"] == "1"
+    assert "FAILED byol-tau_base=0.99-s0" in out
