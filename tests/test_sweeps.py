@@ -114,26 +114,30 @@ def _runs(tmp_path: Path):
 
 SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
          "--only", "byol-tau_base=0-s0", "--concurrent", "1",
-         "--set", "train.epochs=6", "--set", "train.checkpoint_every=2")
+         "--set", "train.epochs=8", "--set", "train.checkpoint_every=2")
 
 
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     driver = _sweep(tmp_path, *SMALL)
     deadline = time.monotonic() + 400
-    while True:  # wait until one trial finished, then kill the driver and its local Ray
+    while True:  # one trial finished and the next one past its epoch-2 checkpoint: kill
         assert driver.poll() is None, driver.stdout.read()
         assert time.monotonic() < deadline, "no trial finished in time"
-        _, _, children = _runs(tmp_path)
-        if any(c.info.status == "FINISHED" for c in children):
+        client, _, children = _runs(tmp_path)
+        running = [c for c in children if c.info.status == "RUNNING"]
+        if any(c.info.status == "FINISHED" for c in children) and running and max(
+                (m.step for m in client.get_metric_history(running[0].info.run_id,
+                                                           "train/loss")), default=0) >= 4:
             break
-        time.sleep(1)
-    os.killpg(driver.pid, signal.SIGKILL)
+        time.sleep(0.5)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     driver.wait()
+    interrupted = running[0].data.tags["trial"]
     _, _, children = _runs(tmp_path)
     finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
                        if c.info.status == "FINISHED"}
-    assert 0 < len(finished_before) < 3
+    assert 0 < len(finished_before) < 3 and interrupted not in finished_before
 
     resumed = _sweep(tmp_path, *SMALL, "--resume")
     out, _ = resumed.communicate(timeout=500)
@@ -155,6 +159,9 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
             assert child.info.run_id == finished_before[tags["trial"]]
             history = client.get_metric_history(child.info.run_id, "eval/linear_top1")
             assert len(history) == (1 if tags["trial"] == "random-init" else 2)
+        if tags["trial"] == interrupted:  # continued from its checkpoint, not from scratch
+            history = client.get_metric_history(child.info.run_id, "baseline/knn_top1")
+            assert len(history) == 1
     collapsed = {c.data.tags["trial"]: c.data.metrics["eval/collapsed"] for c in children}
     assert collapsed["byol-tau_base=0.99-s0"] == 0.0
 
@@ -173,3 +180,16 @@ def test_a_diverging_trial_fails_in_mlflow_and_the_sweep_goes_on(tmp_path):
     assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["failure_reason"]
     assert parents[0].data.tags["failed_trials"] == "1"
     assert "FAILED byol-tau_base=0.99-s0" in out
+
+
+@pytest.mark.slow
+def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path):
+    """8 GPU workers per trial on this CPU-only Ray cluster: a clear error, not a hang."""
+    driver = _sweep(tmp_path, "--set", "scaling.use_gpu=true")
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 2, out[-3000:]
+    assert "scaling.use_gpu: true, but the Ray cluster has no GPUs" in out
+    driver = _sweep(tmp_path, "--set", "scaling.num_workers=64")
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 2, out[-3000:]
+    assert "scaling.num_workers: 64 workers x 1 CPUs need 64 CPUs" in out

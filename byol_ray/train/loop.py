@@ -48,6 +48,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
     model = ray.train.torch.prepare_model(method) if is_training else method
+    torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # each worker its own augmentations
 
     sampler = DistributedSampler(
         splits.pretrain, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed,
@@ -125,13 +126,16 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             **{f"train/{k}": v for k, v in extras.items()},
         }
         done = epoch + 1
-        if _due(done, cfg.eval.eval_every, cfg.train.epochs):
+        eval_due = _due(done, cfg.eval.eval_every, cfg.train.epochs)
+        if eval_due:
             with clock("eval"):
                 metrics |= evaluate(method, splits, cfg, device, rank, world,
                                     linear=done == cfg.train.epochs)
         log.epoch(done, metrics | clock.totals())
+        # Ray hears of evaluations and checkpoints only: each report waits for its controller.
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
-        _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
+        if eval_due or checkpoint_due:
+            _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
 
 
 class _Stopwatch:

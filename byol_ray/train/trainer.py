@@ -37,9 +37,22 @@ def connect(address: str | None = None) -> None:
     ray.init(address=address or None)
 
 
+def cluster_capacity() -> dict[str, float]:
+    """The most of each resource the cluster can have: with an autoscaler, what its node types
+    add up to at their max counts (GPU workers may not be up yet); else what it has now."""
+    now = ray.cluster_resources()
+    try:  # the same source Ray Train checks before it waits for a placement group
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # an internal API: fall back to the current resources
+        most = {}
+    return {k: max(now.get(k, 0), most.get(k, 0)) for k in set(now) | set(most)}
+
+
 def use_gpu(cfg: Config) -> bool:
     """Resolve scaling.use_gpu ("auto" = the cluster has GPUs); an unmet "true" is an error."""
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    has_gpus = cluster_capacity().get("GPU", 0) > 0
     if cfg.scaling.use_gpu == "auto":
         return has_gpus
     wanted = cfg.scaling.use_gpu == "true"
@@ -119,19 +132,19 @@ def preflight(cfg: Config) -> None:
 
 def check_resources(cfg: Config) -> None:
     """Fail fast when the cluster can never host the worker group (instead of hanging)."""
-    total = ray.cluster_resources()
+    total = cluster_capacity()
     need_cpus = cfg.scaling.num_workers * cfg.scaling.cpus_per_worker
     if need_cpus > total.get("CPU", 0):
         raise ConfigError(
             "scaling.num_workers",
             f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPUs need "
-            f"{need_cpus} CPUs; the Ray cluster has {total.get('CPU', 0):g}",
+            f"{need_cpus} CPUs; the Ray cluster can have at most {total.get('CPU', 0):g}",
         )
     if use_gpu(cfg) and cfg.scaling.num_workers > total.get("GPU", 0):
         raise ConfigError(
             "scaling.num_workers",
             f"{cfg.scaling.num_workers} GPU workers need {cfg.scaling.num_workers} GPUs; "
-            f"the Ray cluster has {total.get('GPU', 0):g}",
+            f"the Ray cluster can have at most {total.get('GPU', 0):g}",
         )
 
 
