@@ -11,6 +11,7 @@ import yaml
 from byol_ray import sweep_cli
 from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
 from byol_ray.presets import DESCRIPTIONS, PRESETS, get_preset
+from byol_ray.tables.cli import add_tables_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                             "a local cluster")
     train.set_defaults(handler=_train)
     sweep_cli.add_commands(commands)
+    add_tables_command(commands)
     return parser
 
 

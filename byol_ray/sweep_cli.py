@@ -129,6 +129,10 @@ def add_commands(commands) -> None:
     reproduce = commands.add_parser(
         "reproduce", help="run every grid in turn, skipping cells already finished")
     add_sweep_options(reproduce)
+    reproduce.add_argument("--out", type=Path, default=None,
+                           help="where the tables and report.md go (default: results/PRESET)")
+    reproduce.add_argument("--metric", choices=("linear", "knn"), default="linear",
+                           help="top-1 the tables show (default: linear probe)")
     reproduce.set_defaults(handler=reproduce_command)
 
 
@@ -143,7 +147,19 @@ def reproduce_command(args: argparse.Namespace) -> int:
     for result in results:
         print(summary(result))
     print(timing_report(results, time.perf_counter() - started))
+    write_tables(results, args.preset, args.out or Path("results") / args.preset, args.metric)
     return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
+
+
+def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str) -> None:
+    """Print the paper's tables from the sweeps' runs and write them with report.md."""
+    from byol_ray.tables import print_tables, write_report
+
+    uri, experiments = results[0].tracking_uri, [r.experiment for r in results]
+    print()
+    print_tables(uri, experiments, preset, metric)
+    report = write_report(uri, out, experiments, preset, metric)
+    print(f"\ntables, figures and report: {report}")
 
 
 def timing_report(results: list[SweepResult], total: float) -> str:

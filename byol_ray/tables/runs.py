@@ -1,0 +1,159 @@
+"""Read the sweeps' trial runs from any MLflow tracking URI into one tidy DataFrame.
+
+`search_trial_runs` is `mlflow.search_runs` (MLflow's own columns: `tags.*`, `params.*`,
+`metrics.*`); `normalise_runs` turns that into one row per trial with short column names
+(`method`, `ablation`, `ablation_value`, `seed`, `linear_top1`, ...), whatever the store holds;
+`select_runs` filters by experiment, sweep and preset. The table builders read only the tidy
+frame, so tests can build one by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from byol_ray.config import ConfigError
+from byol_ray.tracking import TRACKING_URI_ENV, resolve_tracking_uri
+
+TABLES_URI_ENV = "BYOL_RAY_TRACKING_URI"
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+TAGS = ("sweep", "grid", "preset", "trial", "method", "seed", "ablation", "ablation_value",
+        "failure_reason")
+PARAMS = {
+    "data.dataset": "dataset",
+    "eval.knn_k": "knn_k",
+    "train.epochs": "epochs",
+    "data.batch_size": "batch_size",
+    "method.tau_base": "tau_base",
+    "method.predictor": "predictor",
+    "method.target_network": "target_network",
+    "method.beta": "beta",
+    "augment.recipe": "recipe",
+    "augment.strength": "strength",
+}
+METRICS = {
+    "eval/linear_top1": "linear_top1",
+    "eval/knn_top1": "knn_top1",
+    "eval/knn_top1_k200": "knn_top1_k200",
+    "eval/embedding_std": "embedding_std",
+    "eval/collapsed": "collapsed",
+    "baseline/linear_top1": "baseline_linear_top1",
+    "baseline/knn_top1": "baseline_knn_top1",
+    "train/loss": "train_loss",
+}
+COLUMNS = ("run_id", "experiment", "status", "start_time", "end_time", *TAGS,
+           *PARAMS.values(), *METRICS.values())
+
+
+class TablesError(ConfigError):
+    """Input the tables cannot be built from; `field` names the option to change."""
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI to read: the argument, else $BYOL_RAY_TRACKING_URI, else
+    $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db; relative sqlite paths made absolute."""
+    chosen = (uri or os.environ.get(TABLES_URI_ENV) or os.environ.get(TRACKING_URI_ENV)
+              or DEFAULT_URI)
+    return resolve_tracking_uri(chosen)
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """`mlflow.search_runs` reads the global URI: set it for the call, then restore it."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    env = os.environ.get(TRACKING_URI_ENV)  # set_tracking_uri writes it: put it back as it was
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = env
+
+
+def _check_store_exists(uri: str) -> None:
+    """Reading a sqlite URI that names no file would silently create an empty store."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            path = Path("/" + str(path))
+        if not path.is_file():
+            raise TablesError("--tracking-uri", f"{uri}: no MLflow store at {path}")
+
+
+def search_trial_runs(uri: str, experiments: Sequence[str] | None = None) -> pd.DataFrame:
+    """Every trial run (tag role=trial) of the named experiments (default: all), as
+    `mlflow.search_runs` returns them, plus an `experiment` column holding the name."""
+    uri = resolve_uri(uri)
+    _check_store_exists(uri)
+    client = MlflowClient(uri)
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    if experiments:
+        unknown = sorted(set(experiments) - set(names.values()))
+        if unknown:
+            raise TablesError("--experiment", f"no experiment named {', '.join(unknown)} at "
+                              f"{uri}; there are: {', '.join(sorted(names.values())) or 'none'}")
+    with _tracking_uri(uri):
+        frame = mlflow.search_runs(
+            experiment_names=list(experiments) if experiments else None,
+            search_all_experiments=not experiments,
+            filter_string="tags.role = 'trial'",
+            output_format="pandas",
+        )
+    frame.insert(1, "experiment", frame["experiment_id"].map(names) if len(frame) else [])
+    return frame
+
+
+def normalise_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial with the short columns of `COLUMNS`; absent ones are filled with NA
+    (a metric never logged stays NaN, never 0)."""
+    out = pd.DataFrame(index=raw.index)
+    for column in ("run_id", "experiment", "status", "start_time", "end_time"):
+        out[column] = raw.get(column, pd.NA)
+    for tag in TAGS:
+        out[tag] = raw.get(f"tags.{tag}", pd.Series(pd.NA, index=raw.index, dtype=object))
+    for param, short in PARAMS.items():
+        out[short] = raw.get(f"params.{param}", pd.Series(pd.NA, index=raw.index, dtype=object))
+    for metric, short in METRICS.items():
+        values = raw.get(f"metrics.{metric}", pd.Series(float("nan"), index=raw.index))
+        out[short] = pd.to_numeric(values, errors="coerce").astype(float)
+    out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
+    return out.reset_index(drop=True)[list(COLUMNS)]
+
+
+def select_runs(
+    runs: pd.DataFrame,
+    preset: str | None = None,
+    sweeps: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Keep one preset's runs (and only the named sweeps'). With no preset given the runs must
+    come from a single preset: averaging cpu-mini with ImageNet cells would mean nothing."""
+    if sweeps:
+        runs = runs[runs["sweep"].isin(list(sweeps))]
+    presets = sorted(runs["preset"].dropna().unique())
+    if preset is not None:
+        runs = runs[runs["preset"] == preset]
+    elif len(presets) > 1:
+        raise TablesError("--preset", f"the runs come from several presets "
+                          f"({', '.join(presets)}); pick one")
+    return runs.reset_index(drop=True)
+
+
+def load_runs(
+    uri: str | None = None,
+    experiments: Sequence[str] | None = None,
+    preset: str | None = None,
+    sweeps: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The tidy trial runs of one preset at `uri`: search, normalise, select."""
+    raw = search_trial_runs(resolve_uri(uri), experiments)
+    return select_runs(normalise_runs(raw), preset=preset, sweeps=sweeps)
