@@ -20,6 +20,9 @@ test: $(STAMP) lint  ## the whole suite, slow end-to-end tests included
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
+bench: $(STAMP)  ## speed ratios (not tests): batched vs per-image augmentation
+	$(BIN)/python benchmarks/augment_throughput.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

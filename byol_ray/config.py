@@ -150,7 +150,7 @@ class ScalingConfig:
 
     num_workers: int = 1
     use_gpu: str = "auto"  # auto: use GPUs when the cluster has them; "true" / "false"
-    cpus_per_worker: int = 1
+    cpus_per_worker: float = 1.0  # Ray CPUs reserved per worker (and torch threads on CPU)
     max_failures: int = 0  # worker-group restarts from the last checkpoint
 
 

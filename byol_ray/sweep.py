@@ -19,11 +19,12 @@ from typing import Any
 from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
 from byol_ray.presets import get_preset
 
-# Sweep-wide settings per preset, before the user's --set: on cpu-mini every trial is one
-# Ray Train worker so that two trials share the 2 cores of a laptop side by side.
+# Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
+# worker on half a core: a short trial spends most of its time starting processes and waiting
+# on Ray's controller, so four side by side keep the 2 cores of a laptop busy.
 PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "cpu-mini": ("scaling.num_workers=1", "train.epochs=20", "eval.eval_every=0",
-                 "train.checkpoint_every=5"),
+    "cpu-mini": ("scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.epochs=20",
+                 "eval.eval_every=0", "train.checkpoint_every=5"),
 }
 RANDOM_INIT = "random_init"
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
@@ -126,7 +127,7 @@ def trial_table(trials: list[Trial]) -> str:
         s = t.cfg.scaling
         gpu = "" if s.use_gpu == "false" else " (+1 GPU if present)"
         rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(s.num_workers),
-                     f"{s.cpus_per_worker} CPU{gpu}", str(t.cfg.train.epochs)))
+                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     workers = sum(t.cfg.scaling.num_workers for t in trials)

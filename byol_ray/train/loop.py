@@ -40,6 +40,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
+    if device.type == "cpu":  # as many threads as the CPUs Ray reserved for this worker
+        torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
 
     splits = load_splits(cfg.data)

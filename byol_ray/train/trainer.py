@@ -137,8 +137,8 @@ def check_resources(cfg: Config) -> None:
     if need_cpus > total.get("CPU", 0):
         raise ConfigError(
             "scaling.num_workers",
-            f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPUs need "
-            f"{need_cpus} CPUs; the Ray cluster can have at most {total.get('CPU', 0):g}",
+            f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker:g} CPUs need "
+            f"{need_cpus:g} CPUs; the Ray cluster can have at most {total.get('CPU', 0):g}",
         )
     if use_gpu(cfg) and cfg.scaling.num_workers > total.get("GPU", 0):
         raise ConfigError(
