@@ -285,7 +285,7 @@ def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
 def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
     """How many of the largest trial fit on the cluster at once (at least 1)."""
     cpus = max(t.cfg.scaling.num_workers * t.cfg.scaling.cpus_per_worker for t in trials)
-    return max(1, int(resources.get("CPU", 1) // max(cpus, 1)))
+    return max(1, int(resources.get("CPU", 1) // cpus)) if cpus > 0 else len(trials)
 
 
 def run_trial(config: dict[str, Any]) -> None:

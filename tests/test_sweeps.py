@@ -209,3 +209,13 @@ def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path):
     out, _ = driver.communicate(timeout=120)
     assert driver.returncode == 2, out[-3000:]
     assert "scaling.num_workers: 64 workers x 0.5 CPUs need 32 CPUs" in out
+
+
+def test_concurrency_follows_what_the_cluster_fits():
+    from byol_ray.sweep import _fits
+
+    trials = plan(load_grid("ema_decay"), SweepOptions("cpu-mini"))
+    assert _fits(trials, {"CPU": 2.0}) == 4  # half-core trials on 2 cores
+    assert _fits(trials, {"CPU": 0.2}) == 1
+    big = plan(load_grid("ema_decay"), SweepOptions("imagenet"), check_paths=False)
+    assert _fits(big, {"CPU": 128.0}) == 2  # 8 workers x 8 CPUs each
