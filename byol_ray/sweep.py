@@ -255,11 +255,10 @@ def _refresh_status(trials: list[Trial], uri: str) -> None:
 def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
           options: SweepOptions) -> None:
     """Run the trials with Ray Tune; a failed trial is recorded and the sweep goes on."""
-    import ray
     from ray import tune
 
     from byol_ray.sweep_progress import ProgressCallback
-    from byol_ray.train.trainer import absolute_storage
+    from byol_ray.train.trainer import absolute_storage, cluster_capacity
 
     storage = absolute_storage(options.storage or "~/ray_results")
     train_storage = f"{storage}/{name}-{parent_id[:8]}"
@@ -270,7 +269,7 @@ def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
         tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=options.concurrent or _fits(trials, ray.cluster_resources()),
+            max_concurrent_trials=options.concurrent or _fits(trials, cluster_capacity()),
             trial_name_creator=lambda trial: trial.config["trial"]["key"],
             trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
         ),
@@ -284,8 +283,14 @@ def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
 
 def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
     """How many of the largest trial fit on the cluster at once (at least 1)."""
+    fits = [len(trials)]
     cpus = max(t.cfg.scaling.num_workers * t.cfg.scaling.cpus_per_worker for t in trials)
-    return max(1, int(resources.get("CPU", 1) // cpus)) if cpus > 0 else len(trials)
+    if cpus > 0:
+        fits.append(int(resources.get("CPU", 0) // cpus))
+    if resources.get("GPU", 0) > 0:  # GPU workers take one GPU each (use_gpu auto or true)
+        gpus = max(t.cfg.scaling.num_workers for t in trials if t.cfg.scaling.use_gpu != "false")
+        fits.append(int(resources["GPU"] // gpus))
+    return max(1, min(fits))
 
 
 def run_trial(config: dict[str, Any]) -> None:

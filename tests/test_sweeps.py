@@ -219,3 +219,5 @@ def test_concurrency_follows_what_the_cluster_fits():
     assert _fits(trials, {"CPU": 0.2}) == 1
     big = plan(load_grid("ema_decay"), SweepOptions("imagenet"), check_paths=False)
     assert _fits(big, {"CPU": 128.0}) == 2  # 8 workers x 8 CPUs each
+    assert _fits(big, {"CPU": 128.0, "GPU": 8.0}) == 1  # and a GPU each
+    assert _fits(big, {"CPU": 4.0}) == 1  # never 0: the resource check speaks first

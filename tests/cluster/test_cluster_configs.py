@@ -1,0 +1,281 @@
+"""The files in cluster/ are ones their tools accept, and broken copies of them are caught.
+
+Ray cluster launcher configs (cluster/*.yaml) go through the checks `ray up` makes before it
+contacts a cloud: Ray's own schema (ray-schema.json, by `validate_config`) on the file as written
+and on the config with Ray's defaults merged in (`prepare_config`). (For AWS, `ray up` also asks
+EC2 for the node types' resources; the configs give them, so nothing here needs AWS.) KubeRay
+manifests (cluster/kuberay/*.yaml) are checked for the fields KubeRay requires of a RayJob or
+RayCluster, a GPU worker group, and MLflow's address in every Ray container's environment.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import ray.autoscaler
+import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "cluster"
+LAUNCHER_CONFIGS = sorted(CLUSTER.glob("*.yaml"))
+KUBERAY_MANIFESTS = sorted((CLUSTER / "kuberay").glob("*.yaml"))
+RAY_SCHEMA = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+GPU = "nvidia.com/gpu"
+
+
+class ManifestError(ValueError):
+    """A Kubernetes manifest lacks something KubeRay (or the sweeps) need."""
+
+
+# --------------------------------------------------------------------------- launcher configs
+
+
+def check_launcher_config(config: dict[str, Any]) -> None:
+    """Raise if `ray up` would reject the config, or a file it mounts is not in the checkout."""
+    jsonschema.validate(config, RAY_SCHEMA)  # as written: a misspelt key, a missing provider
+    validate_config(prepare_config(copy.deepcopy(config)))  # with Ray's defaults, as `ray up`
+    for remote, local in config.get("file_mounts", {}).items():
+        if not (ROOT / local).exists():  # `ray up` runs from the repository root
+            raise FileNotFoundError(f"file_mounts[{remote!r}]: {local} is not in the checkout")
+    commands = config.get("setup_commands", [])
+    if not any(TRACKING_ENV in command for command in commands):
+        raise ValueError(f"setup_commands (every node) do not set {TRACKING_ENV}")
+    if not any("mlflow server" in command for command in config["head_start_ray_commands"]):
+        raise ValueError("head_start_ray_commands do not start the MLflow server")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def test_there_are_launcher_configs_for_a_cloud_and_for_machines_you_own():
+    providers = {_load(path)["provider"]["type"] for path in LAUNCHER_CONFIGS}
+    assert {"aws", "local"} <= providers, LAUNCHER_CONFIGS
+
+
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=lambda p: p.name)
+def test_launcher_config_passes_rays_validation(path):
+    check_launcher_config(_load(path))
+
+
+def test_the_gpu_config_has_gpu_worker_types_and_a_head_without_gpus():
+    config = _load(CLUSTER / "gpu.yaml")
+    types = config["available_node_types"]
+    assert "GPU" not in types[config["head_node_type"]]["resources"]
+    gpu_types = [t for t in types.values() if t["resources"].get("GPU", 0) > 0]
+    assert any(t["resources"]["GPU"] == 8 and t.get("max_workers", 0) > 0 for t in gpu_types)
+    assert all(t.get("min_workers", 0) == 0 for t in gpu_types)  # they scale from zero
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda c: c.pop(key)
+
+
+LAUNCHER_BREAKAGES: dict[str, tuple[Callable[[dict], None], type[Exception]]] = {
+    "missing provider": (_drop("provider"), jsonschema.ValidationError),
+    "misspelt key": (lambda c: c.update(setup_command=c.pop("setup_commands")),
+                     jsonschema.ValidationError),
+    "unknown auth key": (lambda c: c["auth"].update(ssh_key="~/.ssh/id_rsa"),
+                         jsonschema.ValidationError),
+    "wrong type": (lambda c: c.update(file_mounts=["./byol_ray"]), jsonschema.ValidationError),
+    "mount of a missing file": (lambda c: c["file_mounts"].update({"~/x": "./no_such_file"}),
+                                FileNotFoundError),
+    "no tracking URI for workers": (lambda c: c.update(setup_commands=["true"]), ValueError),
+    "no MLflow server": (lambda c: c.update(head_start_ray_commands=["ray start --head"]),
+                         ValueError),
+}
+
+
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("breakage", LAUNCHER_BREAKAGES)
+def test_a_broken_launcher_config_is_caught(path, breakage):
+    config = _load(path)
+    mutate, error = LAUNCHER_BREAKAGES[breakage]
+    mutate(config)
+    with pytest.raises(error):
+        check_launcher_config(config)
+
+
+GPU_CONFIG_BREAKAGES: dict[str, tuple[Callable[[dict], None], type[Exception]]] = {
+    "node type without resources": (
+        lambda c: c["available_node_types"]["gpu-8x-a100"].pop("resources"),
+        jsonschema.ValidationError),
+    "misspelt node type key": (
+        lambda c: c["available_node_types"]["gpu-8x-a100"].update(max_worker=2),
+        jsonschema.ValidationError),
+    "unknown head node type": (lambda c: c.update(head_node_type="cpu-head"), ValueError),
+    "min_workers over max_workers": (
+        lambda c: c["available_node_types"]["gpu-8x-a100"].update(min_workers=99), ValueError),
+}
+
+
+@pytest.mark.parametrize("breakage", GPU_CONFIG_BREAKAGES)
+def test_a_broken_node_type_is_caught(breakage):
+    config = _load(CLUSTER / "gpu.yaml")
+    mutate, error = GPU_CONFIG_BREAKAGES[breakage]
+    mutate(config)
+    with pytest.raises(error):
+        check_launcher_config(config)
+
+
+# --------------------------------------------------------------------------- KubeRay manifests
+
+
+def _at(obj: Any, path: str, where: str) -> Any:
+    """obj[path] for a dotted path with [i] indices, or ManifestError naming what is missing."""
+    node = obj
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("["):
+            index = int(part[1:-1])
+            ok = isinstance(node, list) and index < len(node)
+            node = node[index] if ok else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            raise ManifestError(f"{where}: {path} is missing")
+    return node
+
+
+def _check_containers(pod_spec: dict, where: str) -> list[dict]:
+    containers = _at(pod_spec, "containers", where)
+    if not isinstance(containers, list) or not containers:
+        raise ManifestError(f"{where}: containers must be a non-empty list")
+    for i, container in enumerate(containers):
+        _at(container, "name", f"{where}.containers[{i}]")
+        if not isinstance(_at(container, "image", f"{where}.containers[{i}]"), str):
+            raise ManifestError(f"{where}.containers[{i}].image must be a string")
+        names = [env.get("name") for env in container.get("env", [])]
+        if TRACKING_ENV not in names:
+            raise ManifestError(f"{where}.containers[{i}]: no {TRACKING_ENV} in env")
+    return containers
+
+
+def _check_start_params(params: Any, where: str) -> None:
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise ManifestError(f"{where}.rayStartParams must map names to strings")
+
+
+def check_ray_cluster_spec(spec: dict, where: str) -> None:
+    """The fields of a RayClusterSpec that KubeRay requires, and a GPU worker group."""
+    head = _at(spec, "headGroupSpec", where)
+    _check_start_params(_at(head, "rayStartParams", f"{where}.headGroupSpec"),
+                        f"{where}.headGroupSpec")
+    _check_containers(_at(head, "template.spec", f"{where}.headGroupSpec"),
+                      f"{where}.headGroupSpec.template.spec")
+    groups = _at(spec, "workerGroupSpecs", where)
+    if not isinstance(groups, list) or not groups:
+        raise ManifestError(f"{where}.workerGroupSpecs must be a non-empty list")
+    gpus = 0
+    for i, group in enumerate(groups):
+        at = f"{where}.workerGroupSpecs[{i}]"
+        _at(group, "groupName", at)
+        counts = {key: _at(group, key, at) for key in ("replicas", "minReplicas", "maxReplicas")}
+        if not all(isinstance(n, int) and n >= 0 for n in counts.values()):
+            raise ManifestError(f"{at}: replicas, minReplicas, maxReplicas must be integers >= 0")
+        if not counts["minReplicas"] <= counts["replicas"] <= counts["maxReplicas"]:
+            raise ManifestError(f"{at}: need minReplicas <= replicas <= maxReplicas")
+        if "rayStartParams" in group:
+            _check_start_params(group["rayStartParams"], at)
+        for container in _check_containers(_at(group, "template.spec", at), f"{at}.template.spec"):
+            limit = container.get("resources", {}).get("limits", {}).get(GPU, 0)
+            gpus = max(gpus, int(limit))
+    if gpus < 1:
+        raise ManifestError(f"{where}: no worker group has a {GPU} limit")
+
+
+def check_kuberay_manifests(docs: list[dict]) -> None:
+    """Every object has apiVersion/kind/name; RayJobs and RayClusters have what KubeRay needs;
+    the ConfigMap keys that containers read MLflow's address from exist."""
+    config_maps = {}
+    for doc in docs:
+        for key in ("apiVersion", "kind", "metadata.name"):
+            _at(doc, key, f"a {doc.get('kind', 'manifest')}")
+        if doc["kind"] == "ConfigMap":
+            config_maps[doc["metadata"]["name"]] = doc.get("data", {})
+    ray_objects = [doc for doc in docs if doc["kind"] in ("RayJob", "RayCluster")]
+    if not ray_objects:
+        raise ManifestError("no RayJob or RayCluster")
+    for doc in ray_objects:
+        where = f"{doc['kind']} {doc['metadata']['name']}"
+        if doc["apiVersion"] != "ray.io/v1":
+            raise ManifestError(f"{where}: apiVersion must be ray.io/v1, not {doc['apiVersion']}")
+        if doc["kind"] == "RayJob":
+            if not isinstance(_at(doc, "spec.entrypoint", where), str):
+                raise ManifestError(f"{where}: spec.entrypoint must be a command line")
+            check_ray_cluster_spec(_at(doc, "spec.rayClusterSpec", where),
+                                   f"{where}: spec.rayClusterSpec")
+        else:
+            check_ray_cluster_spec(_at(doc, "spec", where), f"{where}: spec")
+        for ref in _config_map_refs(doc):
+            if ref.get("key") not in config_maps.get(ref.get("name"), {}):
+                raise ManifestError(f"{where}: no ConfigMap {ref.get('name')} with key "
+                                    f"{ref.get('key')} in cluster/kuberay")
+
+
+def _config_map_refs(obj: Any) -> list[dict]:
+    if isinstance(obj, dict):
+        own = [obj["configMapKeyRef"]] if "configMapKeyRef" in obj else []
+        return own + [ref for value in obj.values() for ref in _config_map_refs(value)]
+    if isinstance(obj, list):
+        return [ref for value in obj for ref in _config_map_refs(value)]
+    return []
+
+
+def _kuberay_docs() -> list[dict]:
+    return [doc for path in KUBERAY_MANIFESTS for doc in yaml.safe_load_all(path.read_text())
+            if doc is not None]
+
+
+def test_kuberay_manifests_have_what_kuberay_requires():
+    assert KUBERAY_MANIFESTS
+    check_kuberay_manifests(_kuberay_docs())
+
+
+def _ray_job(docs: list[dict]) -> dict:
+    return next(doc for doc in docs if doc["kind"] == "RayJob")
+
+
+def _workers(docs: list[dict]) -> dict:
+    return _ray_job(docs)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+
+
+def _worker_container(docs: list[dict]) -> dict:
+    return _workers(docs)["template"]["spec"]["containers"][0]
+
+
+def _config_map(docs: list[dict]) -> dict:
+    return next(doc for doc in docs if doc["kind"] == "ConfigMap")
+
+
+KUBERAY_BREAKAGES: dict[str, Callable[[list[dict]], None]] = {
+    "wrong apiVersion": lambda d: _ray_job(d).update(apiVersion="ray.io/v1alpha1"),
+    "no entrypoint": lambda d: _ray_job(d)["spec"].pop("entrypoint"),
+    "no head rayStartParams": lambda d: _ray_job(d)["spec"]["rayClusterSpec"]["headGroupSpec"]
+    .pop("rayStartParams"),
+    "rayStartParams not strings": lambda d: _workers(d).update(rayStartParams={"num-cpus": 8}),
+    "no groupName": lambda d: _workers(d).pop("groupName"),
+    "no minReplicas": lambda d: _workers(d).pop("minReplicas"),
+    "replicas over maxReplicas": lambda d: _workers(d).update(replicas=99),
+    "no worker template": lambda d: _workers(d).pop("template"),
+    "container without image": lambda d: _worker_container(d).pop("image"),
+    "no GPU limit": lambda d: _worker_container(d)["resources"]["limits"].pop(GPU),
+    "no MLflow address": lambda d: _worker_container(d).update(env=[]),
+    "ConfigMap key renamed": lambda d: _config_map(d).update(data={"uri": "http://x:5000"}),
+    "no kind": lambda d: _config_map(d).pop("kind"),
+}
+
+
+@pytest.mark.parametrize("breakage", KUBERAY_BREAKAGES)
+def test_a_broken_kuberay_manifest_is_caught(breakage):
+    docs = _kuberay_docs()
+    KUBERAY_BREAKAGES[breakage](docs)
+    with pytest.raises(ManifestError):
+        check_kuberay_manifests(docs)
