@@ -153,13 +153,12 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str) -> None:
     """Print the paper's tables from the sweeps' runs and write them with report.md."""
-    from byol_ray.tables import print_tables, write_report
+    from byol_ray.tables.report import generate_report, show_tables
 
-    uri, experiments = results[0].tracking_uri, [r.experiment for r in results]
-    print()
-    print_tables(uri, experiments, preset, metric)
-    report = write_report(uri, out, experiments, preset, metric)
-    print(f"\ntables, figures and report: {report}")
+    experiments = [r.experiment for r in results]
+    report = generate_report(results[0].tracking_uri, out, experiments, preset, metric)
+    show_tables(report.tables)
+    print(f"\ntables, figures and report: {report.path}")
 
 
 def timing_report(results: list[SweepResult], total: float) -> str:

@@ -13,8 +13,8 @@ from PIL import Image
 
 from byol_ray.cli import main
 from byol_ray.config import AUGMENT_RECIPES
-from byol_ray.sweep import SweepOptions, plan
-from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys
+from byol_ray.sweep import SweepOptions, SweepResult, plan
+from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +121,7 @@ SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
 
 
 @pytest.mark.slow
-def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, capsys):
     driver = _sweep(tmp_path, *SMALL)
     deadline = time.monotonic() + 400
     while True:  # one trial finished and the next one past its epoch-2 checkpoint: kill
@@ -180,6 +180,13 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path):
             image.verify()
     report = (out / "report.md").read_text()
     assert "Table 5a" in report and "72.5" in report  # the paper's value beside ours
+
+    # How `reproduce` ends: the same report, and the tables on the console.
+    result = SweepResult("ema_decay-cpu-mini", "ema_decay/cpu-mini", parents[0].info.run_id,
+                         f"sqlite:///{tmp_path / 'mlflow.db'}", [], {})
+    write_tables([result], "cpu-mini", tmp_path / "reproduced", "knn")
+    assert "Table 5a" in capsys.readouterr().out
+    assert (tmp_path / "reproduced" / "report.md").is_file()
 
 
 @pytest.mark.slow

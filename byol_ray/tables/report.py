@@ -143,13 +143,18 @@ def print_tables(
 ) -> dict[str, Table]:
     """Print every table and its verdict to the console (`file`, default stdout) and return
     the tables: the end of a `reproduce` run."""
-    out = file or sys.stdout
     tables = build_tables(load_runs(resolve_uri(tracking_uri), experiments, preset, sweeps),
                           metric)
+    show_tables(tables, file)
+    return tables
+
+
+def show_tables(tables: dict[str, Table], file: TextIO | None = None) -> None:
+    """Print each table with its verdict and notes (`file`, default stdout)."""
+    out = file or sys.stdout
     for table in tables.values():
         print(f"\n{table.title}", file=out)
         print(table.display.to_string(index=False), file=out)
         print(table.verdict, file=out)
         for note in table.notes:
             print(f"  note: {note}", file=out)
-    return tables
