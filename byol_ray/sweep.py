@@ -166,7 +166,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepResult:
     for t in trials:
         check_resources(t.cfg)
 
-    parent_id = _open_parent(grid, options, name, uri, trials[0].cfg)
+    parent_id = _open_parent(grid, options, name, uri)
     _attach_child_runs(trials, parent_id, uri, grid, options, name)
     todo = [t for t in trials if t.status != "FINISHED"]
     skipped = len(trials) - len(todo)
@@ -183,7 +183,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepResult:
                        seconds)
 
 
-def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str, cfg: Config) -> str:
+def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
     """The sweep's parent run: the newest one of this name when resuming, else a new one."""
     from mlflow.tracking import MlflowClient
 
