@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from byol_ray import sweep_cli
+from byol_ray.cli_options import add_cluster_options, add_config_options
 from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
 from byol_ray.presets import DESCRIPTIONS, PRESETS, get_preset
 from byol_ray.tables.cli import add_tables_command
@@ -35,32 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     presets.set_defaults(handler=_presets)
 
     show = commands.add_parser("show-config", help="print the fully resolved config")
-    _config_options(show)
+    add_config_options(show)
     show.add_argument("--format", choices=("yaml", "json"), default="yaml")
     show.set_defaults(handler=_show_config)
 
     train = commands.add_parser("train", help="run one pretraining run under Ray Train")
-    _config_options(train)
-    train.add_argument("--tracking-uri", default="",
-                       help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                            "sqlite:///mlflow.db in this folder)")
-    train.add_argument("--storage", default=None,
-                       help="Ray Train storage path for checkpoints (local folder or s3://, "
-                            "gs://; default ~/ray_results)")
-    train.add_argument("--address", default=None,
-                       help="Ray cluster to join ('auto' = the running one); default: start "
-                            "a local cluster")
+    add_config_options(train)
+    add_cluster_options(train)
     train.set_defaults(handler=_train)
     sweep_cli.add_commands(commands)
     add_tables_command(commands)
     return parser
-
-
-def _config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one config value, e.g. method.tau_base=0.99 (repeatable)")
 
 
 def resolve_config(preset: str, overrides: list[str], check_paths: bool = True) -> Config:

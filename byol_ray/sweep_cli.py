@@ -8,22 +8,19 @@ import sys
 import time
 from pathlib import Path
 
+from byol_ray.cli_options import add_cluster_options, add_config_options
 from byol_ray.config import ConfigError
-from byol_ray.presets import PRESETS
 from byol_ray.sweep import Grid, SweepOptions, SweepResult, plan, run_sweep, trial_table
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 GRID_ORDER = ("ema_decay", "target_network", "batch_size", "augmentations")
 
 
-def add_sweep_options(parser: argparse.ArgumentParser, with_seeds: bool = True) -> None:
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """The options every sweep accepts."""
-    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value in every trial")
-    if with_seeds:
-        parser.add_argument("--seeds", type=int, default=1,
-                            help="repeat each cell K times (the paper averages 3)")
+    add_config_options(parser)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat each cell K times (the paper averages 3)")
     parser.add_argument("--only", action="append", default=[], metavar="GLOB",
                         help="run only trials whose name matches, e.g. 'byol-*'")
     parser.add_argument("--dry-run", action="store_true",
@@ -32,15 +29,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, with_seeds: bool = True) 
                         help="finish the newest sweep of this name: skip finished trials, "
                              "continue the others from their last checkpoint")
     parser.add_argument("--name", default="", help="sweep name (default: GRID-PRESET)")
-    parser.add_argument("--tracking-uri", default="",
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
-                             "sqlite:///mlflow.db here)")
-    parser.add_argument("--storage", default="",
-                        help="checkpoint storage: a folder or s3://, gs:// (default "
-                             "~/ray_results)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (default: the running cluster, else a new "
-                             "local one)")
+    add_cluster_options(parser)
     parser.add_argument("--concurrent", type=int, default=0,
                         help="max trials at once (default: as many as the cluster fits)")
 
@@ -48,7 +37,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, with_seeds: bool = True) 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
     """SweepOptions from parsed sweep options."""
     return SweepOptions(
-        preset=args.preset, overrides=args.overrides, seeds=getattr(args, "seeds", 1),
+        preset=args.preset, overrides=args.overrides, seeds=args.seeds,
         only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
         storage=args.storage, address=args.address, concurrent=args.concurrent,
     )

@@ -99,7 +99,7 @@ def build_trainer(
         ),
         run_config=ray.train.RunConfig(
             name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
-            storage_path=storage_path and absolute_storage(storage_path),
+            storage_path=absolute_storage(storage_path) if storage_path else None,
             failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=callbacks,
