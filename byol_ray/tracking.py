@@ -8,6 +8,7 @@ ends it. Nothing here knows how training works.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -70,9 +71,20 @@ def experiment_id_for(client: MlflowClient, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=_artifact_location(client, name))
     except mlflow.exceptions.MlflowException:  # created concurrently by another process
         return client.get_experiment_by_name(name).experiment_id
+
+
+def _artifact_location(client: MlflowClient, name: str) -> str | None:
+    """Beside a sqlite store: its artifacts in `mlruns/` next to the database file, wherever
+    the command runs (MLflow's default is `./mlruns` in the current folder). Servers and other
+    stores keep their own default (None)."""
+    uri = client.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    return (folder / "mlruns" / re.sub(r"[^\w.-]", "_", name)).as_uri()
 
 
 def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
@@ -80,6 +92,21 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     timestamp = int(time.time() * 1000)
     entries = [Metric(k, float(v), timestamp, step) for k, v in metrics.items()]
     MlflowClient(tracking_uri).log_batch(run_id, metrics=entries)
+
+
+EPOCH_METRIC = "epoch"  # logged with every epoch's batch: how far a run's metrics have reached
+
+
+def log_epoch(tracking_uri: str, run_id: str, metrics: dict[str, float], epoch: int) -> None:
+    """Log one epoch's metrics at step `epoch`, with `epoch` itself in the same request, so that
+    `last_logged_epoch` tells a restarted worker which epochs MLflow already holds."""
+    log_metrics(tracking_uri, run_id, metrics | {EPOCH_METRIC: epoch}, step=epoch)
+
+
+def last_logged_epoch(tracking_uri: str, run_id: str) -> int:
+    """The last epoch `log_epoch` delivered to the run; -1 when none (a fresh run)."""
+    metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
+    return int(metrics.get(EPOCH_METRIC, -1))  # MLflow keeps a metric's value at its max step
 
 
 def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = None) -> None:

@@ -207,17 +207,24 @@ def _report(
 
 
 class _Logger:
-    """Rank 0's voice: MLflow metrics and one console line per logged epoch."""
+    """Rank 0's voice: MLflow metrics and one console line per logged epoch.
+
+    Exactly once per step: a worker restarted from a checkpoint trains again the epochs between
+    that checkpoint and the failure; MLflow already holds them, so they are not logged twice.
+    """
 
     def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int):
         self.cfg, self.run_id, self.uri, self.rank = cfg, run_id, tracking_uri, rank
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
+        self.logged_through = tracking.last_logged_epoch(tracking_uri, run_id) if rank == 0 else 0
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.rank != 0:
             return
-        tracking.log_metrics(self.uri, self.run_id, metrics, step=epoch)
+        if epoch > self.logged_through:
+            tracking.log_epoch(self.uri, self.run_id, metrics, epoch)
+            self.logged_through = epoch
         if self.first_epoch is None:
             self.first_epoch, self.started = epoch, time.perf_counter()
         if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
