@@ -160,6 +160,7 @@ def run_sweep(grid: Grid, options: SweepOptions) -> SweepResult:
         preflight(t.cfg)
     name = sweep_name(grid, options)
     uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    tracking.check_tracking_store(uri)
     started = time.perf_counter()
     connect(options.address)
     seconds = {"ray_start": time.perf_counter() - started}

@@ -7,10 +7,13 @@ ends it. Nothing here knows how training works.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -18,9 +21,13 @@ import yaml
 from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
-from byol_ray.config import Config, flatten, to_dict
+from byol_ray.config import Config, ConfigError, flatten, to_dict
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
+# Schemes MLflow has a tracking store for (a database URI may name its driver: mysql+pymysql).
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql",
+                    "databricks")
 _MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
 
 
@@ -28,14 +35,65 @@ def resolve_tracking_uri(uri: str = "") -> str:
     """An absolute tracking URI that Ray workers in other folders reach too.
 
     "" means $MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///mlflow.db in the working
-    folder); relative sqlite and file paths are made absolute.
+    folder); relative sqlite and file paths are made absolute. A URI with a scheme MLflow has
+    no store for (`htp:/host`) raises ConfigError instead of becoming a folder of that name.
     """
     uri = uri or os.environ.get(TRACKING_URI_ENV, "") or mlflow.get_tracking_uri()
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", uri)
+    if scheme and (scheme[1].split("+")[0].lower() not in TRACKING_SCHEMES
+                   or not uri.startswith(scheme[0] + "//")):
+        raise ConfigError(TRACKING_URI_FIELD, f"{uri!r} is not a tracking URI; use "
+                          "http(s)://HOST:PORT, sqlite:///PATH.db or a folder")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
     if "://" not in uri:  # a plain folder: MLflow's file store
         return Path(uri).resolve().as_uri()
     return uri
+
+
+def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) -> None:
+    """Fail fast, before Ray starts, when runs could not be tracked at `uri` (resolved).
+
+    A server must answer a real API call (searching experiments) within `attempts` tries of
+    `timeout_s` each: a bounded check instead of MLflow's own retries, which last minutes.
+    A sqlite store needs its folder. Raises ConfigError naming the URI and what was tried.
+    """
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise ConfigError(TRACKING_URI_FIELD, f"{uri}: folder {folder} does not exist")
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    request = urllib.request.Request(url, data=b'{"max_results": 1}', method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **_auth_headers()})
+    problem = ""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s):
+                return
+        except urllib.error.HTTPError as error:
+            body = error.read(300).decode(errors="replace").strip()
+            problem = f"HTTP {error.code} {error.reason}: {body}"
+        except (urllib.error.URLError, OSError) as error:
+            problem = str(getattr(error, "reason", error))
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    raise ConfigError(TRACKING_URI_FIELD, f"no MLflow server answered at {uri} (POST {url}, "
+                      f"{attempts} tries, {timeout_s:g} s each): {problem}; start the server "
+                      "or point --tracking-uri elsewhere")
+
+
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow's own client would send (basic auth or a bearer token)."""
+    user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode())
+                .decode()}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def start_run(

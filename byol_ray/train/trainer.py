@@ -121,6 +121,7 @@ def run_pretraining(
     """Validate, connect to Ray, and run one pretraining run tracked in MLflow."""
     preflight(cfg)
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
+    tracking.check_tracking_store(uri)
     os.environ[tracking.TRACKING_URI_ENV] = uri
     connect(address)
     check_resources(cfg)
