@@ -111,6 +111,7 @@ class OptimConfig:
     weight_decay: float = 1.5e-6
     momentum: float = 0.9
     trust_coefficient: float = 1e-3  # LARS eta
+    clip_lr: bool = False  # LARS only: LARC clipping, per-parameter rate <= lr (solo-learn)
     exclude_bias_and_bn: bool = True  # no weight decay / LARS adaptation on them
     warmup_epochs: float = 10.0
 
@@ -382,6 +383,8 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("optim.weight_decay", o.weight_decay, 0.0)
     _range("optim.momentum", o.momentum, 0.0, 1.0)
     _range("optim.trust_coefficient", o.trust_coefficient, 0.0)
+    if o.clip_lr and o.name != "lars":
+        raise ConfigError("optim.clip_lr", f"clips LARS's trust ratio; optim.name is {o.name!r}")
     _range("optim.warmup_epochs", o.warmup_epochs, 0.0)
 
     _range("train.epochs", t.epochs, 0)

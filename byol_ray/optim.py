@@ -16,11 +16,19 @@ from byol_ray.config import OptimConfig
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and a layer-wise trust ratio (LARS, You et al. 2017) [P App. C].
 
-    For each parameter w with gradient g, in a group whose `lars_exclude` is False:
-    u = g + wd * w, ratio = eta * ||w|| / ||u|| (1 when either norm is 0), then
-    m <- momentum * m + lr * ratio * u and w <- w - m, as in DeepMind's BYOL optimizers.py.
-    Groups with `lars_exclude` True (biases, BN) get neither weight decay nor the ratio:
-    plain momentum SGD.
+    DeepMind's BYOL optax chain (byol/utils/optimizers.py: add weight decay, scale by LARS,
+    scale by the learning rate), for each parameter w with gradient g at learning rate lr_t:
+
+        u = g + wd * w
+        ratio = eta * ||w|| / ||u||        (1 where either norm is 0)
+        m <- momentum * m + ratio * u       (the buffer holds no learning rate)
+        w <- w - lr_t * m
+
+    so a warm-up or a decay of lr_t scales the whole step at once. `clip_lr` is LARC's
+    clipping as solo-learn applies it (solo/utils/lars.py, `clip_lars_lr`: the ratio becomes
+    min(ratio / lr_t, 1)), so the per-parameter rate lr_t * ratio is min(eta ||w|| / ||u||,
+    lr_t): never above lr_t. Groups with `lars_exclude` True (biases, BN) get neither weight
+    decay nor the ratio: plain momentum SGD, m <- momentum * m + g, w <- w - lr_t * m.
     """
 
     def __init__(
@@ -30,15 +38,23 @@ class LARS(torch.optim.Optimizer):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         trust_coefficient: float = 1e-3,
+        clip_lr: bool = False,
     ):
         defaults = {
             "lr": lr,
             "momentum": momentum,
             "weight_decay": weight_decay,
             "trust_coefficient": trust_coefficient,
+            "clip_lr": clip_lr,
             "lars_exclude": False,
         }
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        """Checkpoints written before `clip_lr` existed load as unclipped."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("clip_lr", False)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -52,24 +68,27 @@ class LARS(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 update = p.grad
-                scaled_lr: float | torch.Tensor = group["lr"]
                 if not group["lars_exclude"]:
                     update = update.add(p, alpha=group["weight_decay"])
-                    w_norm = torch.linalg.vector_norm(p)
-                    u_norm = torch.linalg.vector_norm(update)
-                    ratio = torch.where(
-                        (w_norm > 0) & (u_norm > 0),
-                        group["trust_coefficient"] * w_norm / u_norm,
-                        torch.ones_like(w_norm),
-                    )
-                    scaled_lr = group["lr"] * ratio
+                    update = update.mul_(self._ratio(p, update, group))
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(p)
                 buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(update * scaled_lr)
-                p.sub_(buf)
+                buf.mul_(group["momentum"]).add_(update)
+                p.sub_(buf, alpha=group["lr"])
         return loss
+
+    @staticmethod
+    def _ratio(w: torch.Tensor, update: torch.Tensor, group: dict) -> torch.Tensor:
+        """eta * ||w|| / ||u|| (1 where a norm is 0); with `clip_lr`, min(that / lr_t, 1)."""
+        w_norm = torch.linalg.vector_norm(w)
+        u_norm = torch.linalg.vector_norm(update)
+        ratio = group["trust_coefficient"] * w_norm / u_norm
+        if group["clip_lr"]:  # at lr_t = 0: 1, as solo-learn's min(ratio / 0, 1) = min(inf, 1)
+            lr = group["lr"]
+            ratio = (ratio / lr).clamp(max=1.0) if lr > 0 else torch.ones_like(ratio)
+        return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(ratio))
 
 
 def param_groups(
@@ -102,9 +121,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float) -> torch.opti
     """
     groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_bn)
     if cfg.name == "lars":
-        return LARS(
-            groups, lr=lr, momentum=cfg.momentum, trust_coefficient=cfg.trust_coefficient
-        )
+        return LARS(groups, lr=lr, momentum=cfg.momentum,
+                    trust_coefficient=cfg.trust_coefficient, clip_lr=cfg.clip_lr)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.name == "adamw":

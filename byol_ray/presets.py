@@ -58,9 +58,11 @@ def cifar10() -> Config:
         augment=AugmentConfig(blur_p=(0.0, 0.0), solarize_p=(0.0, 0.2)),
         model=ModelConfig(encoder="resnet18", cifar_stem=True),
         method=MethodConfig(tau_base=0.99),
-        optim=OptimConfig(
-            name="lars", base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02, warmup_epochs=10
-        ),
+        # [SL] optimizer: lars, lr 1.0, wd 1e-5, eta 0.02, clip_lr True, exclude_bias_n_norm.
+        # Differs from [SL solo/utils/lars.py] in the ratio's denominator only: ||g + wd w||
+        # as DeepMind's optax chain, where solo-learn divides by ||g|| + wd ||w|| (+1e-8).
+        optim=OptimConfig(name="lars", base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02,
+                          clip_lr=True, warmup_epochs=10),
         train=TrainConfig(epochs=1000, checkpoint_every=10, amp=True),
         eval=EvalConfig(eval_every=10),
         scaling=ScalingConfig(num_workers=1, use_gpu="auto", cpus_per_worker=4),

@@ -44,6 +44,7 @@ def test_cifar10_preset_is_the_common_recipe():
     cfg = get_preset("cifar10")
     assert cfg.model.encoder == "resnet18" and cfg.model.cifar_stem
     assert cfg.data.batch_size == 256 and cfg.optim.name == "lars"
+    assert (cfg.optim.base_lr, cfg.optim.trust_coefficient, cfg.optim.clip_lr) == (1.0, 0.02, True)
     assert cfg.method.tau_base == 0.99 and cfg.method.tau_schedule == "cosine"
     assert cfg.augment.blur_p == (0.0, 0.0) and cfg.augment.solarize_p == (0.0, 0.2)
 
@@ -124,3 +125,10 @@ def test_nan_is_out_of_range():
     cfg.method.tau_base = math.nan
     with pytest.raises(ConfigError, match="method.tau_base"):
         validate(cfg)
+
+
+def test_clip_lr_needs_lars():
+    cfg = apply_overrides(get_preset("cifar10"), ["optim.name=sgd"])
+    with pytest.raises(ConfigError) as error:
+        validate(cfg, check_paths=False)
+    assert error.value.field == "optim.clip_lr" and "'sgd'" in str(error.value)

@@ -71,6 +71,57 @@ def test_lars_zero_norms_use_ratio_one():
     assert torch.equal(still.detach(), torch.ones(3))
 
 
+def _lars_by_formula(w, grads, rates, wd, eta, momentum, clip):
+    """LARS written from the formula: u = g + wd w, ratio = eta ||w|| / ||u|| (with clip:
+    min(ratio / lr, 1), solo-learn's LARC), m <- momentum m + ratio u, w <- w - lr m."""
+    m = torch.zeros_like(w)
+    for g, lr in zip(grads, rates, strict=True):
+        u = g + wd * w
+        ratio = (eta * w.norm() / u.norm()).item()
+        if clip:
+            ratio = min(ratio / lr, 1.0) if lr > 0 else 1.0
+        m = momentum * m + ratio * u
+        w = w - lr * m
+    return w
+
+
+def _lars_steps(w0, grads, rates, **kwargs):
+    w = nn.Parameter(w0.clone())
+    lars = LARS([w], lr=rates[0], **kwargs)
+    for g, lr in zip(grads, rates, strict=True):
+        lars.param_groups[0]["lr"] = lr
+        w.grad = g.clone()
+        lars.step()
+    return w.detach()
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_lars_follows_the_formula_as_the_learning_rate_changes(clip):
+    gen = torch.Generator().manual_seed(7)
+    w0 = torch.randn(6, generator=gen) * 2
+    grads = [torch.randn(6, generator=gen) for _ in range(6)]
+    rates = [0.0, 0.5, 1.0, 2.0, 0.7, 0.1]  # warm-up from 0, then decay
+    hyper = {"wd": 0.1, "eta": 0.3, "momentum": 0.9}
+    expected = _lars_by_formula(w0, grads, rates, clip=clip, **hyper)
+    got = _lars_steps(w0, grads, rates, weight_decay=hyper["wd"], momentum=hyper["momentum"],
+                      trust_coefficient=hyper["eta"], clip_lr=clip)
+    torch.testing.assert_close(got, expected)
+    # The learning rate folded into the buffer (m <- mu m + lr ratio u; w <- w - m) differs.
+    folded, m = w0.clone(), torch.zeros(6)
+    for g, lr in zip(grads, rates, strict=True):
+        u = g + hyper["wd"] * folded
+        m = hyper["momentum"] * m + lr * hyper["eta"] * folded.norm() / u.norm() * u
+        folded = folded - m
+    assert not torch.allclose(got, folded, atol=1e-3)
+
+
+def test_lars_clip_caps_the_per_parameter_rate_at_lr():
+    w0, g = torch.tensor([3.0, 4.0]), torch.tensor([0.0, 0.1])  # ratio = eta * 5 / 0.1
+    for lr, rate in [(0.01, 0.01), (100.0, 50.0)]:  # rate = min(eta ||w|| / ||g||, lr)
+        w = _lars_steps(w0, [g], [lr], momentum=0.9, trust_coefficient=1.0, clip_lr=True)
+        torch.testing.assert_close(w, w0 - rate * g)
+
+
 @pytest.mark.parametrize(
     ("name", "kind"),
     [("lars", LARS), ("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)],

@@ -3,6 +3,7 @@
 online:  view -> encoder f_theta -> projector g_theta -> predictor q_theta -> q
 target:  view -> encoder f_xi    -> projector g_xi                          -> z'
 loss:    L(q(v1), sg(z'(v2))) + L(q(v2), sg(z'(v1)))                         [P eq. 2]
+         (beta > 0: the paper's InfoNCE_{alpha,beta} over the global batch, `byol_loss`)
 update:  xi <- tau xi + (1 - tau) theta after each optimiser step            [P §3.2]
 
 The Table 5 ablations are config switches: `predictor=False` (q is the identity),
@@ -16,12 +17,11 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from byol_ray.config import MethodConfig, ModelConfig
 from byol_ray.methods.base import Method
-from byol_ray.methods.losses import contrastive_regression_loss
+from byol_ray.methods.losses import byol_loss
 from byol_ray.models import mlp
 from byol_ray.optim import tau_at
 
@@ -59,20 +59,12 @@ class BYOL(Method):
             return self.target(view)
 
     def forward(self, view1: Tensor, view2: Tensor) -> dict[str, Tensor]:
-        """Symmetrised loss of the two views, plus the mean cosine of q and z' to log."""
+        """Symmetrised loss of the two views (the target side without autograd)."""
         z1 = self.projector(self.encoder(view1))  # views kept apart: per-view BN statistics
         z2 = self.projector(self.encoder(view2))
         q1, q2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = self._targets(view1, z1), self._targets(view2, z2)
-        loss = contrastive_regression_loss(
-            q1, t2, self.temperature, self.beta
-        ) + contrastive_regression_loss(q2, t1, self.temperature, self.beta)
-        with torch.no_grad():
-            cos_sim = torch.cat([
-                F.cosine_similarity(q1.float(), t2.float(), dim=-1),
-                F.cosine_similarity(q2.float(), t1.float(), dim=-1),
-            ]).mean()
-        return {"loss": loss, "cos_sim": cos_sim}
+        return {"loss": byol_loss(q1, q2, t1, t2, self.temperature, self.beta)}
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:
@@ -86,8 +78,8 @@ class BYOL(Method):
             return {}
         tau = tau_at(step, total_steps, self.tau_base, self.tau_schedule)
         online = self._online_target_part()
-        for xi, theta in zip(self.target.parameters(), online.parameters(), strict=True):
-            xi.mul_(tau).add_(theta, alpha=1.0 - tau)
-        for t_buf, o_buf in zip(self.target.buffers(), online.buffers(), strict=True):
-            t_buf.copy_(o_buf)
+        target_params, online_params = list(self.target.parameters()), list(online.parameters())
+        torch._foreach_mul_(target_params, tau)  # one fused call over all parameters
+        torch._foreach_add_(target_params, online_params, alpha=1.0 - tau)
+        torch._foreach_copy_(list(self.target.buffers()), list(online.buffers()))
         return {"tau": tau}

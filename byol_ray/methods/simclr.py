@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from byol_ray.config import MethodConfig, ModelConfig
@@ -14,7 +13,8 @@ from byol_ray.models import mlp
 class SimCLR(Method):
     """Encoder -> projector MLP, trained with NT-Xent between the two views' projections.
 
-    Negatives are the other samples of the local batch (no cross-worker gather).
+    Negatives are both views of every other image of the global batch, gathered from all
+    workers with gradients (`nt_xent`): 2B - 2 per sample for a global batch of B.
     """
 
     def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
@@ -25,9 +25,7 @@ class SimCLR(Method):
         self.temperature = method.temperature
 
     def forward(self, view1: Tensor, view2: Tensor) -> dict[str, Tensor]:
-        """NT-Xent loss of the two views, and their mean projection cosine similarity."""
+        """NT-Xent loss of the two views' projections over the global batch."""
         z1 = self.projector(self.encoder(view1))
         z2 = self.projector(self.encoder(view2))
-        loss = nt_xent(z1, z2, self.temperature)
-        cos_sim = F.cosine_similarity(z1.detach().float(), z2.detach().float(), dim=-1).mean()
-        return {"loss": loss, "cos_sim": cos_sim}
+        return {"loss": nt_xent(z1, z2, self.temperature)}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from byol_ray.methods.losses import contrastive_regression_loss, nt_xent, regression_loss
+from byol_ray.methods.losses import byol_loss, nt_xent, regression_loss
 
 
 def _explicit_regression(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -36,23 +36,44 @@ def test_regression_loss_matches_normalised_squared_distance():
     torch.testing.assert_close(regression_loss(p, z), _explicit_regression(p, z))
 
 
+def _randn(*shape: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=gen) for _ in range(4)]
+
+
 def test_beta_zero_is_exactly_regression():
-    gen = torch.Generator().manual_seed(1)
-    p, z = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
-    assert torch.equal(contrastive_regression_loss(p, z, 0.1, 0.0), regression_loss(p, z))
+    q1, q2, t1, t2 = _randn(6, 4, seed=1)
+    assert torch.equal(byol_loss(q1, q2, t1, t2, 0.1, 0.0),
+                       regression_loss(q1, t2) + regression_loss(q2, t1))
 
 
-def test_contrastive_regression_matches_loop():
-    gen = torch.Generator().manual_seed(2)
-    p, z = torch.randn(5, 3, generator=gen), torch.randn(5, 3, generator=gen)
-    temperature, beta = 0.3, 0.7
-    terms = []
-    for i in range(5):
-        sims = [F.cosine_similarity(p[i], z[j], dim=0) for j in range(5)]
-        log_denominator = math.log(sum(math.exp(s.item() / temperature) for s in sims))
-        terms.append(2 - 2 * sims[i].item() + beta * 2 * temperature * log_denominator)
-    loss = contrastive_regression_loss(p, z, temperature, beta)
-    assert loss.item() == pytest.approx(sum(terms) / 5, rel=1e-5)
+def _info_nce_loop(q, t_same, t_other, alpha, beta) -> float:
+    """The paper's InfoNCE_{alpha,beta} for one view, written from its appendix formula."""
+    b = len(q)
+
+    def s(x, y):
+        return F.cosine_similarity(x, y, dim=0).item()
+
+    total = 0.0
+    for i in range(b):
+        same = sum(math.exp(s(q[i], t_same[j]) / alpha) for j in range(b) if j != i)
+        other = sum(math.exp(s(q[i], t_other[j]) / alpha) for j in range(b))
+        total += 2 / b * s(q[i], t_other[i]) - beta * 2 * alpha / b * math.log(same + other)
+    return total
+
+
+def test_byol_loss_is_the_papers_info_nce():
+    q1, q2, t1, t2 = _randn(5, 3, seed=2)
+    alpha, beta = 0.3, 0.7
+    expected = 4 - _info_nce_loop(q1, t1, t2, alpha, beta) - _info_nce_loop(q2, t2, t1, alpha, beta)
+    assert byol_loss(q1, q2, t1, t2, alpha, beta).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_beta_one_without_predictor_or_target_is_nt_xent():
+    z1, z2, _, _ = _randn(6, 5, seed=6)
+    alpha = 0.1
+    torch.testing.assert_close(byol_loss(z1, z2, z1, z2, alpha, 1.0),
+                               4 + 4 * alpha * nt_xent(z1, z2, alpha))
 
 
 def _nt_xent_loop(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -88,11 +109,9 @@ def test_nt_xent_gradient_is_finite_and_alignment_lowers_loss():
 def test_losses_are_float32_under_bfloat16_autocast():
     gen = torch.Generator().manual_seed(5)
     p, z = torch.randn(6, 4, generator=gen), torch.randn(6, 4, generator=gen)
-    exact = [regression_loss(p, z), contrastive_regression_loss(p, z, 0.1, 1.0),
-             nt_xent(p, z, 0.1)]
+    exact = [regression_loss(p, z), byol_loss(p, z, z, p, 0.1, 1.0), nt_xent(p, z, 0.1)]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = [regression_loss(p, z), contrastive_regression_loss(p, z, 0.1, 1.0),
-                 nt_xent(p, z, 0.1)]
+        mixed = [regression_loss(p, z), byol_loss(p, z, z, p, 0.1, 1.0), nt_xent(p, z, 0.1)]
     for m, e in zip(mixed, exact, strict=True):
         assert m.dtype == torch.float32
         torch.testing.assert_close(m, e)
