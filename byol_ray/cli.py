@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run one pretraining run under Ray Train")
     add_config_options(train)
     add_cluster_options(train)
+    train.add_argument("--register", default="", metavar="NAME",
+                       help="also register the trained weights in the MLflow Model Registry "
+                            "as a new version of NAME")
     train.set_defaults(handler=_train)
     sweep_cli.add_commands(commands)
     add_tables_command(commands)
@@ -72,11 +75,17 @@ def _show_config(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, args.overrides)
-    from byol_ray.summary import print_run_summary  # heavy imports only when training
+    from byol_ray import tracking  # heavy imports only when training
+    from byol_ray.summary import print_run_summary
     from byol_ray.train.trainer import run_pretraining
 
     result = run_pretraining(cfg, args.tracking_uri, args.storage, args.address)
-    print_run_summary(result.run_id, args.tracking_uri or cfg.tracking.tracking_uri)
+    uri = tracking.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
+    print_run_summary(result.run_id, uri)
+    if args.register:
+        version = tracking.register_weights(uri, result.run_id, args.register)
+        print(f"registered: models:/{args.register}/{version}")
+    print(f"weights: runs:/{result.run_id}/{tracking.WEIGHTS_ARTIFACT} (byol_ray.load_encoder)")
     return 0
 
 

@@ -178,3 +178,56 @@ def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = 
     reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     client.set_tag(run_id, "failure_reason", reason[:5000])
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+
+
+# --------------------------------------------------------------------------- trained weights
+
+WEIGHTS_ARTIFACT = "weights"  # the artifact folder of a run's trained networks
+
+
+def log_weights(tracking_uri: str, run_id: str, folder: Path) -> None:
+    """Upload a weights folder (`byol_ray.encoder_io`) as the run's `weights/` artifacts."""
+    MlflowClient(tracking_uri).log_artifacts(run_id, str(folder), WEIGHTS_ARTIFACT)
+
+
+def register_weights(tracking_uri: str, run_id: str, name: str) -> str:
+    """Register the run's weights in the MLflow Model Registry as a new version of `name`;
+    returns the version (load it as `models:/NAME/VERSION`)."""
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name, description="byol-ray trained encoder weights")
+    version = client.create_model_version(
+        name, source=f"runs:/{run_id}/{WEIGHTS_ARTIFACT}", run_id=run_id
+    )
+    return version.version
+
+
+def download_weights(ref: str, tracking_uri: str, folder: Path) -> tuple[Path, str]:
+    """The weights folder that `ref` names, downloaded into `folder`, and the id of the run
+    that saved it. `ref` is a run id, `runs:/<id>[/weights[/FILE]]` or `models:/NAME/VERSION`.
+
+    Raises LookupError with MLflow's reason when the run, model version or folder does not
+    exist.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    try:
+        if ref.startswith("models:/"):
+            name, _, version = ref.removeprefix("models:/").partition("/")
+            client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+            model_version = client.get_model_version(name, version)
+            source, run_id = model_version.source, model_version.run_id
+        else:
+            run_id, _, path = ref.removeprefix("runs:/").partition("/")
+            MlflowClient(tracking_uri).get_run(run_id)  # a clear "not found" first
+            path = path.rstrip("/") or WEIGHTS_ARTIFACT
+            if Path(path).suffix:  # a file inside the folder: take the folder
+                path = str(Path(path).parent)
+            source = f"runs:/{run_id}/{path}"
+        local = download_artifacts(artifact_uri=source, dst_path=str(folder),
+                                   tracking_uri=tracking_uri)
+    except mlflow.exceptions.MlflowException as error:
+        raise LookupError(error.message) from None
+    return Path(local), run_id

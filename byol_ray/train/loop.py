@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from byol_ray import tracking
 from byol_ray.config import Config, from_dict
 from byol_ray.data import BatchAugment, load_splits, view_params
+from byol_ray.encoder_io import write_weights
 from byol_ray.methods import Method, build_method
 from byol_ray.optim import build_optimizer, lr_at
 from byol_ray.train.evaluation import evaluate
@@ -86,6 +87,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         with clock("eval"):
             final = evaluate(method, splits, cfg, device, rank, world, linear=True)
         log.epoch(0, final | clock.totals())
+        _log_weights(method, cfg, run_id, tracking_uri, rank)
         _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
         return
     start_epoch = _restore(method, optimizer)
@@ -136,8 +138,18 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         log.epoch(done, metrics | clock.totals())
         # Ray hears of evaluations and checkpoints only: each report waits for its controller.
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
+        if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
+            _log_weights(method, cfg, run_id, tracking_uri, rank)
         if eval_due or checkpoint_due:
             _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
+
+
+def _log_weights(method: Method, cfg: Config, run_id: str, uri: str, rank: int) -> None:
+    """Rank 0 saves the final encoder, projector and target to the run (`weights/`)."""
+    if rank != 0:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        tracking.log_weights(uri, run_id, write_weights(method, cfg, Path(folder)))
 
 
 class _Stopwatch:
