@@ -1,0 +1,300 @@
+"""The prepared GPU check: correctness of the CUDA paths and the presets' step speed, in a few
+minutes on one GPU with synthetic data. Run it through `benchmarks/gpu_check.sh`.
+
+Sections (each bounded; one that would overrun the time budget is skipped and says so):
+  env          the card, torch, CUDA, what is installed
+  bf16         bf16 autocast loss/gradients vs fp32, GPU fp32 vs CPU fp32 (cifar10, imagenet)
+  augment      BatchAugment on CUDA vs CPU: same draws -> same images; own draws -> same
+               distribution (KS tests)
+  distributed  two processes: NCCL gathers + SyncBN with 2 GPUs, else gloo gathers on the CPU
+  step_<p>     preset p's training step, images/s and model FLOPs utilisation: fp32, bf16,
+               bf16+channels_last, + torch.compile; ours vs lightly on the same card
+  memory_<p>   peak GPU memory per image of the step -> largest batch per worker per N GiB
+
+Writes every section's result to --out (JSON) as soon as it is done, so a run cut short
+still leaves what it measured, and prints a summary at the end. `--dry-run` runs every code
+path on the CPU with tiny sizes (CUDA-only parts are skipped), to test the script without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+import traceback
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+try:  # byol_ray.config parses overrides with PyYAML; nothing here parses any
+    import yaml  # noqa: F401
+except ImportError:  # pragma: no cover - only on a bare GPU image
+    sys.modules["yaml"] = types.ModuleType("yaml")
+
+import gpu_correctness
+import torch
+from contenders import Contender, Lightly, Ours, StepOptions, Views, numerics, time_steps
+from torch.utils.flop_counter import FlopCounterMode
+
+from byol_ray.config import Config
+from byol_ray.presets import get_preset
+
+# Dense bf16 tensor-core peak (FLOP/s) by card name, from NVIDIA's data sheets: the
+# denominator of model FLOPs utilisation (MFU) for every precision, as is customary.
+PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12,
+             "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+GIB = 2**30
+
+
+def peak_flops(name: str) -> float | None:
+    """The card's dense bf16 peak, or None for a card not in the table."""
+    for key, value in PEAK_BF16.items():
+        if key in name:
+            return value
+    return None
+
+
+class Check:
+    """Runs sections within a time budget and keeps the results file up to date."""
+
+    def __init__(self, out: Path, budget_s: float):
+        self.out, self.started = out, time.perf_counter()
+        self.deadline = self.started + budget_s
+        self.results: dict = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
+                              "budget_s": budget_s, "sections": {}}
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def section(self, name: str, needs_s: float, fn: Callable[[], dict]) -> dict | None:
+        """Run `fn` unless fewer than `needs_s` seconds are left; record its result or error."""
+        if self.left() < needs_s:
+            entry = {"status": "skipped", "reason": f"{self.left():.0f} s left, needs {needs_s}"}
+        else:
+            print(f"== {name} ({self.left():.0f} s left)", flush=True)
+            began = time.perf_counter()
+            try:
+                entry = {"status": "done", **fn()}
+            except Exception as error:  # one broken section must not lose the others
+                entry = {"status": "error", "error": f"{type(error).__name__}: {error}",
+                         "traceback": traceback.format_exc()[-3000:]}
+                print(entry["traceback"], flush=True)
+            entry["seconds"] = round(time.perf_counter() - began, 1)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        self.results["sections"][name] = entry
+        self.save()
+        return entry if entry["status"] == "done" else None
+
+    def save(self) -> None:
+        self.results["elapsed_s"] = round(time.perf_counter() - self.started, 1)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(self.results, indent=1, default=str))
+
+
+def environment(device: torch.device) -> dict:
+    """What ran: card, memory, torch/CUDA/cuDNN versions, TF32 flags, optional packages."""
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.version.cuda, "device": str(device),
+            "gpus": torch.cuda.device_count(),
+            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
+                     "cudnn": torch.backends.cudnn.allow_tf32}}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info |= {"name": props.name, "memory_gib": round(props.total_memory / GIB, 1),
+                 "capability": f"{props.major}.{props.minor}", "sms": props.multi_processor_count,
+                 "cudnn": torch.backends.cudnn.version(), "peak_bf16_flops": peak_flops(props.name)}
+    for package in ("lightly", "torchvision", "yaml"):
+        try:
+            module = __import__(package)
+            info[package] = getattr(module, "__version__", "present")
+        except ImportError:
+            info[package] = None
+    return info
+
+
+def preset_config(name: str, batch: int, image_size: int | None = None) -> Config:
+    cfg = get_preset(name)
+    cfg.data.batch_size = batch
+    if image_size:
+        cfg.data.image_size = image_size
+    return cfg
+
+
+def count_flops(ours: Ours, views: Views, images: torch.Tensor) -> float:
+    """FLOPs of one training step of `ours` (matmuls and convolutions, forward + backward)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        ours.step(*views(images))
+    return float(counter.get_total_flops())
+
+
+def step_speed(preset: str, device: torch.device, batch: int, source: int, image_size: int | None,
+               compile_ours: bool, timing: dict, peak: float | None) -> dict:
+    """images/s and MFU of a preset's step in each configuration, and ours vs lightly."""
+    cfg = preset_config(preset, batch, image_size)
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (batch, 3, source, source), dtype=torch.uint8, device=device)
+    views = Views(cfg, device)
+    configs = [StepOptions(), StepOptions(amp=True), StepOptions(amp=True, channels_last=True)]
+    if compile_ours:
+        configs.append(StepOptions(amp=True, channels_last=True, compile=True))
+    if device.type != "cuda":  # autocast and channels_last are the GPU's business
+        configs = [StepOptions()] + [c for c in configs if c.compile]
+    contenders: dict[str, Contender] = {}
+    for options in configs:
+        contenders[f"ours {options.label()}"] = Ours(cfg, device, options)
+    first = next(iter(contenders.values()))
+    report: dict = {"preset": preset, "batch": batch, "image_size": cfg.data.image_size,
+                    "encoder": cfg.model.encoder, "timing": timing,
+                    "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    lightly_options = [configs[0], configs[-1 if not compile_ours else -2]]
+    try:
+        for options in dict.fromkeys(lightly_options):
+            contenders[f"lightly {options.label()}"] = Lightly(first, options)
+        report["numerics"] = numerics(first, [c for c in contenders.values()
+                                              if isinstance(c, Lightly)][:1],
+                                      *views(images))
+    except ImportError as error:
+        report["lightly"] = f"skipped: {error}"
+    report["flops_per_step"] = count_flops(first, views, images)
+
+    def runner(contender: Contender) -> Callable[[], object]:
+        return lambda: contender.step(*views(images))
+
+    timings = time_steps({name: runner(c) for name, c in contenders.items()}, batch, device,
+                         **timing)
+    base = timings[next(iter(timings))].median
+    report["configs"] = {}
+    for name, t in timings.items():
+        entry = t.summary() | {"vs_fp32": t.median / base}
+        if peak:
+            entry["mfu"] = report["flops_per_step"] * t.median / batch / peak
+        report["configs"][name] = entry
+    for options in dict.fromkeys(lightly_options):
+        ours, theirs = f"ours {options.label()}", f"lightly {options.label()}"
+        if theirs in timings:
+            report.setdefault("ours_vs_lightly", {})[options.label()] = {
+                "ratio": timings[ours].median / timings[theirs].median, "target": 1.10}
+    return report
+
+
+def step_memory(preset: str, device: torch.device, batch: int, source: int,
+                image_size: int | None, options: StepOptions) -> dict:
+    """Peak GPU memory of one step at batch b and b/2: bytes per image and the fixed part, and
+    the largest batch per worker that fits common card sizes."""
+    peaks = {}
+    for b in (batch // 2, batch):
+        cfg = preset_config(preset, b, image_size)
+        ours = Ours(cfg, device, options)
+        views = Views(cfg, device)
+        images = torch.randint(0, 256, (b, 3, source, source), dtype=torch.uint8, device=device)
+        ours.step(*views(images))  # allocates gradients and optimiser state
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        ours.step(*views(images))
+        torch.cuda.synchronize(device)
+        peaks[b] = torch.cuda.max_memory_allocated(device)
+        del ours, views, images
+        torch.cuda.empty_cache()
+    small, large = batch // 2, batch
+    per_image = (peaks[large] - peaks[small]) / (large - small)
+    fixed = peaks[large] - per_image * large
+    fits = {f"{n} GiB": int((n * GIB - fixed) // per_image) for n in (24, 40, 80, 141)}
+    return {"preset": preset, "options": options.label(), "peak_bytes": peaks,
+            "per_image_mib": per_image / 2**20, "fixed_mib": fixed / 2**20,
+            "largest_batch_per_worker": fits}
+
+
+def summary(results: dict) -> str:
+    """Human-readable lines of the results."""
+    lines = []
+    env = results["sections"].get("env", {})
+    lines.append(f"device: {env.get('name', env.get('device'))}, torch {env.get('torch')}, "
+                 f"CUDA {env.get('cuda')}, lightly {env.get('lightly')}")
+    for name, entry in results["sections"].items():
+        status = entry["status"]
+        if status != "done":
+            lines.append(f"{name}: {status.upper()} {entry.get('reason') or entry.get('error')}")
+            continue
+        if "ok" in entry:
+            lines.append(f"{name}: {'PASS' if entry['ok'] else 'FAIL'} ({entry['seconds']} s)")
+        if name.startswith("step_"):
+            lines.append(f"{name}: batch {entry['batch']} at {entry['image_size']} px, "
+                         f"{entry['flops_per_step'] / 1e12:.2f} TFLOP per step")
+            for config, c in entry["configs"].items():
+                mfu = f"  MFU {100 * c['mfu']:5.1f}%" if "mfu" in c else ""
+                lines.append(f"  {config:34s} {c['median']:10.0f} img/s  spread "
+                             f"{100 * c['spread']:4.1f}%  x{c['vs_fp32']:.2f} vs fp32{mfu}")
+            for label, r in entry.get("ours_vs_lightly", {}).items():
+                lines.append(f"  ours/lightly {label}: {r['ratio']:.3f} (target >= {r['target']})")
+            for other, n in entry.get("numerics", {}).items():
+                lines.append(f"  numerics vs {other} ({n['mode']}): ours {n['ours']:.6f} "
+                             f"theirs {n['theirs']:.6f} {'EQUAL' if n['equal'] else 'DIFFER'}")
+            if "lightly" in entry:
+                lines.append(f"  lightly: {entry['lightly']}")
+        if name.startswith("memory_"):
+            fits = ", ".join(f"{k}: {v}" for k, v in entry["largest_batch_per_worker"].items())
+            lines.append(f"{name} ({entry['options']}): {entry['per_image_mib']:.1f} MiB per "
+                         f"image + {entry['fixed_mib']:.0f} MiB; largest batch per worker that "
+                         f"fits {fits}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run every section within the budget, write JSON, print the summary."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
+    parser.add_argument("--budget", type=float, default=390.0, help="seconds for all sections")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="tiny sizes on the CPU: exercise the code paths without a GPU")
+    parser.add_argument("--compile-imagenet", action="store_true",
+                        help="also torch.compile the imagenet step (minutes of compilation)")
+    args = parser.parse_args()
+    dry = args.dry_run
+    device = torch.device("cuda" if torch.cuda.is_available() and not dry else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    check = Check(args.out, args.budget)
+    check.results["dry_run"] = dry
+    env = check.section("env", 0, lambda: environment(device)) or {}
+    peak = env.get("peak_bf16_flops")
+    # (preset, batch, source pixels, image size override): the per-worker batch of each
+    # preset (imagenet: 4096 over 8 GPUs = 512; 256 here keeps fp32 inside an 80 GiB card).
+    sizes = {"cifar10": (256, 32, None), "imagenet": (256, 256, None)}
+    timing = {"warmup": 3, "reps": 5, "steps_per_rep": 10}
+    if dry:
+        sizes = {"cifar10": (8, 32, None), "imagenet": (4, 72, 64)}
+        timing = {"warmup": 1, "reps": 2, "steps_per_rep": 1}
+    for preset, (_, source, size) in sizes.items():
+        batch = 4 if dry else (64 if preset == "cifar10" else 16)
+        check.section(f"bf16_{preset}", 20, lambda p=preset, b=batch, s=source, z=size:
+                      gpu_correctness.bf16_vs_fp32(preset_config(p, b, z), device, b, s))
+    for preset, (_, source, size) in sizes.items():
+        samples = 64 if dry else (8192 if preset == "cifar10" else 1024)
+        check.section(f"augment_{preset}", 25, lambda p=preset, n=samples, s=source, z=size:
+                      gpu_correctness.augment_devices(preset_config(p, 8, z), device, n, s,
+                                                      chunk=min(n, 256)))
+    check.section("distributed", 30, lambda: gpu_correctness.distributed(
+        preset_config("cifar10", 16, 32)))
+    for preset, (batch, source, size) in sizes.items():
+        compile_it = not dry and (preset == "cifar10" or args.compile_imagenet)
+        check.section(f"step_{preset}", 150 if compile_it else 40,
+                      lambda p=preset, b=batch, s=source, z=size, c=compile_it:
+                      step_speed(p, device, b, s, z, c, timing, peak))
+    if device.type == "cuda":
+        for preset, (batch, source, size) in sizes.items():
+            check.section(f"memory_{preset}", 20, lambda p=preset, b=batch, s=source, z=size:
+                          step_memory(p, device, b, s, z, StepOptions(amp=True,
+                                                                      channels_last=True)))
+    check.save()
+    print("\n" + summary(check.results), flush=True)
+    print(f"\nresults: {args.out} ({check.results['elapsed_s']} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
