@@ -254,7 +254,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
             raise ConfigError(item, "an override must look like section.key=value")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, ValueError, RecursionError) as err:  # ValueError: 2001-02-30
             raise ConfigError(key.strip(), f"cannot parse value {raw!r}: {err}") from None
         set_value(cfg, key.strip(), value)
     return cfg
@@ -285,13 +285,13 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return int(value)
         raise ConfigError(name, f"expected an integer, got {value!r}")
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
-            try:
+        try:
+            if isinstance(value, int | float) and not isinstance(value, bool):
                 return float(value)
-            except ValueError:
-                pass
+            if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as text
+                return float(value)
+        except (ValueError, OverflowError):  # not a number; an integer beyond float's range
+            pass
         raise ConfigError(name, f"expected a number, got {value!r}")
     if hint is str:
         if isinstance(value, str):
@@ -313,9 +313,23 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _range(name: str, value: float, low: float, high: float = math.inf) -> None:
-    if not (low <= value <= high) or math.isnan(value):
+    if not (low <= value <= high):
         bound = f"[{low}, {high}]" if high != math.inf else f">= {low}"
         raise ConfigError(name, f"{value} is out of range; allowed: {bound}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(name, f"{value}: must be > 0")
+
+
+def _finite_numbers(cfg: Config) -> None:
+    """NaN and infinity pass comparisons that ranges rely on (nan <= x is False, x <= inf is
+    True): no config value may be either."""
+    for name, value in flatten(cfg).items():
+        for number in value if isinstance(value, list) else [value]:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(name, f"{value}: must be a finite number")
 
 
 def _probability_pair(name: str, pair: tuple[float, float]) -> None:
@@ -328,6 +342,8 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     d, a, m, me, o, t, e, s = (
         cfg.data, cfg.augment, cfg.model, cfg.method, cfg.optim, cfg.train, cfg.eval, cfg.scaling
     )
+    _finite_numbers(cfg)
+    _range("scaling.num_workers", s.num_workers, 1, 4096)  # before batch_size % num_workers
     _choice("data.dataset", d.dataset, DATASETS)
     _range("data.image_size", d.image_size, 8, 1024)
     _range("data.batch_size", d.batch_size, 2)
@@ -375,8 +391,7 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("method.tau_base", me.tau_base, 0.0, 1.0)
     _choice("method.tau_schedule", me.tau_schedule, TAU_SCHEDULES)
     _range("method.beta", me.beta, 0.0)
-    if me.temperature <= 0:
-        raise ConfigError("method.temperature", f"{me.temperature}: must be > 0")
+    _positive("method.temperature", me.temperature)
 
     _choice("optim.name", o.name, OPTIMIZERS)
     _range("optim.base_lr", o.base_lr, 0.0)
@@ -395,14 +410,12 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("eval.eval_every", e.eval_every, 0)
     if not e.knn_k or any(k < 1 for k in e.knn_k):
         raise ConfigError("eval.knn_k", f"{list(e.knn_k)}: need one or more k >= 1")
-    if e.knn_temperature <= 0:
-        raise ConfigError("eval.knn_temperature", f"{e.knn_temperature}: must be > 0")
+    _positive("eval.knn_temperature", e.knn_temperature)
     _range("eval.linear_epochs", e.linear_epochs, 0)
     _range("eval.linear_lr", e.linear_lr, 0.0)
     _range("eval.linear_batch_size", e.linear_batch_size, 1)
     _range("eval.collapse_threshold", e.collapse_threshold, 0.0)
 
-    _range("scaling.num_workers", s.num_workers, 1, 4096)
     _choice("scaling.use_gpu", s.use_gpu, ("auto", "true", "false"))
     _range("scaling.cpus_per_worker", s.cpus_per_worker, 0)
     _range("scaling.max_failures", s.max_failures, -1)

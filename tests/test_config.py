@@ -1,8 +1,11 @@
 """Config: presets, dotted overrides, validation naming the field and what is allowed."""
 
+import json
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from byol_ray.config import (
     Config,
@@ -132,3 +135,51 @@ def test_clip_lr_needs_lars():
     with pytest.raises(ConfigError) as error:
         validate(cfg, check_paths=False)
     assert error.value.field == "optim.clip_lr" and "'sgd'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["method.temperature=nan", "eval.knn_temperature=nan", "optim.base_lr=inf",
+     "optim.base_lr=.inf", "augment.crop_ratio=[0.75, .inf]", "augment.blur_sigma=[0.1, 1e400]",
+     "data.max_eval_images=1e400"],
+)
+def test_non_finite_numbers_are_rejected_naming_the_field(override):
+    field = override.partition("=")[0]
+    with pytest.raises(ConfigError) as error:
+        validate(apply_overrides(get_preset("cpu-mini"), [override]))
+    assert error.value.field == field
+
+
+# Any text a user may type after --set: known and unknown keys, YAML scalars, lists, nesting;
+# edge values (non-finite, huge, zero, malformed YAML) drawn as often as ordinary ones.
+_EDGES = st.sampled_from(["nan", ".nan", ".inf", "-.inf", "1e400", "-1e400", "0", "-1", "0.0",
+                          str(10**400), "2001-02-30", "0x10", "~", "[", "{a: 1}", "&a [*a]",
+                          "!!python/object:os.system x", "1_000", "[nan, 1]", "[]", "''"])
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8))
+_VALUES = st.one_of(_EDGES, st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3),
+                                         max_leaves=6).map(json.dumps))  # JSON is YAML
+_KEYS = st.one_of(st.sampled_from(sorted(flatten(Config()))),
+                  st.sampled_from(["method", "data.", ".x", "a.b.c", "method.tau_base.x", ""]),
+                  st.text(max_size=10))
+_OVERRIDES = st.one_of(st.builds("{}={}".format, _KEYS, _VALUES), st.text(max_size=20))
+
+
+def _numbers(value) -> list[float]:
+    return ([x for v in value for x in _numbers(v)] if isinstance(value, list | tuple)
+            else [value] if isinstance(value, float) else [])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(overrides=st.lists(_OVERRIDES, min_size=1, max_size=3),
+       preset=st.sampled_from(sorted(PRESETS)))
+def test_any_override_either_validates_or_raises_config_error(overrides, preset):
+    """Property: whatever --set says, the result is a valid config or the project's own error
+    (exit 2 with the field named), never another exception (a traceback); and a config that
+    validates holds finite numbers only."""
+    try:
+        cfg = validate(apply_overrides(get_preset(preset), overrides), check_paths=False)
+    except ConfigError as error:
+        assert error.field is not None and str(error)
+        return
+    for name, value in flatten(cfg).items():
+        assert all(math.isfinite(x) for x in _numbers(value)), (name, value)
