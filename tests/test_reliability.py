@@ -52,3 +52,22 @@ def test_sqlite_store_in_a_missing_folder_exits_2(tmp_path):
     uri = f"sqlite:///{tmp_path}/nope/mlflow.db"
     proc = byol_ray("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2 and f"{tmp_path}/nope does not exist" in proc.stderr
+
+
+# ---------------------------------------------------------------- 7. bad input
+
+
+def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp_path):
+    """Every file torchvision reads exists, but holds the wrong bytes (a broken download)."""
+    from torchvision.datasets import CIFAR10
+
+    folder = tmp_path / "cifar" / CIFAR10.base_folder
+    folder.mkdir(parents=True)
+    for name, _ in [*CIFAR10.train_list, *CIFAR10.test_list, (CIFAR10.meta["filename"], "")]:
+        (folder / name).write_bytes(b"truncated download")
+    proc = byol_ray("train", "--preset", "cifar10", "--set", f"data.root={tmp_path / 'cifar'}",
+                    cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("byol-ray: error: data.root: data_batch_1, ")
+    assert "failed torchvision's integrity (md5) check" in proc.stderr
+    assert "Ray" not in proc.stdout + proc.stderr

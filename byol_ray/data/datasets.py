@@ -8,6 +8,7 @@ memory as one tensor; ImageFolder images are decoded lazily with PIL.
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,7 +87,8 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
 def check_dataset(cfg: DataConfig) -> None:
     """Fail fast, before any worker starts, if the dataset's folders or files are missing.
 
-    Raises FileNotFoundError whose message starts with the field (`data.root: ...`).
+    Raises FileNotFoundError (missing) or ValueError (a file fails torchvision's md5 check)
+    whose message starts with the field (`data.root: ...`).
     """
     if cfg.dataset == "digits":
         return
@@ -97,6 +99,7 @@ def check_dataset(cfg: DataConfig) -> None:
         return
     cls = _TORCHVISION_CLASSES[cfg.dataset]
     _check_files(root, cls, _file_names(cls), cfg)
+    _check_intact(root, cls, cfg)
 
 
 def _cap(dataset: Dataset, n: int) -> Dataset:
@@ -173,11 +176,40 @@ def _check_files(root: Path, cls: type, names: list[str], cfg: DataConfig) -> No
                                 "re-download it or set data.download=true")
 
 
+def _check_intact(root: Path, cls: type, cfg: DataConfig) -> None:
+    """Raise ValueError naming data.root if a file fails torchvision's md5 check."""
+    if cfg.download:
+        return
+    folder = root / cls.base_folder
+    damaged = [name for name, md5 in _md5_list(cls) if not _intact(cls, folder / name, md5)]
+    if damaged:
+        raise ValueError(f"data.root: {', '.join(damaged)} in {folder} failed torchvision's "
+                         "integrity (md5) check; delete them and re-download "
+                         "(data.download=true)")
+
+
+def _md5_list(cls: type) -> list[tuple[str, str]]:
+    meta = getattr(cls, "meta", None)  # CIFAR's batches.meta / meta
+    return cls.train_list + cls.test_list + ([(meta["filename"], meta["md5"])] if meta else [])
+
+
+_INTACT: dict[tuple, bool] = {}  # (check, file, size, mtime, md5) -> verdict: a sweep checks once
+
+
+def _intact(cls: type, path: Path, md5: str) -> bool:
+    """torchvision's own md5 check of one file (the function its dataset class calls), here
+    before any worker starts rather than inside them after Ray has started."""
+    check = importlib.import_module(cls.__module__).check_integrity
+    stat = path.stat()
+    key = (check, str(path), stat.st_size, stat.st_mtime_ns, md5)
+    if key not in _INTACT:
+        _INTACT[key] = check(str(path), md5)
+    return _INTACT[key]
+
+
 def _file_names(cls: type) -> list[str]:
     """The files a torchvision CIFAR/STL-10 class reads (its md5-checked lists)."""
-    names = [name for name, _ in cls.train_list + cls.test_list]
-    meta = getattr(cls, "meta", None)  # CIFAR's batches.meta / meta
-    return names + ([meta["filename"]] if meta else [])
+    return [name for name, _ in _md5_list(cls)]
 
 
 def _open(cls: type, root: Path, cfg: DataConfig, **kwargs):

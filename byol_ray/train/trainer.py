@@ -141,7 +141,7 @@ def preflight(cfg: Config) -> None:
     validate(cfg)
     try:
         check_dataset(cfg.data)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # messages start with "data.root: "
         field, _, message = str(error).partition(": ")
         raise ConfigError(field, message) from None
 

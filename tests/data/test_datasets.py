@@ -270,7 +270,7 @@ def test_check_dataset_fails_fast_on_an_empty_root(tmp_path, dataset):
         check_dataset(DataConfig(dataset=dataset, root=str(tmp_path)))
 
 
-def test_check_dataset_accepts_complete_folders(tmp_path):
+def test_check_dataset_accepts_complete_folders(tmp_path, no_md5):
     write_cifar10(tmp_path / "c10")
     check_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "c10")))
     check_dataset(DataConfig(dataset="digits"))
