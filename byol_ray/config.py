@@ -22,6 +22,7 @@ ENCODERS = ("small_cnn", "resnet18", "resnet50")
 METHODS = ("byol", "simclr", "random_init")
 TAU_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("lars", "sgd", "adamw")
+VOC_YEARS = tuple(str(year) for year in range(2007, 2013))  # what torchvision's VOC reads
 # The named augmentation variants of the paper's Fig. 3b.
 AUGMENT_RECIPES = (
     "baseline",
@@ -87,6 +88,9 @@ class ModelConfig:
     proj_hidden_dim: int = 4096
     proj_dim: int = 256
     pred_hidden_dim: int = 4096
+    # The `--run supervised` baseline of the dense protocols: a torchvision ImageNet state_dict
+    # on disk ("" = torchvision's file name in torch's hub cache; never downloaded).
+    supervised_weights: str = ""
 
 
 @dataclass
@@ -146,6 +150,48 @@ class EvalConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """`byol-ray eval segment`: an FCN head fine-tuned with the encoder on PASCAL VOC
+    segmentation [P App. D.4]. Defaults are the paper's where it gives them."""
+
+    root: str = ""  # folder holding VOCdevkit/VOC<year> (where the VOC tars were extracted)
+    year: str = "2012"
+    train_split: str = "train"  # ImageSets/Segmentation/<name>.txt (the paper: train_aug)
+    eval_split: str = "val"
+    iterations: int = 30000  # [P App. D.4]
+    batch_size: int = 16  # global [P App. D.4]
+    lr: float = 0.01  # the middle of the paper's grid of 5 rates in [1e-3, 1e-1]; not swept
+    lr_milestones: tuple[float, ...] = (0.7, 0.9)  # lr x 0.1 at these fractions [P App. D.4]
+    weight_decay: float = 1e-4  # [P App. D.4]
+    momentum: float = 0.9
+    freeze_encoder: bool = False  # the paper fine-tunes the whole FCN
+    crop_size: int = 513  # training crop and central inference crop [P App. D.4]
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random rescaling [P App. D.4]
+    eval_every: int = 0  # iterations between validations (0 = only at the end)
+
+
+@dataclass
+class DetectConfig:
+    """`byol-ray eval detect`: Faster R-CNN with FPN on the encoder, on PASCAL VOC detection
+    [P §4 "Transfer to other vision tasks", App. D.5]."""
+
+    root: str = ""  # folder holding VOCdevkit/VOC<year>
+    year: str = "2007"  # fine-tune on trainval2007, report on test2007 [P §4]
+    train_split: str = "trainval"  # ImageSets/Main/<name>.txt
+    eval_split: str = "test"
+    iterations: int = 1_500_000  # [P App. D.5] (asynchronous SGD there, synchronous DDP here)
+    batch_size: int = 8  # global; the paper does not give it (one image per GPU on 8 GPUs)
+    lr: float = 1e-3  # [P App. D.5]
+    lr_milestones: tuple[float, ...] = (2 / 3, 0.8)  # 1e-4 at 1M, 1e-5 at 1.2M [P App. D.5]
+    weight_decay: float = 1e-4  # not given by the paper; torchvision's detection reference
+    momentum: float = 0.9
+    freeze_encoder: bool = True  # "a frozen representation" [P App. D.5]
+    min_size: tuple[int, ...] = (360, 416, 480, 544, 608, 672, 736, 768)  # shorter side, drawn
+    max_size: int = 1024  # per image: a 4:3 VOC image's longer side in [480, 1024] [P D.5]
+    eval_every: int = 0  # iterations between evaluations (0 = only at the end)
+
+
+@dataclass
 class ScalingConfig:
     """How many Ray Train workers, and on what."""
 
@@ -176,6 +222,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -416,7 +464,36 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("eval.linear_batch_size", e.linear_batch_size, 1)
     _range("eval.collapse_threshold", e.collapse_threshold, 0.0)
 
+    _validate_transfer("segment", cfg.segment)
+    _validate_transfer("detect", cfg.detect)
     _choice("scaling.use_gpu", s.use_gpu, ("auto", "true", "false"))
     _range("scaling.cpus_per_worker", s.cpus_per_worker, 0)
     _range("scaling.max_failures", s.max_failures, -1)
     return cfg
+
+
+def _validate_transfer(name: str, t: SegmentConfig | DetectConfig) -> None:
+    """The settings of a dense protocol (paths are checked when the protocol starts)."""
+    _choice(f"{name}.year", t.year, VOC_YEARS)
+    for split in ("train_split", "eval_split"):
+        allowed = ("train", "trainval", "val") + (("test",) if t.year == "2007" else ())
+        _choice(f"{name}.{split}", getattr(t, split), allowed)
+    _range(f"{name}.iterations", t.iterations, 1)
+    _range(f"{name}.batch_size", t.batch_size, 1)
+    _range(f"{name}.lr", t.lr, 0.0)
+    if any(not 0 < m < 1 for m in t.lr_milestones):
+        raise ConfigError(f"{name}.lr_milestones", f"{list(t.lr_milestones)}: fractions of "
+                          "the iterations, each in (0, 1)")
+    _range(f"{name}.weight_decay", t.weight_decay, 0.0)
+    _range(f"{name}.momentum", t.momentum, 0.0, 1.0)
+    _range(f"{name}.eval_every", t.eval_every, 0)
+    if isinstance(t, SegmentConfig):
+        _range(f"{name}.crop_size", t.crop_size, 16, 4096)
+        if not 0 < t.scale_range[0] <= t.scale_range[1]:
+            raise ConfigError(f"{name}.scale_range", f"{list(t.scale_range)}: need "
+                              "0 < min <= max")
+    else:
+        if not t.min_size or any(size < 16 for size in t.min_size):
+            raise ConfigError(f"{name}.min_size", f"{list(t.min_size)}: one or more sides "
+                              ">= 16 pixels")
+        _range(f"{name}.max_size", t.max_size, max(t.min_size))
