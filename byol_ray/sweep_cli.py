@@ -142,7 +142,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str) -> None:
     """Print the paper's tables from the sweeps' runs and write them with report.md."""
-    from byol_ray.tables.report import generate_report, show_tables
+    from byol_ray.tables import generate_report, show_tables
 
     experiments = [r.experiment for r in results]
     report = generate_report(results[0].tracking_uri, out, experiments, preset, metric)

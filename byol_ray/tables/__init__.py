@@ -1,23 +1,33 @@
 """The paper's tables and figures (Tables 5a/5b, Fig. 3a/3b, random-init) from MLflow runs.
 
-Read trial runs (`load_runs`), average them over seeds into cells (`aggregate`), build each
-table beside the paper's values (`build_tables`), and write or print them (`write_report`,
-`print_tables`). `analysis/paper_tables.ipynb` walks through the same steps.
+One module per step: `runs` reads the trial runs (`load_runs`), `cells` averages them over
+seeds into cells (`aggregate`), `verdicts` compares shapes beyond the seeds' noise,
+`builders` builds each table beside the paper's values (`build_tables`), `render` writes or
+prints them (`write_report`, `print_tables`); `reference` holds the paper's values.
+`analysis/paper_tables.ipynb` walks through the same steps.
 """
 
-from byol_ray.tables.augment import build_fig_3b, build_fig_3b_strength
-from byol_ray.tables.baseline import build_baseline
-from byol_ray.tables.batch import build_fig_3a
-from byol_ray.tables.cells import aggregate, format_cell
-from byol_ray.tables.ema import build_table_5a
-from byol_ray.tables.figures import plot_fig_3a, plot_fig_3b
-from byol_ray.tables.reference import reference_frame
-from byol_ray.tables.render import to_latex, to_markdown
-from byol_ray.tables.report import (
-    Report,
+from byol_ray.tables.builders import (
+    Table,
+    build_baseline,
+    build_fig_3a,
+    build_fig_3b,
+    build_fig_3b_strength,
+    build_table_5a,
+    build_table_5b,
     build_tables,
+)
+from byol_ray.tables.cells import aggregate, format_cell
+from byol_ray.tables.reference import reference_frame
+from byol_ray.tables.render import (
+    Report,
     generate_report,
+    plot_fig_3a,
+    plot_fig_3b,
     print_tables,
+    show_tables,
+    to_latex,
+    to_markdown,
     write_report,
 )
 from byol_ray.tables.runs import (
@@ -28,13 +38,13 @@ from byol_ray.tables.runs import (
     search_trial_runs,
     select_runs,
 )
-from byol_ray.tables.table import Table
-from byol_ray.tables.target import build_table_5b
+from byol_ray.tables.verdicts import Check, Estimate, Noise
 
 __all__ = [
-    "Report", "Table", "TablesError", "aggregate", "build_baseline", "build_fig_3a",
-    "build_fig_3b", "build_fig_3b_strength", "build_table_5a", "build_table_5b", "build_tables",
-    "format_cell", "generate_report", "load_runs", "normalise_runs", "plot_fig_3a", "plot_fig_3b",
-    "print_tables", "reference_frame", "resolve_uri", "search_trial_runs", "select_runs",
-    "to_latex", "to_markdown", "write_report",
+    "Check", "Estimate", "Noise", "Report", "Table", "TablesError", "aggregate",
+    "build_baseline", "build_fig_3a", "build_fig_3b", "build_fig_3b_strength", "build_table_5a",
+    "build_table_5b", "build_tables", "format_cell", "generate_report", "load_runs",
+    "normalise_runs", "plot_fig_3a", "plot_fig_3b", "print_tables", "reference_frame",
+    "resolve_uri", "search_trial_runs", "select_runs", "show_tables", "to_latex", "to_markdown",
+    "write_report",
 ]

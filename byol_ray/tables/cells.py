@@ -1,20 +1,139 @@
-"""Average trial runs over seeds into table cells, keeping failures, gaps and collapse visible.
+"""Table cells: trial runs averaged over seeds, on canonical axis values, naming their protocol.
 
 A cell is one (ablation, ablation_value, method): the mean ± std of the chosen top-1 over its
 finished seeds, how many seeds that is, how many trials failed or are still running, how many
-finished seeds collapsed, and which protocol measured it. A seed that was re-run (a retried
-trial, a second sweep) counts once: its best-status, latest run.
+finished seeds collapsed, and which protocol measured it ("top-1" alone hides whether it is a
+kNN monitor or a linear probe, and on which split; the paper's numbers are a linear probe on
+ImageNet val). A seed that was re-run (a retried trial, a second sweep) counts once: its
+best-status, latest run. Axis tags are text written by different sweeps ("1" or "1.0",
+SimCLR's own "simclr"); `canonical_value` maps each to the spelling of `reference.csv`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from byol_ray.tables.axes import canonical_value
-from byol_ray.tables.protocol import BASELINE_COLUMN, METRIC_COLUMN, protocol_for
+from byol_ray.tables.reference import PAPER_PROTOCOL
+
+NUMERIC_AXES = ("tau_base", "strength")
+SWITCH_NAMES = ("pred", "target", "beta")
+SIMCLR_SWITCHES = "pred=no,target=no,beta=1"  # what SimCLR is in Table 5b's terms
+
+
+def _number(value: str) -> str:
+    try:
+        return f"{float(value):g}"
+    except ValueError:
+        return value
+
+
+def parse_switches(value: str) -> tuple[bool, bool, float] | None:
+    """'pred=yes,target=no,beta=1' -> (True, False, 1.0); None if it is not that shape."""
+    if value == "simclr":
+        value = SIMCLR_SWITCHES
+    parts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
+    if set(parts) != set(SWITCH_NAMES):
+        return None
+    flags = {"yes": True, "true": True, "no": False, "false": False}
+    try:
+        pred, target = flags[parts["pred"].strip().lower()], flags[parts["target"].strip().lower()]
+        beta = float(parts["beta"])
+    except (KeyError, ValueError):
+        return None
+    return pred, target, beta
+
+
+def format_switches(pred: bool, target: bool, beta: float) -> str:
+    """The canonical spelling of a Table 5b row."""
+    yes = {True: "yes", False: "no"}
+    return f"pred={yes[pred]},target={yes[target]},beta={beta:g}"
+
+
+def canonical_value(ablation: str, value: object) -> str:
+    """The axis value as reference.csv spells it (numbers via %g, Table 5b switches)."""
+    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    text = text.strip()
+    if ablation in NUMERIC_AXES:
+        return _number(text)
+    if ablation == "batch_size":
+        try:
+            return str(int(float(text)))
+        except ValueError:
+            return text
+    if ablation == "target_network":
+        switches = parse_switches(text)
+        return format_switches(*switches) if switches else text
+    return text
+
+
+def numeric(value: str) -> float:
+    """An axis value as a number for sorting and plotting (NaN if it is not one)."""
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
+METRICS = ("linear", "knn")
+METRIC_COLUMN = {"linear": "linear_top1", "knn": "knn_top1"}
+# The random-init run logs eval/*; any trained run also logs its untrained encoder here.
+BASELINE_COLUMN = {"linear": "baseline_linear_top1", "knn": "baseline_knn_top1"}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How one of our numbers was measured."""
+
+    probe: str  # "linear probe" or "kNN (k=20)"
+    timing: str  # "offline" (after pretraining) or "online" (monitored during it)
+    split: str  # the scored split, e.g. "digits test split"
+
+    @property
+    def short(self) -> str:
+        """The protocol in a few words, for a table cell: 'linear probe, offline, digits test'."""
+        return f"{self.probe}, {self.timing}, {self.split}"
+
+
+def _first_k(knn_k: object) -> str | None:
+    text = "" if knn_k is None or knn_k != knn_k else str(knn_k)  # NaN != NaN
+    first = text.strip("[]() ").split(",")[0].strip()
+    return first if first.isdigit() else None
+
+
+def split_name(dataset: object) -> str:
+    """The held-out split evaluation scores on, by dataset (ImageFolder: val, others: test)."""
+    name = dataset if isinstance(dataset, str) and dataset else "unknown dataset"
+    return f"{name} {'val' if name == 'imagefolder' else 'test'} split"
+
+
+def protocol_for(metric: str, dataset: object = None, knn_k: object = None) -> Protocol:
+    """The protocol of `eval/<metric>_top1` for a run with these params."""
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")
+    split = split_name(dataset)
+    if metric == "linear":
+        return Protocol("linear probe", "offline", split)
+    k = _first_k(knn_k)
+    return Protocol(f"kNN (k={k})" if k else "kNN", "online", split)
+
+
+def describe(metric: str) -> str:
+    """The full sentence for a caption: what our number is, measured how and where."""
+    if metric == "linear":
+        ours = ("linear probe on frozen features, offline (fitted after pretraining on the "
+                "train split), scored on the held-out test split")
+    else:
+        ours = ("kNN on frozen features (cosine, temperature-weighted votes), online monitor "
+                "(its last evaluation, at the end of pretraining), memory bank = train split, "
+                "scored on the held-out test split")
+    return (f"Ours: top-1 (%), {ours}; mean ± std over seeds (n = seeds averaged). "
+            f"Paper: {PAPER_PROTOCOL}, ResNet-50, 300 epochs.")
+
 
 CELL_KEYS = ("ablation", "ablation_value", "method")
 CELL_COLUMNS = (*CELL_KEYS, "mean", "std", "n_seeds", "n_failed", "n_pending", "n_no_metric",

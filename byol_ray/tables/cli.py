@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from byol_ray.tables.protocol import METRICS
+from byol_ray.tables.cells import METRICS
 
 
 def add_tables_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def add_tables_command(commands: argparse._SubParsersAction) -> argparse.Argumen
 
 def run_tables_command(args: argparse.Namespace) -> int:
     """Write the report, then print one verdict line per table and where the files are."""
-    from byol_ray.tables.report import generate_report  # pandas/matplotlib only when used
+    from byol_ray.tables.render import generate_report  # pandas/matplotlib only when used
 
     report = generate_report(args.tracking_uri, args.out, args.experiments, args.preset,
                              args.metric, args.sweeps)

@@ -7,10 +7,11 @@ import pytest
 from synthetic_runs import raw_frame, trial
 
 from byol_ray.tables import build_tables
+from byol_ray.tables.builders import build_table_5a
 from byol_ray.tables.cells import aggregate
-from byol_ray.tables.ema import build_table_5a
 from byol_ray.tables.render import latex_escape, markdown_grid, to_latex, to_markdown
 from byol_ray.tables.runs import normalise_runs
+from byol_ray.tables.verdicts import Estimate
 
 PROTOCOL = "linear probe, offline, digits test split"
 PAPER = "paper top-1 (%; linear probe, offline, ImageNet val)"
@@ -38,17 +39,20 @@ def test_table_5a_aligns_paper_values_to_our_tau_rows(tables):
     assert zero["ours: BYOL top-1 (%)"].endswith("[collapsed]")
     assert zero[PAPER] == "0.3 [collapsed]"
     assert t.verdict.startswith("Verdict: agrees with the paper.")
-    assert "best τ_base = 0.99" in t.verdict
+    assert "τ_base = 0.99 above τ_base = 1" in t.verdict and "±" in t.verdict
     assert any("0.9" in n and "FloatingPointError" in n for n in t.notes)
     assert "linear probe, offline, ImageNet val (paper)" in t.caption
     assert "held-out test split" in t.caption and "Table 5a" in t.caption
 
 
 def test_table_5a_verdict_disagrees_when_an_extreme_tau_wins():
-    frame = raw_frame([trial("ema_decay", "byol", "tau_base", tau, 0, top1) for tau, top1 in
-                       (("1", 95.0), ("0.99", 80.0), ("0", 20.0))])
-    t = build_table_5a(aggregate(normalise_runs(frame)), floor=10.0)
-    assert t.verdict.startswith("Verdict: partly agrees") and "✗ best τ_base = 1" in t.verdict
+    frame = raw_frame([trial("ema_decay", "byol", "tau_base", tau, seed, top1 + seed)
+                       for tau, top1 in (("1", 95.0), ("0.99", 80.0), ("0", 20.0))
+                       for seed in (0, 1)])
+    t = build_table_5a(aggregate(normalise_runs(frame)), floor=Estimate(10.0, 1.0, 2))
+    assert t.verdict.startswith("Verdict: partly agrees")
+    assert ("✗ the best τ_base lies strictly between 0 and 1 (paper: 0.99): τ_base = 0.99 above "
+            "τ_base = 1 (-15.0 ± 0.7 SE)") in t.verdict
     missing = _row(t.display, "τ_base", "0.9")
     assert missing["ours: BYOL top-1 (%)"] == "missing" and missing["protocol (ours)"] == "–"
 
@@ -58,7 +62,7 @@ def test_table_5b_has_simclr_among_the_rows_and_marks_failed_and_collapsed(table
     d = t.display
     simclr = _row(d, "method", "SimCLR")
     assert (simclr["predictor"], simclr["target network"], simclr["β"]) == ("–", "–", "1")
-    assert simclr[PAPER] == "69.4" and simclr["ours: top-1 (%)"] == "85.0 (n=1)"
+    assert simclr[PAPER] == "69.4" and simclr["ours: top-1 (%)"] == "85.0 ± 0.4 (n=2)"
     byol = _row(d, "method", "BYOL")
     assert (byol["predictor"], byol["target network"], byol["β"]) == ("✓", "✓", "0")
     assert byol[PAPER] == "72.5"
@@ -75,7 +79,7 @@ def test_table_5b_has_simclr_among_the_rows_and_marks_failed_and_collapsed(table
 def test_fig_3a_drops_from_the_largest_batch_beside_the_paper(tables):
     t = tables["fig_3a"]
     row = _row(t.display, "batch size", "64")
-    assert row["BYOL ours (%)"] == "78.0 (n=1)" and row["BYOL drop (ours)"] == "13.0"
+    assert row["BYOL ours (%)"] == "78.0 ± 0.4 (n=2)" and row["BYOL drop (ours)"] == "13.0"
     assert row["SimCLR drop (ours)"] == "6.0"
     assert row["BYOL drop (paper)"] == "12.8" and row["SimCLR drop (paper)"] == "8.7"
     assert _row(t.display, "batch size", "256")["BYOL drop (ours)"] == "0 (reference)"
@@ -86,7 +90,7 @@ def test_fig_3a_drops_from_the_largest_batch_beside_the_paper(tables):
     assert data.loc[("256", "simclr"), "drop"] == 0.0
     assert math.isnan(data.loc[("4096", "byol"), "drop"])  # missing, never 0
     # BYOL loses less at 128 and more at 64: both as in the paper
-    assert "the paper's answer at 2/2" in t.verdict
+    assert "over the smaller batches: 2 ✓ of 2 rows" in t.verdict
     assert t.verdict.startswith("Verdict: agrees with the paper.")
 
 
@@ -101,16 +105,16 @@ def test_fig_3b_drops_from_baseline_and_the_strength_axis(tables):
     s = tables["fig_3b_strength"]
     assert list(s.display["colour strength"]) == ["0", "0.5", "1"]
     one = _row(s.display, "colour strength", "1")  # the baseline recipe cell stands for 1
-    assert one["BYOL ours (%)"] == "91.0 (n=1)" and one["BYOL drop (ours)"] == "0 (reference)"
+    assert one["BYOL ours (%)"] == "91.0 ± 0.4 (n=2)" and one["BYOL drop (ours)"] == "0 (reference)"
     assert f"BYOL {PAPER}" not in s.display.columns
-    assert "BYOL's largest drop ≤ SimCLR's (3.0 vs 8.0)" in s.verdict
+    assert "✓ BYOL's largest drop smaller than SimCLR's (at strength 0 vs 0)" in s.verdict
 
 
 def test_baseline_rows_and_the_knn_protocol(runs):
     linear = build_tables(runs, "linear")["baseline"].display
     assert list(linear[PAPER]) == ["1.4", "1.4", "72.5", "74.3"]
     assert linear["ours: top-1 (%)"].iloc[0] == "70.0 (n=1)"
-    assert linear["ours: top-1 (%)"].iloc[1].endswith("(n=28)")  # every logged epoch 0
+    assert linear["ours: top-1 (%)"].iloc[1].endswith("(n=44)")  # every logged epoch 0
     assert linear["ours: top-1 (%)"].iloc[3] == "not run by the sweeps"
     knn = build_tables(runs, "knn")
     assert knn["baseline"].display["ours: top-1 (%)"].iloc[0] == "69.0 (n=1)"

@@ -43,7 +43,7 @@ def test_tables_command_writes_every_table_figure_and_the_report(store_uri, tmp_
             image.verify()
             assert image.format == "PNG" and image.size[0] > 600
     report = (out / "report.md").read_text()
-    assert "trial runs: 33 (3 FAILED, 29 FINISHED, 1 RUNNING)" in report
+    assert "trial runs: 49 (3 FAILED, 45 FINISHED, 1 RUNNING)" in report
     assert "![Fig. 3a" in report and "(fig_3a.png)" in report and "(fig_3b.png)" in report
     for key in TABLES:
         assert (out / f"{key}.md").read_text().split("\n")[0] in report
@@ -54,7 +54,7 @@ def test_tables_command_writes_every_table_figure_and_the_report(store_uri, tmp_
     assert csv.loc["0", "n_collapsed"] == 2
     assert r"\begin{table}" in (out / "fig_3b.tex").read_text()
     printed = capsys.readouterr().out
-    assert "33 trial runs read" in printed and f"wrote {out / 'report.md'}" in printed
+    assert "49 trial runs read" in printed and f"wrote {out / 'report.md'}" in printed
     assert printed.count("Verdict: agrees with the paper.") == len(TABLES)
 
 
