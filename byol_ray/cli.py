@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -47,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="also register the trained weights in the MLflow Model Registry "
                             "as a new version of NAME")
     train.set_defaults(handler=_train)
+
+    views = commands.add_parser(
+        "views", help="draw T / T' crop boxes on ImageFolder images, with the views they give")
+    add_config_options(views)
+    views.add_argument("--out", required=True, help="folder for views.png and views.json")
+    views.add_argument("--n", type=int, default=16, help="how many train images (default 16)")
+    views.add_argument("--seed", type=int, default=0, help="which images, and their crops")
+    views.set_defaults(handler=_views)
     sweep_cli.add_commands(commands)
     add_tables_command(commands)
     return parser
@@ -86,6 +95,28 @@ def _train(args: argparse.Namespace) -> int:
         version = tracking.register_weights(uri, result.run_id, args.register)
         print(f"registered: models:/{args.register}/{version}")
     print(f"weights: runs:/{result.run_id}/{tracking.WEIGHTS_ARTIFACT} (byol_ray.load_encoder)")
+    return 0
+
+
+def _views(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args.preset, args.overrides)
+    if cfg.data.dataset != "imagefolder":
+        raise ConfigError("data.dataset", f"views draws the crops of ImageFolder images; "
+                          f"{cfg.data.dataset!r} is cropped on the device: use an imagenet "
+                          "preset with --set data.root=FOLDER")
+    if args.n < 1:
+        raise ConfigError("--n", f"{args.n}: need at least 1 image")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a folder")
+    from byol_ray.data.preview import write_preview  # torch and PIL only when drawing
+
+    try:
+        shown = write_preview(cfg, out, args.n, args.seed)
+    except (FileNotFoundError, ValueError) as error:  # "data.root: ..." from the loaders
+        field, _, message = str(error).partition(": ")
+        raise ConfigError(field, message) from None
+    print(f"{shown} images: {out / 'views.png'}, boxes in {out / 'views.json'}")
     return 0
 
 

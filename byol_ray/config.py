@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagefolder")
+DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 METHODS = ("byol", "simclr", "random_init")
 TAU_SCHEDULES = ("cosine", "constant")
@@ -56,6 +57,7 @@ class DataConfig:
     batch_size: int = 256  # global batch, summed over all Ray workers
     loader_workers: int = 0  # DataLoader processes per Ray worker
     max_eval_images: int = 0  # cap on labelled images used by evaluation (0 = all)
+    decoder: str = "cpu"  # ImageFolder JPEG decoding: "cpu" (loader workers) or "gpu" (nvJPEG)
 
 
 @dataclass
@@ -397,6 +399,13 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("data.batch_size", d.batch_size, 2)
     _range("data.loader_workers", d.loader_workers, 0, 64)
     _range("data.max_eval_images", d.max_eval_images, 0)
+    _choice("data.decoder", d.decoder, DECODERS)
+    if d.decoder == "gpu" and d.dataset != "imagefolder":
+        raise ConfigError("data.decoder", f"gpu decodes ImageFolder JPEGs; {d.dataset!r} is "
+                          "held in memory and needs no decoder: use cpu")
+    if d.decoder == "gpu" and s.use_gpu == "false":
+        raise ConfigError("data.decoder", "gpu needs CUDA workers, but scaling.use_gpu=false; "
+                          "use data.decoder=cpu")
     if d.batch_size % s.num_workers:
         raise ConfigError(
             "data.batch_size",

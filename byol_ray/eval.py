@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 # --------------------------------------------------------------------------- features
 
@@ -44,6 +45,7 @@ def extract_features(
     batch_size: int = 256,
     device: torch.device | None = None,
     indices: Sequence[int] | None = None,
+    num_workers: int = 0,
 ) -> tuple[Tensor, Tensor]:
     """Encode dataset items into features (N, D) float32 on CPU and labels (N,) int64.
 
@@ -52,31 +54,38 @@ def extract_features(
     called mid-training. `transform` maps a uint8 batch, already on the device, to the encoder's
     normalised float input. `device` defaults to the encoder's device. `indices` selects a subset
     in the given order (e.g. one worker's shard from `shard_indices`); by default all items.
-    An empty selection gives features of shape (0, 0).
+    An empty selection gives features of shape (0, 0). `num_workers` DataLoader processes read
+    (decode) the items in parallel, for datasets decoded from files.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = torch.device(device) if device is not None else _module_device(encoder)
     order = list(range(len(dataset))) if indices is None else [int(i) for i in indices]
+    loader = DataLoader(Subset(dataset, order), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_stack_items)
     modes = [(m, m.training) for m in encoder.modules()]
     encoder.eval()
     feats: list[Tensor] = []
     labels: list[Tensor] = []
     try:
-        for start in range(0, len(order), batch_size):
-            items = [dataset[i] for i in order[start : start + batch_size]]
-            images = torch.stack([torch.as_tensor(img) for img, _ in items]).to(device)
-            out = encoder(transform(images))
+        for images, batch_labels in loader:
+            out = encoder(transform(images.to(device)))
             if not isinstance(out, Tensor):
                 raise TypeError(f"encoder must return a Tensor, got {type(out).__name__}")
             feats.append(out.flatten(1).float().cpu())
-            labels.append(torch.tensor([int(lbl) for _, lbl in items], dtype=torch.int64))
+            labels.append(batch_labels)
     finally:
         for module, mode in modes:
             module.training = mode
     if not feats:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
     return torch.cat(feats), torch.cat(labels)
+
+
+def _stack_items(items: list[tuple[Any, int]]) -> tuple[Tensor, Tensor]:
+    """(image, label) items -> (stacked images, int64 labels); images may be arrays."""
+    images = torch.stack([torch.as_tensor(img) for img, _ in items])
+    return images, torch.tensor([int(lbl) for _, lbl in items], dtype=torch.int64)
 
 
 # --------------------------------------------------------------------------- distributed

@@ -2,11 +2,13 @@
 
 from byol_ray.data.augment import BatchAugment, ViewParams, eval_transform, view_params
 from byol_ray.data.datasets import DatasetSplits, ImageTensorDataset, check_dataset, load_splits
+from byol_ray.data.views import ViewPair
 
 __all__ = [
     "BatchAugment",
     "DatasetSplits",
     "ImageTensorDataset",
+    "ViewPair",
     "ViewParams",
     "check_dataset",
     "eval_transform",

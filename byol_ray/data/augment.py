@@ -234,19 +234,26 @@ class BatchAugment(torch.nn.Module):
                              persistent=False)
 
     @torch.no_grad()
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, crop: bool = True
+    ) -> Tensor:
         """uint8 (B,3,H,W) (or float in [0,1]) -> float32 normalised (B,3,S,S), S=image_size.
 
         Every sample draws its own crop/flip/jitter/grey/blur/solarise; all randomness comes from
-        `generator` (if given), so a seeded generator reproduces the batch exactly.
+        `generator` (if given), so a seeded generator reproduces the batch exactly. crop=False
+        takes views already cropped to S x S from their full image (ImageFolder's loaders).
         """
         x = _to_unit(images)
         n, _, height, width = x.shape
         p = self.params
         rand = _Random(generator, x.device)
-        boxes = _crop_boxes(rand, n, height, width, p)
-        x = roi_align(x, boxes, output_size=self.image_size, spatial_scale=1.0,
-                      sampling_ratio=-1, aligned=True)
+        if crop:
+            boxes = _crop_boxes(rand, n, height, width, p)
+            x = roi_align(x, boxes, output_size=self.image_size, spatial_scale=1.0,
+                          sampling_ratio=-1, aligned=True)
+        elif (height, width) != (self.image_size, self.image_size):
+            raise ValueError(f"crop=False needs views of {self.image_size}x{self.image_size}, "
+                             f"got {height}x{width}")
         flip = rand.coin(n, p.flip_p).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
         x = _colour_jitter(x, rand, p)

@@ -3,7 +3,8 @@
 Every item is `(uint8 tensor (3, S, S), int label)` with one S per dataset, so a batch stacks
 into one tensor that `byol_ray.data.augment` augments on the device. Labels are -1 for
 unlabelled images (STL-10's unlabeled split). Small datasets (digits, CIFAR, STL-10) live in
-memory as one tensor; ImageFolder images are decoded lazily with PIL.
+memory as one tensor; ImageFolder images are decoded lazily in the loader workers, and their
+pretraining items are already the two crops of T and T' (`byol_ray.data.imagefolder`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ import importlib
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
-from torchvision.transforms import v2
 
-from byol_ray.config import DataConfig
+from byol_ray.config import AugmentConfig, DataConfig
+from byol_ray.data.imagefolder import (
+    CentreViewFolder,
+    JpegFolder,
+    TwoViewFolder,
+    collate_jpeg,
+    scan,
+)
 
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
@@ -45,6 +52,7 @@ class DatasetSplits:
     num_classes: int
     mean: tuple[float, float, float]  # per-channel normalisation stats in [0, 1] units
     std: tuple[float, float, float]
+    collate: Callable | None = None  # the pretraining DataLoader's collate_fn (None: default)
 
 
 class ImageTensorDataset(Dataset):
@@ -66,14 +74,18 @@ class ImageTensorDataset(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-def load_splits(cfg: DataConfig) -> DatasetSplits:
-    """Load `cfg.dataset` from `cfg.root` and cap the labelled splits to cfg.max_eval_images."""
+def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> DatasetSplits:
+    """Load `cfg.dataset` from `cfg.root` and cap the labelled splits to cfg.max_eval_images.
+
+    `augment` (default: the paper's) gives the crop distribution that ImageFolder's loaders
+    draw from the full image; the in-memory datasets crop on the device instead.
+    """
     loaders: dict[str, Callable[[DataConfig], DatasetSplits]] = {
         "digits": _digits,
         "cifar10": _cifar,
         "cifar100": _cifar,
         "stl10": _stl10,
-        "imagefolder": _imagefolder,
+        "imagefolder": partial(_imagefolder, augment=augment or AugmentConfig()),
     }
     if cfg.dataset not in loaders:
         raise ValueError(f"data.dataset: {cfg.dataset!r} is not one of: {', '.join(loaders)}")
@@ -95,7 +107,7 @@ def check_dataset(cfg: DataConfig) -> None:
     root = _root(cfg)
     if cfg.dataset == "imagefolder":
         for split in ("train", "val"):
-            _split_folder(root / split)
+            scan(root / split)
         return
     cls = _TORCHVISION_CLASSES[cfg.dataset]
     _check_files(root, cls, _file_names(cls), cfg)
@@ -257,44 +269,27 @@ def _stl10(cfg: DataConfig) -> DatasetSplits:
 # --------------------------------------------------------------------------- image folders
 
 
-def _load_rgb(path: str) -> Image.Image:
-    """Decode one image file as RGB, naming the file if it is not a readable image."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError) as err:
-        raise ValueError(f"data.root: image file {path} could not be decoded ({err})") from err
+def _imagefolder(cfg: DataConfig, augment: AugmentConfig) -> DatasetSplits:
+    """root/train and root/val class folders, decoded lazily in the loader workers.
 
-
-def _split_folder(folder: Path) -> None:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data.root: {folder.parent} has no {folder.name!r} folder; "
-                                "expected train/ and val/, each with one folder per class")
-
-
-def _image_folder(folder: Path, side: int) -> torchvision.datasets.ImageFolder:
-    """One split folder of class sub-folders; items are centre crops (3, side, side) uint8."""
-    _split_folder(folder)
-    transform = v2.Compose([v2.Resize(side), v2.CenterCrop(side), v2.PILToTensor()])
-    try:
-        return torchvision.datasets.ImageFolder(str(folder), transform=transform,
-                                                loader=_load_rgb)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"data.root: {folder} must hold one sub-folder of images per "
-                                f"class ({err})") from err
-
-
-def _imagefolder(cfg: DataConfig) -> DatasetSplits:
-    """root/train and root/val class folders, decoded lazily with PIL.
-
-    Images are resized (shorter side) to round(image_size * 8 / 7) and centre-cropped to a square
-    of that side (256 for 224), so random crops and the eval resize both start from it.
+    Pretraining items are the two crops of T and T' cut from the full image (`TwoViewFolder`),
+    or its JPEG bytes and boxes for the GPU decoder (`JpegFolder`); labelled items are the
+    evaluation's centre view (`CentreViewFolder`). See byol_ray.data.imagefolder.
     """
     root = _root(cfg)
-    side = round(cfg.image_size * 8 / 7)
-    train = _image_folder(root / "train", side)
-    test = _image_folder(root / "val", side)
-    if train.class_to_idx != test.class_to_idx:
+    train_samples, classes = scan(root / "train")
+    test_samples, test_classes = scan(root / "val")
+    if classes != test_classes:
         raise ValueError(f"data.root: {root}/train and {root}/val must hold the same class "
-                         f"folders; got {train.classes} and {test.classes}")
-    return DatasetSplits(train, train, test, len(train.classes), *IMAGENET_STATS)
+                         f"folders; got {classes} and {test_classes}")
+    size, gpu = cfg.image_size, cfg.decoder == "gpu"
+    views = JpegFolder if gpu else TwoViewFolder
+    return DatasetSplits(
+        pretrain=views(train_samples, size, augment.crop_scale, augment.crop_ratio),
+        train=CentreViewFolder(train_samples, size),
+        test=CentreViewFolder(test_samples, size),
+        num_classes=len(classes),
+        mean=IMAGENET_STATS[0],
+        std=IMAGENET_STATS[1],
+        collate=collate_jpeg if gpu else None,
+    )

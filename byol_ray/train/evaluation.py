@@ -1,7 +1,9 @@
 """Evaluation inside the worker group: every worker embeds a shard, rank 0 scores.
 
 Glue between the pure metrics of `byol_ray.eval` and Ray Train's workers; the returned dict
-holds the MLflow metric names (`eval/...`) on rank 0 and is empty on the other ranks.
+holds the MLflow metric names (`eval/...`) on rank 0 and is empty on the other ranks. Items are
+read by `data.loader_workers` DataLoader processes (ImageFolder decodes in parallel) and each
+split is embedded once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,18 @@ from byol_ray.eval import (
 from byol_ray.methods import Method
 
 
+class _FeaturesAndProjection(nn.Module):
+    """Encoder features and their projection, side by side: one pass yields both."""
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module):
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x).flatten(1)
+        return torch.cat([features, self.projector(features)], dim=1)
+
+
 def evaluate(
     method: Method,
     splits: DatasetSplits,
@@ -43,14 +57,20 @@ def evaluate(
         indices = shard_indices(len(dataset), rank, world)
         features, labels = extract_features(
             module, dataset, transform, batch_size=cfg.eval.linear_batch_size, device=device,
-            indices=indices,
+            indices=indices, num_workers=cfg.data.loader_workers,
         )
         return gather_features(features, labels, torch.tensor(indices, dtype=torch.long))
 
     train_x, train_y = embed(method.encoder, splits.train)
-    test_x, test_y = embed(method.encoder, splits.test)
-    # Collapse shows in the embedding the loss sees: the online projection, when there is one.
-    projection, _ = embed(method.embedder(), splits.test)
+    # Each split is embedded once: the test pass also yields the online projection, where
+    # collapse shows (the embedding the loss sees), when the method has a projector.
+    projector = getattr(method, "projector", None)
+    if projector is None:
+        test_x, test_y = embed(method.encoder, splits.test)
+        projection = test_x
+    else:
+        both, test_y = embed(_FeaturesAndProjection(method.encoder, projector), splits.test)
+        test_x, projection = both[:, : train_x.shape[1]], both[:, train_x.shape[1] :]
     if rank != 0:
         return {}
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from byol_ray import tracking
 from byol_ray.config import Config, from_dict
-from byol_ray.data import BatchAugment, load_splits, view_params
+from byol_ray.data import ViewPair, load_splits, view_params
 from byol_ray.encoder_io import write_weights
 from byol_ray.methods import Method, build_method
 from byol_ray.optim import build_optimizer, lr_at
@@ -45,7 +45,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
 
-    splits = load_splits(cfg.data)
+    splits = load_splits(cfg.data, cfg.augment)
     method = build_method(cfg).to(device)
     if device.type == "cuda" and world > 1:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
@@ -60,7 +60,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     loader = DataLoader(
         splits.pretrain, batch_size=cfg.data.batch_size // world, sampler=sampler,
         drop_last=True, num_workers=cfg.data.loader_workers, pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.loader_workers > 0,
+        persistent_workers=cfg.data.loader_workers > 0, collate_fn=splits.collate,
     )
     steps_per_epoch = len(loader)
     if is_training and steps_per_epoch == 0:
@@ -73,11 +73,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     total_steps = cfg.train.epochs * steps_per_epoch // accumulate
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch / accumulate)
     peak_lr = cfg.optim.lr(cfg.data.batch_size * accumulate)
-    view_t, view_t_prime = view_params(cfg.augment)
-    augment_t = BatchAugment(view_t, cfg.data.image_size, splits.mean, splits.std).to(device)
-    augment_t_prime = BatchAugment(
-        view_t_prime, cfg.data.image_size, splits.mean, splits.std
-    ).to(device)
+    # Loader batch -> T and T' on the device (ImageFolder batches arrive already cropped).
+    views = ViewPair(view_params(cfg.augment), cfg.data.image_size, splits.mean, splits.std)
+    views = views.to(device)
     optimizer = build_optimizer(method, cfg.optim, peak_lr)
     amp = cfg.train.amp and device.type == "cuda"
 
@@ -103,15 +101,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         sampler.set_epoch(epoch)
         model.train()
         started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
-        for i, (images, _) in enumerate(loader):
+        for i, (batch, _) in enumerate(loader):
             batch_index = epoch * steps_per_epoch + i
             step = batch_index // accumulate
             lr = lr_at(step, total_steps, warmup_steps, peak_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images = images.to(device, non_blocking=True)
+            view_1, view_2 = views(batch)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = model(augment_t(images), augment_t_prime(images))
+                outputs = model(view_1, view_2)
             (outputs["loss"] / accumulate).backward()
             if (batch_index + 1) % accumulate == 0:
                 optimizer.step()

@@ -156,6 +156,9 @@ def check_resources(cfg: Config) -> None:
             f"{cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker:g} CPUs need "
             f"{need_cpus:g} CPUs; the Ray cluster can have at most {total.get('CPU', 0):g}",
         )
+    if cfg.data.decoder == "gpu" and not use_gpu(cfg):
+        raise ConfigError("data.decoder", "gpu decodes with nvJPEG on CUDA, but the Ray "
+                          "cluster has no GPUs; use data.decoder=cpu")
     if use_gpu(cfg) and cfg.scaling.num_workers > total.get("GPU", 0):
         raise ConfigError(
             "scaling.num_workers",

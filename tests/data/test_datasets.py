@@ -205,17 +205,17 @@ def write_image_folder(root: Path, n_train: int = 3, n_val: int = 2) -> None:
                 img.save(root / split / cls / f"{i}.png")
 
 
-def test_imagefolder_decodes_resizes_and_crops(tmp_path):
+def test_imagefolder_pretrain_pairs_and_centre_views(tmp_path):
     write_image_folder(tmp_path)
     splits = load_splits(DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=16))
-    side = round(16 * 8 / 7)  # 18
-    assert splits.pretrain is splits.train
-    assert (len(splits.train), len(splits.test), splits.num_classes) == (6, 4, 2)
-    for i in range(len(splits.train)):
-        image, label = splits.train[i]
-        assert image.dtype == torch.uint8 and image.shape == (3, side, side)
+    assert (len(splits.pretrain), len(splits.train), len(splits.test)) == (6, 6, 4)
+    assert splits.num_classes == 2
+    for i in range(len(splits.pretrain)):
+        pair, label = splits.pretrain[i]  # T and T' crops, each from the full image
+        assert pair.dtype == torch.uint8 and pair.shape == (2, 3, 16, 16)
         assert label in (0, 1)
-    _check_items(splits.test, side, {0, 1})
+    _check_items(splits.train, 16, {0, 1})  # evaluation: the centre view
+    _check_items(splits.test, 16, {0, 1})
     grey, _ = splits.train[0]
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
     assert splits.std == pytest.approx((0.229, 0.224, 0.225))
