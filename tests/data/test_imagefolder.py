@@ -65,8 +65,8 @@ def test_crop_boxes_follow_the_papers_distribution_relative_to_the_original(size
     boxes = draw_boxes(width, height, 4000, seed=1)
     area = np.array([b.width * b.height / (width * height) for b in boxes])
     aspect = np.array([b.width / b.height for b in boxes])
-    assert all(0 <= b.left and b.left + b.width <= width for b in boxes)
-    assert all(0 <= b.top and b.top + b.height <= height for b in boxes)
+    assert all(b.left >= 0 and b.left + b.width <= width for b in boxes)
+    assert all(b.top >= 0 and b.top + b.height <= height for b in boxes)
     assert area.min() >= 0.08 * 0.97 and area.max() <= 1.0
     assert aspect.min() >= 0.75 * 0.98 and aspect.max() <= 4 / 3 * 1.02  # whole pixels
     # Crops whose area is below 0.3 of the original fit at every ratio (for the two 4:3
@@ -198,9 +198,9 @@ def test_gpu_decoder_code_gives_the_same_crops_as_the_cpu_decoder(tmp_path):
     assert batch["offsets"].shape == (5,) and batch["boxes"].shape == (4, 2, 4)
     assert labels.tolist() == [0, 0, 1, 1]
     views = decode_crops(batch, 32, torch.device("cpu"))
-    assert views.shape == (4, 2, 3, 32, 32) and 0 <= views.min() and views.max() <= 1
+    assert views.shape == (4, 2, 3, 32, 32) and views.min() >= 0 and views.max() <= 1
     for i, (path, _) in enumerate(splits.pretrain.samples[:4]):
-        boxes = [Box(l, t, r - l, b - t) for l, t, r, b in batch["boxes"][i].tolist()]
+        boxes = [Box(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in batch["boxes"][i].tolist()]
         cpu, _, _ = crop_views(path, 32, lambda w, h, boxes=boxes: boxes)
         for v in range(2):
             assert (views[i, v] * 255 - cpu[v].float()).abs().mean() < 3.0
