@@ -22,6 +22,7 @@ test: $(STAMP) lint  ## the whole suite, slow end-to-end tests included
 
 bench: $(STAMP)  ## speed ratios (not tests): batched vs per-image augmentation
 	$(BIN)/python benchmarks/augment_throughput.py
+	$(BIN)/python benchmarks/imagenet_decode.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

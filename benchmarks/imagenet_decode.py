@@ -1,0 +1,144 @@
+"""ImageNet input pipeline, CPU decoder: images/s per CPU core delivered with both views.
+
+Run with `make bench`. On a synthetic ImageNet-like folder it writes (synthetic_imagenet.py),
+measures the path a training run takes (`byol_ray.data.imagefolder.TwoViewFolder`: one decode
+per image, JPEG draft reduction where both crops allow, two random-resized crops from the
+full image, bicubic to image_size):
+  1 core     one process, no loader workers: images/s per core with nothing else in the way;
+  loader     a DataLoader with --workers processes, batches moved to the device and, on a GPU,
+             the rest of T / T' applied there (`ViewPair`): images/s delivered, and per worker;
+  eval       the evaluation's centre view (shorter side to 8/7 x image_size, centre crop).
+and prints them beside what one GPU consumes and the target (>= 200 images/s per core).
+Numbers depend on the CPU and on its load: say which machine, and how busy, when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).parent))
+import synthetic_imagenet  # noqa: E402
+
+from byol_ray.config import AugmentConfig  # noqa: E402
+from byol_ray.data import ViewPair, view_params  # noqa: E402
+from byol_ray.data.datasets import IMAGENET_STATS  # noqa: E402
+from byol_ray.data.imagefolder import CentreViewFolder, TwoViewFolder, scan  # noqa: E402
+
+# What one GPU consumes: NVIDIA's ResNet-50 v1.5 PyTorch training runs at 2,470 img/s on one
+# A100 80GB in mixed precision (DeepLearningExamples, PyTorch/Classification/ConvNets/
+# resnet50v1.5/README.md, "Training performance: NVIDIA DGX A100"). One supervised image costs
+# a forward and a backward (~3 forward passes); one BYOL image costs, for each of its 2 views,
+# an online forward + backward (~3) and a target forward (1): 8. So ~2470 * 3 / 8 ~ 930,
+# about 1,000 images/s per A100 in bf16; an H100 about twice that.
+GPU_IMAGES_PER_S = 1000
+GPUS_PER_NODE, VCPUS_PER_NODE = 8, 96  # an 8 x A100 node (e.g. AWS p4d.24xlarge)
+TARGET_PER_CORE = 200  # = 2 x 8 x 1000 / 96, rounded up: the node's CPUs feed its GPUs twice over
+
+
+@dataclass
+class Rate:
+    """Images per second of wall clock, and per CPU-second (robust to a busy machine)."""
+
+    wall: float
+    cpu: float
+
+
+def one_core(dataset, count: int) -> Rate:
+    """Decode `count` items in this process, on one thread."""
+    dataset[0]  # warm-up (file cache, imports)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for i in range(count):
+        dataset[i % len(dataset)]
+    return Rate(count / (time.perf_counter() - wall), count / (time.process_time() - cpu))
+
+
+def through_loader(dataset, workers: int, batch: int, device: torch.device,
+                   views: ViewPair | None) -> Rate:
+    """Images a DataLoader with `workers` processes delivers onto `device`: per second of wall
+    clock (after the first batch) and per CPU-second of the workers and this process."""
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda", drop_last=True,
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    cpu = _cpu_seconds()
+    started, timed, total = 0.0, 0, 0
+    for i, (pairs, _) in enumerate(loader):
+        out = views(pairs) if views is not None else pairs.to(device, non_blocking=True)
+        total += len(pairs)
+        if i == 0:  # workers have started and filled their queues: time from here
+            _sync(device)
+            started = time.perf_counter()
+        else:
+            timed += len(out[0]) if views is not None else len(out)
+    _sync(device)
+    wall = timed / (time.perf_counter() - started)
+    del loader  # its workers have exited: their CPU time is in RUSAGE_CHILDREN now
+    return Rate(wall, total / (_cpu_seconds() - cpu))
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (loader workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    """Write (or reuse) the folder, measure, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=2000, help="synthetic train images")
+    parser.add_argument("--folder", type=Path,
+                        default=Path(tempfile.gettempdir()) / "byol-ray-synthetic-imagenet")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--single", type=int, default=400, help="images timed on one core")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # one core per process: per-core numbers mean what they say
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    root = synthetic_imagenet.write_folder(args.folder, args.images)
+    samples, _ = scan(root / "train")
+    aug = AugmentConfig()
+    pairs = TwoViewFolder(samples, args.image_size, aug.crop_scale, aug.crop_ratio)
+    centre = CentreViewFolder(samples, args.image_size)
+    on_gpu = device.type == "cuda"
+    views = ViewPair(view_params(aug), args.image_size, *IMAGENET_STATS).to(device) if on_gpu \
+        else None
+
+    print(f"ImageNet input pipeline, CPU decoder, {args.image_size} px, two views per image")
+    print(f"  data: {synthetic_imagenet.describe(root)}")
+    print(f"  machine: {os.cpu_count()} CPUs visible, {len(os.sched_getaffinity(0))} usable, "
+          f"load average {os.getloadavg()[0]:.1f}; device {device}")
+    single = one_core(pairs, args.single)
+    delivered = through_loader(pairs, args.workers, args.batch, device, views)
+    evaluation = one_core(centre, args.single)
+    done = "then T/T' on the GPU" if on_gpu else "uint8 crops; the rest of T/T' runs on the GPU"
+    print("                             img/s (wall)   img/s per CPU-second (= per busy core)")
+    print(f"  1 process, both views      {single.wall:8.0f}       {single.cpu:8.0f}")
+    print(f"  loader, {args.workers:2d} workers          {delivered.wall:8.0f}       "
+          f"{delivered.cpu:8.0f}   ({done})")
+    print(f"  eval centre view, 1 proc   {evaluation.wall:8.0f}       {evaluation.cpu:8.0f}")
+    met = "met" if delivered.cpu >= TARGET_PER_CORE else "NOT met"
+    print(f"  target per core                             {TARGET_PER_CORE:8d}   ({met}: "
+          f"{GPUS_PER_NODE} x {GPU_IMAGES_PER_S} img/s x 2 / {VCPUS_PER_NODE} vCPUs)")
+    print(f"  a GPU consumes {GPU_IMAGES_PER_S} img/s (A100, bf16, ResNet-50 BYOL; NVIDIA's 2,470 "
+          f"supervised img/s x 3/8): {GPU_IMAGES_PER_S / delivered.cpu:.1f} busy cores per GPU, "
+          f"{GPUS_PER_NODE * GPU_IMAGES_PER_S / delivered.cpu:.0f} of {VCPUS_PER_NODE} for "
+          f"{GPUS_PER_NODE} A100s")
+
+if __name__ == "__main__":
+    main()
