@@ -29,6 +29,7 @@ from byol_ray.encoder_io import write_weights
 from byol_ray.methods import Method, build_method
 from byol_ray.optim import build_optimizer, lr_at
 from byol_ray.train.evaluation import evaluate
+from byol_ray.train.step import average_pending_gradients, restore_gradients, train_micro_batch
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -68,9 +69,20 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             f"data.batch_size: {cfg.data.batch_size} is larger than the pretraining split "
             f"({len(splits.pretrain)} images); no full batch per epoch"
         )
-    # An optimiser step (and a target update) every `accumulate` batches [P Fig. 3a].
+    # An optimiser step (and a target update) every `accumulate` batches [P Fig. 3a]; the
+    # groups run across epochs, and a last incomplete group (its lr would be 0) is not run.
     accumulate = cfg.train.accumulate_steps
     total_steps = cfg.train.epochs * steps_per_epoch // accumulate
+    left_over = cfg.train.epochs * steps_per_epoch - total_steps * accumulate
+    if is_training and left_over >= steps_per_epoch:
+        raise ValueError(
+            f"train.accumulate_steps: {accumulate} batches per optimiser step leave the last "
+            f"{left_over} of the run's {cfg.train.epochs} x {steps_per_epoch} batches without a "
+            f"step; at most {steps_per_epoch - 1} (less than an epoch) may be left"
+        )
+    if is_training and left_over and rank == 0:
+        _say(f"[byol-ray] train.accumulate_steps={accumulate}: the run's last {left_over} "
+             "batches complete no optimiser step (their lr would be 0) and are not run")
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch / accumulate)
     peak_lr = cfg.optim.lr(cfg.data.batch_size * accumulate)
     # Loader batch -> T and T' on the device (ImageFolder batches arrive already cropped).
@@ -96,35 +108,32 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                                  for k, v in baseline.items()})
 
     lr, extras = 0.0, {}
-    optimizer.zero_grad(set_to_none=True)
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         model.train()
-        started, loss_sum = time.perf_counter(), torch.zeros((), device=device)
+        started, loss_sum, batches = time.perf_counter(), torch.zeros((), device=device), 0
         for i, (batch, _) in enumerate(loader):
             batch_index = epoch * steps_per_epoch + i
-            step = batch_index // accumulate
-            lr = lr_at(step, total_steps, warmup_steps, peak_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            view_1, view_2 = views(batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = model(view_1, view_2)
-            (outputs["loss"] / accumulate).backward()
-            if (batch_index + 1) % accumulate == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            if batch_index >= total_steps * accumulate:
+                break
+            outputs, step = train_micro_batch(
+                model, optimizer, views(batch), batch_index, accumulate,
+                lambda k: lr_at(k, total_steps, warmup_steps, peak_lr), amp,
+            )
+            if step is not None:
+                lr = optimizer.param_groups[0]["lr"]
                 extras = method.after_step(step + 1, total_steps)
             loss_sum += outputs["loss"].detach()
+            batches += 1
         seconds = time.perf_counter() - started
         clock.add("train", seconds)
-        loss = _mean_over_workers(loss_sum / steps_per_epoch, world)
+        loss = _mean_over_workers(loss_sum / batches, world)
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
         metrics = {
             "train/loss": loss,
             "train/lr": lr,
-            "train/images_per_s": steps_per_epoch * cfg.data.batch_size / seconds,
+            "train/images_per_s": batches * cfg.data.batch_size / seconds,
             **{f"train/{k}": v for k, v in extras.items()},
         }
         done = epoch + 1
@@ -139,7 +148,12 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
             _log_weights(method, cfg, run_id, tracking_uri, rank)
         if eval_due or checkpoint_due:
-            _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due)
+            # A group cut by the epoch's end: its gradients so far go into the checkpoint.
+            pending = (done * steps_per_epoch % accumulate and done < cfg.train.epochs
+                       and checkpoint_due)
+            grads = average_pending_gradients(method) if pending else None
+            _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due,
+                    grads)
 
 
 def _log_weights(method: Method, cfg: Config, run_id: str, uri: str, rank: int) -> None:
@@ -193,6 +207,8 @@ def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
         state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
+    if state.get("pending_grads") is not None:
+        restore_gradients(method, state["pending_grads"])
     _say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
     return int(state["epoch"])
 
@@ -204,14 +220,18 @@ def _report(
     epoch: int,
     rank: int,
     checkpoint: bool,
+    pending_grads: list[torch.Tensor | None] | None = None,
 ) -> None:
-    """Report to Ray from every worker (a barrier); rank 0 attaches the checkpoint."""
+    """Report to Ray from every worker (a barrier); rank 0 attaches the checkpoint.
+
+    `pending_grads`: the gradients of an accumulation group the epoch's end cut, if any.
+    """
     if not (checkpoint and rank == 0):
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
         state = {"method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch}
+                 "epoch": epoch, "pending_grads": pending_grads}
         torch.save(state, Path(folder) / CHECKPOINT_FILE)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
