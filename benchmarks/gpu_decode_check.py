@@ -5,7 +5,8 @@ both views of image_size:
   gpu decode     batched nvJPEG decode + the two crops on the GPU, batches already in memory;
   gpu pipeline   the same fed by a DataLoader whose workers only read bytes and draw boxes;
   cpu pipeline   the CPU decoder (PIL, draft mode) in the same number of workers, for
-                 comparison, with its images per CPU-second (per busy core).
+                 comparison; both also per CPU-second of their workers (per busy core).
+Each pipeline runs 3 epochs over the folder; the first (worker start, page cache) is untimed.
 Runs with plain `python3` where torch and torchvision are installed: it imports only
 byol_ray.data's decoding modules (not the package, whose config needs PyYAML), never Ray or
 MLflow. Without CUDA it runs a tiny smoke test on the CPU and says so.
@@ -16,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 import types
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ if "byol_ray.data" not in sys.modules:  # the modules below, without byol_ray/da
     sys.modules["byol_ray.data"] = shell
 
 import synthetic_imagenet  # noqa: E402
+from synthetic_imagenet import loader_rate  # noqa: E402
 
 from byol_ray.data.crops import Box  # noqa: E402
 from byol_ray.data.decode import crop_views  # noqa: E402
@@ -72,29 +74,6 @@ def agreement(batch: dict, samples: list, size: int, device: torch.device) -> fl
     return total / len(batch["boxes"])
 
 
-def pipeline(dataset, collate, workers: int, batch: int, step) -> tuple[float, float]:
-    """(images/s after the first batch, images per CPU-second of workers + this process)."""
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        collate_fn=collate, drop_last=True, prefetch_factor=4 if workers else None)
-    cpu = _cpu_seconds()
-    started, timed, total = 0.0, 0, 0
-    for i, (data, labels) in enumerate(loader):
-        step(data)
-        total += len(labels)
-        if i == 0:
-            started = time.perf_counter()
-        else:
-            timed += len(labels)
-    wall = timed / max(time.perf_counter() - started, 1e-9)
-    del loader
-    return wall, total / (_cpu_seconds() - cpu)
-
-
-def _cpu_seconds() -> float:
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
 def main() -> None:
     """Measure and print; write a JSON summary to --out (default $OUT/gpu_decode_check.json)."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -128,12 +107,13 @@ def main() -> None:
                               collate_fn=collate_jpeg))
     decode_only = gpu_decode(batches, size, device)
     difference = agreement(batches[0][0], samples, size, device)
-    gpu_wall, gpu_cpu = pipeline(jpeg, collate_jpeg, args.workers, args.batch,
-                                 lambda data: decode_crops(data, size, device))
+    sync = partial(_sync, device)
+    gpu_wall, gpu_cpu = loader_rate(jpeg, args.workers, args.batch,
+                                    lambda data: decode_crops(data, size, device),
+                                    collate=collate_jpeg, sync=sync)
     pairs = TwoViewFolder(samples, size, SCALE, RATIO)
-    cpu_wall, cpu_cpu = pipeline(pairs, None, args.workers, args.batch,
-                                 lambda data: data.to(device, non_blocking=True))
-    _sync(device)
+    cpu_wall, cpu_cpu = loader_rate(pairs, args.workers, args.batch,
+                                    lambda data: data.to(device, non_blocking=True), sync=sync)
     results = {
         "device": name,
         "images": len(samples), "image_size": size, "workers": args.workers,

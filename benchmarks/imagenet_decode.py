@@ -6,7 +6,8 @@ per image, JPEG draft reduction where both crops allow, two random-resized crops
 full image, bicubic to image_size):
   1 core     one process, no loader workers: images/s per core with nothing else in the way;
   loader     a DataLoader with --workers processes, batches moved to the device and, on a GPU,
-             the rest of T / T' applied there (`ViewPair`): images/s delivered, and per worker;
+             the rest of T / T' applied there (`ViewPair`): images/s delivered, and per
+             CPU-second of the workers (= per core kept busy decoding);
   eval       the evaluation's centre view (shorter side to 8/7 x image_size, centre crop).
 and prints them beside what one GPU consumes and the target (>= 200 images/s per core).
 Numbers depend on the CPU and on its load: say which machine, and how busy, when quoting them.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic_imagenet  # noqa: E402
@@ -64,31 +63,17 @@ def one_core(dataset, count: int) -> Rate:
 
 def through_loader(dataset, workers: int, batch: int, device: torch.device,
                    views: ViewPair | None) -> Rate:
-    """Images a DataLoader with `workers` processes delivers onto `device`: per second of wall
-    clock (after the first batch) and per CPU-second of the workers and this process."""
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
-                        pin_memory=device.type == "cuda", drop_last=True,
-                        persistent_workers=False, prefetch_factor=4 if workers else None)
-    cpu = _cpu_seconds()
-    started, timed, total = 0.0, 0, 0
-    for i, (pairs, _) in enumerate(loader):
-        out = views(pairs) if views is not None else pairs.to(device, non_blocking=True)
-        total += len(pairs)
-        if i == 0:  # workers have started and filled their queues: time from here
-            _sync(device)
-            started = time.perf_counter()
+    """Images a DataLoader with `workers` processes delivers onto `device` (and, on a GPU,
+    through T / T'): per second, and per CPU-second of the decoding workers."""
+    def step(pairs: torch.Tensor) -> None:
+        if views is not None:
+            views(pairs)
         else:
-            timed += len(out[0]) if views is not None else len(out)
-    _sync(device)
-    wall = timed / (time.perf_counter() - started)
-    del loader  # its workers have exited: their CPU time is in RUSAGE_CHILDREN now
-    return Rate(wall, total / (_cpu_seconds() - cpu))
+            pairs.to(device, non_blocking=True)
 
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (loader workers)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
+    wall, cpu = synthetic_imagenet.loader_rate(dataset, workers, batch, step,
+                                               sync=lambda: _sync(device))
+    return Rate(wall, cpu)
 
 
 def _sync(device: torch.device) -> None:

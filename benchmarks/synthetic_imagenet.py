@@ -4,16 +4,22 @@ sizes are drawn like ImageNet's and whose content is smooth colour fields with f
 
 Sizes: about 60% 4:3 landscape, 15% 3:4 portrait, 15% 3:2 or 2:3, 10% any ratio in [1:2.5,
 2.5:1]; shorter side log-normal around 305 px (80 to 1200): about 400 x 350 on average, as the
-issue measuring this asks. Needs only numpy and Pillow (the GPU check runs it without Ray).
+issue measuring this asks. Also `loader_rate`, the timing both decode benchmarks share.
+Needs only numpy, Pillow and torch (the GPU check runs it without Ray).
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import resource
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 QUALITY = 90
 CLASSES = 10
@@ -71,3 +77,33 @@ def describe(root: Path) -> str:
     kib = np.mean([f.stat().st_size for f in files]) / 1024
     return (f"{len(files)} JPEGs (quality {QUALITY}), mean {width:.0f} x {height:.0f} px, "
             f"{kib:.0f} KiB")
+
+
+def loader_rate(dataset: Dataset, workers: int, batch: int, step: Callable, collate=None,
+                sync: Callable[[], None] = lambda: None, epochs: int = 3) -> tuple[float, float]:
+    """(images/s, images per CPU-second of the loader workers) of a DataLoader whose batches
+    `step` consumes. The first epoch warms up (workers start, files enter the page cache,
+    queues fill) and is not timed; the CPU time counts every epoch's decoding, read from the
+    workers' rusage once they exit (this process's own, without workers)."""
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                        collate_fn=collate, drop_last=True, persistent_workers=workers > 0)
+    cpu = _children_cpu() if workers else time.process_time()
+    started, timed = 0.0, 0
+    for epoch in range(epochs):
+        if epoch == 1:
+            sync()
+            started = time.perf_counter()
+        for data, labels in loader:
+            step(data)
+            timed += len(labels) if epoch else 0
+    sync()
+    wall = timed / (time.perf_counter() - started)
+    del loader  # persistent workers exit and are reaped: their CPU time is now counted
+    gc.collect()
+    spent = _children_cpu() - cpu if workers else time.process_time() - cpu
+    return wall, epochs * timed / (epochs - 1) / spent
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
