@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import socket
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
+from gloo_processes import run_gloo
 from torch import nn
 
 from byol_ray.eval import (
@@ -237,55 +235,24 @@ def _feature_of(i: int) -> list[float]:
     return [float(i), float(i) * 0.5 + 1, -float(i)]
 
 
-def _gather_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _gather_worker(rank: int, world: int, out_dir: str) -> None:
     """One gloo rank: gather an uneven shard, then a case where this rank's shard is empty."""
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=120),
-    )
-    try:
-        # Uneven, reversed shards: rank 0 has 8 items, rank 1 has 3.
-        mine = [i for i in range(11) if (i < 8) == (rank == 0)][::-1]
-        feats = torch.tensor([_feature_of(i) for i in mine])
-        labels = torch.tensor([i % 3 for i in mine])
-        uneven = gather_features(feats, labels, torch.tensor(mine))
-        # Rank 1 has nothing (as extract_features returns for an empty shard).
-        mine = [2, 0, 1] if rank == 0 else []
-        feats = torch.tensor([_feature_of(i) for i in mine]) if mine else torch.empty(0, 0)
-        idx = torch.tensor(mine, dtype=torch.int64)
-        with_empty = gather_features(feats, idx.clone(), idx)
-        torch.save({"uneven": uneven, "with_empty": with_empty}, Path(out_dir) / f"{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    # Uneven, reversed shards: rank 0 has 8 items, rank 1 has 3.
+    mine = [i for i in range(11) if (i < 8) == (rank == 0)][::-1]
+    feats = torch.tensor([_feature_of(i) for i in mine])
+    labels = torch.tensor([i % 3 for i in mine])
+    uneven = gather_features(feats, labels, torch.tensor(mine))
+    # Rank 1 has nothing (as extract_features returns for an empty shard).
+    mine = [2, 0, 1] if rank == 0 else []
+    feats = torch.tensor([_feature_of(i) for i in mine]) if mine else torch.empty(0, 0)
+    idx = torch.tensor(mine, dtype=torch.int64)
+    with_empty = gather_features(feats, idx.clone(), idx)
+    torch.save({"uneven": uneven, "with_empty": with_empty}, Path(out_dir) / f"{rank}.pt")
 
 
 @pytest.mark.timeout(300)
 def test_gather_features_two_gloo_processes(tmp_path):
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [
-        ctx.Process(target=_gather_worker, args=(rank, 2, port, str(tmp_path))) for rank in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0, 0]
+    run_gloo(_gather_worker, 2, tmp_path)
 
     for rank in range(2):
         result = torch.load(tmp_path / f"{rank}.pt")

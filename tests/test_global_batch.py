@@ -6,14 +6,12 @@ micro-batches (under DDP's no_sync) as one step on the larger batch.
 
 from __future__ import annotations
 
-import socket
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_processes import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
@@ -86,50 +84,28 @@ def _accumulated_update(rank: int, world: int, resume_mid_step: bool = False) ->
             "first_grads": first_grads}
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    """One gloo rank: every scenario on its half of the batch, then the accumulated step."""
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD, timeout=timedelta(seconds=120))
-    try:
-        results: dict = {}
-        for key, switches in SCENARIOS.items():
-            method = _method(**switches)
-            model = DistributedDataParallel(method)
-            half = [v.chunk(WORLD)[rank] for v in _views()]
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                loss = model(*half)["loss"]
-                loss.backward()
-            gathered = any("all_gather" in event.name for event in prof.events())
-            results[key] = {"loss": loss.item(), "grads": _grads(method), "gathered": gathered}
-        results["accumulation"] = _accumulated_update(rank, WORLD)
-        results["accumulation_resumed"] = _accumulated_update(rank, WORLD, resume_mid_step=True)
-        torch.save(results, Path(out_dir) / f"{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank: int, world: int, out_dir: str) -> None:
+    """One gloo rank: every scenario on its half of the batch, then the accumulated steps."""
+    results: dict = {}
+    for key, switches in SCENARIOS.items():
+        method = _method(**switches)
+        model = DistributedDataParallel(method)
+        half = [v.chunk(world)[rank] for v in _views()]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            loss = model(*half)["loss"]
+            loss.backward()
+        gathered = any("all_gather" in event.name for event in prof.events())
+        results[key] = {"loss": loss.item(), "grads": _grads(method), "gathered": gathered}
+    results["accumulation"] = _accumulated_update(rank, world)
+    results["accumulation_resumed"] = _accumulated_update(rank, world, resume_mid_step=True)
+    torch.save(results, Path(out_dir) / f"{rank}.pt")
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
     """The results of the two gloo workers (one run shared by this module's tests)."""
     out = tmp_path_factory.mktemp("ranks")
-    ctx = mp.get_context("spawn")
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, str(out))) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert [p.exitcode for p in procs] == [0] * WORLD
+    run_gloo(_worker, WORLD, out)
     return [torch.load(out / f"{r}.pt") for r in range(WORLD)]
 
 
