@@ -190,6 +190,7 @@ class DetectConfig:
     freeze_encoder: bool = True  # "a frozen representation" [P App. D.5]
     min_size: tuple[int, ...] = (360, 416, 480, 544, 608, 672, 736, 768)  # shorter side, drawn
     max_size: int = 1024  # per image: a 4:3 VOC image's longer side in [480, 1024] [P D.5]
+    rois_per_image: int = 512  # proposals the box head trains on (torchvision's default)
     eval_every: int = 0  # iterations between evaluations (0 = only at the end)
 
 
@@ -506,3 +507,4 @@ def _validate_transfer(name: str, t: SegmentConfig | DetectConfig) -> None:
             raise ConfigError(f"{name}.min_size", f"{list(t.min_size)}: one or more sides "
                               ">= 16 pixels")
         _range(f"{name}.max_size", t.max_size, max(t.min_size))
+        _range(f"{name}.rois_per_image", t.rois_per_image, 1)

@@ -13,11 +13,13 @@ from byol_ray.config import (
     Config,
     ConfigError,
     DataConfig,
+    DetectConfig,
     EvalConfig,
     MethodConfig,
     ModelConfig,
     OptimConfig,
     ScalingConfig,
+    SegmentConfig,
     TrainConfig,
 )
 
@@ -45,6 +47,13 @@ def cpu_mini() -> Config:
         ),
         train=TrainConfig(epochs=40, checkpoint_every=10),
         eval=EvalConfig(eval_every=10, knn_k=(20, 200), linear_epochs=50),
+        # The dense protocols [P App. D.4/D.5] in about a minute each on small VOC-layout
+        # images: the paper's schedule shapes (steps at 70/90% and 2/3, 4/5) on a few
+        # iterations, crops of 64 px, the detector at its input size; higher rates than the
+        # paper's so that fresh heads learn something in that time.
+        segment=SegmentConfig(iterations=40, batch_size=8, lr=0.05, crop_size=64),
+        detect=DetectConfig(iterations=40, batch_size=4, lr=0.02, min_size=(64,), max_size=64,
+                            rois_per_image=64),
         scaling=ScalingConfig(num_workers=2, use_gpu="auto"),
     )
 

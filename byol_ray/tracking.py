@@ -167,6 +167,11 @@ def last_logged_epoch(tracking_uri: str, run_id: str) -> int:
     return int(metrics.get(EPOCH_METRIC, -1))  # MLflow keeps a metric's value at its max step
 
 
+def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
+    """The latest value of each metric of the run (what the MLflow UI shows)."""
+    return dict(MlflowClient(tracking_uri).get_run(run_id).data.metrics)
+
+
 def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = None) -> None:
     """Mark the run FINISHED, or FAILED with the reason in the `failure_reason` tag."""
     client = MlflowClient(tracking_uri)

@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.feature_extraction import create_feature_extractor
 from torchvision.models.resnet import Bottleneck, ResNet
 from torchvision.models.segmentation.fcn import FCN, FCNHead
@@ -86,11 +87,13 @@ def dilate_last_stage(resnet: ResNet) -> None:
 
 
 def detection_model(encoder: nn.Module, num_classes: int, min_size: tuple[int, ...],
-                    max_size: int, freeze_encoder: bool) -> FasterRCNN:
+                    max_size: int, freeze_encoder: bool, rois_per_image: int = 512) -> FasterRCNN:
     """torchvision's Faster R-CNN on an FPN over the encoder's stages (frozen batch norms; the
     encoder's weights frozen too when `freeze_encoder`). Images are resized by the detector:
     shorter side drawn from `min_size` per training image (the largest at evaluation), longer
-    side at most `max_size`, then normalised by ImageNet's statistics."""
+    side at most `max_size`, then normalised by ImageNet's statistics. The box head trains on
+    `rois_per_image` sampled proposals per image (torchvision's default 512); its hidden layers
+    are torchvision's 1024 wide on a ResNet, 4 x the FPN width on the small CNN."""
     encoder = frozen_batchnorm(encoder)
     stages = feature_stages(encoder)
     stages = stages[-4:] if isinstance(encoder, ResNet) else stages[-2:]
@@ -109,10 +112,13 @@ def detection_model(encoder: nn.Module, num_classes: int, min_size: tuple[int, .
                               aspect_ratios=((0.5, 1.0, 2.0),) * len(strides))
     roi_pool = MultiScaleRoIAlign([str(i) for i in range(len(stages))], output_size=7,
                                   sampling_ratio=2)
+    hidden = 1024 if isinstance(encoder, ResNet) else 4 * out_channels
     mean, std = IMAGENET_STATS
-    return FasterRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
-                      box_roi_pool=roi_pool, min_size=min_size, max_size=max_size,
-                      image_mean=list(mean), image_std=list(std))
+    return FasterRCNN(backbone, rpn_anchor_generator=anchors,
+                      box_roi_pool=roi_pool, box_head=TwoMLPHead(out_channels * 7 * 7, hidden),
+                      box_predictor=FastRCNNPredictor(hidden, num_classes),
+                      box_batch_size_per_image=rois_per_image, min_size=min_size,
+                      max_size=max_size, image_mean=list(mean), image_std=list(std))
 
 
 def frozen_batchnorm(module: nn.Module) -> nn.Module:
