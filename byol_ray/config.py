@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
-DATASETS = ("digits", "cifar10", "cifar100", "stl10", "imagefolder")
+# Built from data scikit-learn ships: no data.root, no download (byol_ray/data/digit_variants.py).
+BUNDLED_DATASETS = ("digits", "colour_digits", "mnistm_digits")
+DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 METHODS = ("byol", "simclr", "random_init")
@@ -149,6 +151,10 @@ class EvalConfig:
     linear_lr: float = 0.1
     linear_batch_size: int = 256
     collapse_threshold: float = 0.02  # embedding std * sqrt(d) below this = collapsed
+    # Few-label kNN (eval/few_label_knn_top1): a memory bank of this many labelled train images
+    # per class (0 = off), averaged over `few_label_draws` fixed seeded draws.
+    few_label_per_class: int = 0
+    few_label_draws: int = 3
 
 
 @dataclass
@@ -413,7 +419,7 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
             f"{d.batch_size} is not divisible by scaling.num_workers={s.num_workers}; "
             "the global batch is split evenly over the workers",
         )
-    if d.dataset != "digits" and check_paths:
+    if d.dataset not in BUNDLED_DATASETS and check_paths:
         if not d.root:
             raise ConfigError("data.root", f"required for dataset {d.dataset!r}: the folder "
                               "holding its files")
@@ -473,6 +479,8 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
     _range("eval.linear_lr", e.linear_lr, 0.0)
     _range("eval.linear_batch_size", e.linear_batch_size, 1)
     _range("eval.collapse_threshold", e.collapse_threshold, 0.0)
+    _range("eval.few_label_per_class", e.few_label_per_class, 0)
+    _range("eval.few_label_draws", e.few_label_draws, 1)
 
     _validate_transfer("segment", cfg.segment)
     _validate_transfer("detect", cfg.detect)

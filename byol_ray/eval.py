@@ -248,6 +248,52 @@ def knn_top1(
     return {k: top1(p, test_labels) for k, p in preds.items()}
 
 
+def few_label_subsets(labels: Tensor, per_class: int, draws: int, seed: int = 0) -> list[Tensor]:
+    """`draws` class-balanced subsets of a labelled split: sorted indices of `per_class` items
+    of every class, draw d seeded with `seed + d`, so the same seed gives the same subsets
+    everywhere (the paper's fixed 1% / 10% label subsets [P §4.2], in miniature)."""
+    if per_class < 1 or draws < 1:
+        raise ValueError(f"per_class and draws must be >= 1, got {per_class}, {draws}")
+    labels = labels.cpu().to(torch.int64)
+    classes = labels.unique()
+    members = [torch.nonzero(labels == c).flatten() for c in classes]
+    short = [int(c) for c, m in zip(classes, members, strict=True) if len(m) < per_class]
+    if short:
+        raise ValueError(f"classes {short} have fewer than {per_class} labelled items")
+    subsets = []
+    for d in range(draws):
+        gen = torch.Generator().manual_seed(seed + d)
+        picked = [m[torch.randperm(len(m), generator=gen)[:per_class]] for m in members]
+        subsets.append(torch.cat(picked).sort().values)
+    return subsets
+
+
+def few_label_knn_top1(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    per_class: int = 5,
+    draws: int = 3,
+    k: int = 20,
+    temperature: float = 0.07,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> float:
+    """Few-label kNN top-1 (%): the weighted kNN of `knn_top1` whose memory bank holds only
+    `per_class` labelled train items per class, averaged over `draws` fixed seeded draws
+    (`few_label_subsets`). With few labels the untrained encoder's pixel-like features score
+    far lower than with the whole train split, which is where a learned representation shows."""
+    subsets = few_label_subsets(train_labels, per_class, draws, seed)
+    if num_classes is None:
+        num_classes = int(max(int(train_labels.max()), int(test_labels.max()))) + 1
+    scores = [knn_top1(train_features[idx.to(train_features.device)],
+                       train_labels[idx.to(train_labels.device)], test_features, test_labels,
+                       ks=(k,), temperature=temperature, num_classes=num_classes)[k]
+              for idx in subsets]
+    return sum(scores) / len(scores)
+
+
 # --------------------------------------------------------------------------- linear probe
 
 

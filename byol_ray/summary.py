@@ -21,10 +21,14 @@ def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
             (f"{tags.get('method', '?')} after {params.get('train.epochs', '?')} epochs", "eval/")]
     width = max(len(label) for label, _ in rows)
     print(f"\nrun {run_id} ({run.info.status}), preset {tags.get('preset')}, MLflow {uri}")
-    print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%)   [held-out test split]")
+    few = params.get("eval.few_label_per_class", "0")
+    few_head = f"  kNN, {few} labels/class (%)" if few not in ("0", "") else ""
+    print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%){few_head}   "
+          "[held-out test split]")
     for label, prefix in rows:
         knn, linear = cell(prefix + "knn_top1"), cell(prefix + "linear_top1")
-        print(f"{label:<{width}}  {knn:>20}  {linear:>16}")
+        few_cell = cell(prefix + "few_label_knn_top1") if few_head else ""
+        print(f"{label:<{width}}  {knn:>20}  {linear:>16}{few_cell:>{len(few_head)}}")
     if "eval/embedding_std" in metrics:
         state = "COLLAPSED" if metrics.get("eval/collapsed") else "not collapsed"
         print(f"embedding std x sqrt(d): {metrics['eval/embedding_std']:.3f} ({state})")

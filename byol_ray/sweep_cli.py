@@ -11,6 +11,7 @@ from pathlib import Path
 from byol_ray.cli_options import add_cluster_options, add_config_options
 from byol_ray.config import ConfigError
 from byol_ray.sweep import Grid, SweepOptions, SweepResult, plan, run_sweep, trial_table
+from byol_ray.tables.cells import METRICS
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 GRID_ORDER = ("ema_decay", "target_network", "batch_size", "augmentations")
@@ -90,7 +91,8 @@ def summary(result: SweepResult) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(result.tracking_uri)
-    rows = [("trial", "axis", "value", "kNN top-1", "linear top-1", "collapsed", "status")]
+    rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
+             "status")]
     for t in result.trials:
         m = client.get_run(t.run_id).data.metrics
 
@@ -99,11 +101,13 @@ def summary(result: SweepResult) -> str:
 
         collapsed = {1.0: "yes", 0.0: "no"}.get(m.get("eval/collapsed"), "–")
         rows.append((t.key, t.cell.ablation, t.cell.value, pct("eval/knn_top1"),
-                     pct("eval/linear_top1"), collapsed, t.status))
+                     pct("eval/few_label_knn_top1"), pct("eval/linear_top1"), collapsed,
+                     t.status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"\n{result.name}: MLflow experiment {result.experiment!r}, parent run "
              f"{result.parent_run_id} ({result.tracking_uri}); top-1 in % on the held-out "
-             "test split (kNN k=20 and linear probe on frozen features)"]
+             "test split (kNN k=20, with every label or a few per class, and linear probe on "
+             "frozen features)"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
@@ -120,8 +124,9 @@ def add_commands(commands) -> None:
     add_sweep_options(reproduce)
     reproduce.add_argument("--out", type=Path, default=None,
                            help="where the tables and report.md go (default: results/PRESET)")
-    reproduce.add_argument("--metric", choices=("linear", "knn"), default="linear",
-                           help="top-1 the tables show (default: linear probe)")
+    reproduce.add_argument("--metric", choices=METRICS, default=None,
+                           help="top-1 the tables show (default: the preset's, see "
+                                "`byol-ray tables --help`)")
     reproduce.set_defaults(handler=reproduce_command)
 
 
@@ -140,7 +145,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
 
 
-def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str) -> None:
+def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str | None) -> None:
     """Print the paper's tables from the sweeps' runs and write them with report.md."""
     from byol_ray.tables import generate_report, show_tables
 

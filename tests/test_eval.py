@@ -13,6 +13,8 @@ from torch import nn
 from byol_ray.eval import (
     embedding_std,
     extract_features,
+    few_label_knn_top1,
+    few_label_subsets,
     gather_features,
     is_collapsed,
     knn_predict,
@@ -262,3 +264,31 @@ def test_gather_features_two_gloo_processes(tmp_path):
         feats, labels = result["with_empty"]
         assert torch.equal(feats, torch.tensor([_feature_of(i) for i in range(3)]))
         assert labels.tolist() == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- few-label kNN
+
+
+def test_few_label_subsets_are_class_balanced_fixed_and_differ_between_draws():
+    labels = torch.arange(10).repeat_interleave(30)[torch.randperm(300)]
+    subsets = few_label_subsets(labels, per_class=5, draws=3, seed=0)
+    assert len(subsets) == 3
+    for idx in subsets:
+        assert torch.equal(torch.bincount(labels[idx], minlength=10), torch.full((10,), 5))
+        assert torch.equal(idx, idx.sort().values) and len(idx.unique()) == 50
+    again = few_label_subsets(labels, per_class=5, draws=3, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(subsets, again, strict=True))
+    assert not torch.equal(subsets[0], subsets[1])
+    with pytest.raises(ValueError, match="fewer than 31"):
+        few_label_subsets(labels, per_class=31, draws=1)
+
+
+def test_few_label_knn_is_the_mean_over_draws_of_a_small_bank():
+    x, y = blobs(50, 4, 8, spread=0.05, seed=0)
+    train_x, train_y, test_x, test_y = x[:160], y[:160], x[160:], y[160:]
+    assert few_label_knn_top1(train_x, train_y, test_x, test_y, per_class=2, draws=3) == 100.0
+    noise = torch.randn(160, 8, generator=torch.Generator().manual_seed(2))
+    scores = [knn_top1(noise[idx], train_y[idx], test_x, test_y, ks=(20,), num_classes=4)[20]
+              for idx in few_label_subsets(train_y, 2, 3)]
+    assert few_label_knn_top1(noise, train_y, test_x, test_y, per_class=2, draws=3,
+                              num_classes=4) == pytest.approx(sum(scores) / 3)

@@ -44,7 +44,8 @@ def test_train_command_runs_two_ray_workers_and_leaves_one_finished_mlflow_run(t
     assert run.data.params["method.tau_base"] == "0.99"
     assert run.data.params["scaling.num_workers"] == "2"
     for name in (*EPOCH_METRICS, "eval/linear_top1", "baseline/knn_top1",
-                 "baseline/linear_top1", "eval/collapsed"):
+                 "baseline/linear_top1", "eval/collapsed", "eval/few_label_knn_top1",
+                 "baseline/few_label_knn_top1"):
         assert name in run.data.metrics, name
     loss_steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     assert loss_steps == [1, 2, 3, 4]

@@ -22,7 +22,8 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from byol_ray.config import AugmentConfig, DataConfig
+from byol_ray.config import BUNDLED_DATASETS, AugmentConfig, DataConfig
+from byol_ray.data.digit_variants import VARIANTS, load_variant
 from byol_ray.data.imagefolder import (
     CentreViewFolder,
     JpegFolder,
@@ -82,6 +83,7 @@ def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> Datase
     """
     loaders: dict[str, Callable[[DataConfig], DatasetSplits]] = {
         "digits": _digits,
+        **dict.fromkeys(VARIANTS, load_variant),
         "cifar10": _cifar,
         "cifar100": _cifar,
         "stl10": _stl10,
@@ -102,7 +104,7 @@ def check_dataset(cfg: DataConfig) -> None:
     Raises FileNotFoundError (missing) or ValueError (a file fails torchvision's md5 check)
     whose message starts with the field (`data.root: ...`).
     """
-    if cfg.dataset == "digits":
+    if cfg.dataset in BUNDLED_DATASETS:
         return
     root = _root(cfg)
     if cfg.dataset == "imagefolder":

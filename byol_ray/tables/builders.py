@@ -39,6 +39,7 @@ from byol_ray.tables.cells import (
     format_cell,
     numeric,
     parse_switches,
+    resolve_metric,
 )
 from byol_ray.tables.reference import Reference, reference_frame, references
 from byol_ray.tables.verdicts import (
@@ -662,10 +663,12 @@ def random_init_floor(data: pd.DataFrame) -> Estimate | None:
     return found.get("random_init") or found.get("untrained")
 
 
-def build_tables(runs: pd.DataFrame, metric: str = "linear") -> dict[str, Table]:
+def build_tables(runs: pd.DataFrame, metric: str | None = None) -> dict[str, Table]:
     """Every table from tidy runs (see `runs.load_runs`), keyed by file stem, in the paper's
     order then the baseline: table_5a, table_5b, fig_3a, fig_3b[, fig_3b_strength], baseline.
-    One noise estimate (pooled over all cells) serves every table's verdict."""
+    `metric` defaults to the preset's (`cells.default_metric`). One noise estimate (pooled
+    over all cells) serves every table's verdict."""
+    metric = resolve_metric(metric, runs)
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")
     cells = aggregate(runs, metric)

@@ -25,9 +25,10 @@ def add_tables_command(commands: argparse._SubParsersAction) -> argparse.Argumen
                         help="only these sweeps (tag sweep; default: all)")
     parser.add_argument("--preset", default=None,
                         help="only this preset's runs (required when the store holds several)")
-    parser.add_argument("--metric", choices=METRICS, default="linear",
+    parser.add_argument("--metric", choices=METRICS, default=None,
                         help="linear: offline linear probe (the paper's protocol); knn: the "
-                             "kNN monitor (default: linear)")
+                             "kNN monitor; few_label: kNN with a few labels per class "
+                             "(default: the preset's, few_label on cpu-mini, else linear)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write into")
     parser.set_defaults(handler=run_tables_command)
     return parser

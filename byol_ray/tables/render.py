@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from byol_ray.tables.builders import METHODS, NAMES, Table, build_tables
-from byol_ray.tables.cells import aggregate, numeric
+from byol_ray.tables.cells import METRIC_COLUMN, aggregate, numeric, resolve_metric
 from byol_ray.tables.reference import PAPER
 from byol_ray.tables.runs import load_runs, resolve_uri
 from byol_ray.tables.verdicts import Noise
@@ -231,7 +231,7 @@ def _header(runs: pd.DataFrame, uri: str, experiments: Sequence[str] | None,
         f"- tracking URI: `{uri}`",
         f"- experiments: {', '.join(experiments) if experiments else 'all'} (found: {names})",
         f"- preset: {preset or presets}",
-        f"- metric: `eval/{metric}_top1`",
+        f"- metric: `eval/{METRIC_COLUMN[metric]}`",
         f"- {Noise.of(aggregate(runs, metric)).describe()}",
         f"- trial runs: {len(runs)} ({found})",
         "- a cell is the mean ± std over seeds (n = seeds); `missing` = no trial ran it, "
@@ -270,13 +270,14 @@ def generate_report(
     out_dir: str | Path,
     experiments: Sequence[str] | None = None,
     preset: str | None = None,
-    metric: str = "linear",
+    metric: str | None = None,
     sweeps: Sequence[str] | None = None,
 ) -> Report:
     """Read the trial runs at `tracking_uri`, write every table (.md, .csv, .tex), fig_3a.png,
     fig_3b.png and report.md into `out_dir`; return what was written."""
     uri = resolve_uri(tracking_uri)
     runs = load_runs(uri, experiments, preset, sweeps)
+    metric = resolve_metric(metric, runs)
     tables = build_tables(runs, metric)
     out = Path(out_dir)
     for table in tables.values():
@@ -293,7 +294,7 @@ def write_report(
     out_dir: str | Path,
     experiments: Sequence[str] | None = None,
     preset: str | None = None,
-    metric: str = "linear",
+    metric: str | None = None,
     sweeps: Sequence[str] | None = None,
 ) -> Path:
     """`generate_report`, returning only the path of report.md."""
@@ -304,14 +305,14 @@ def print_tables(
     tracking_uri: str | None = None,
     experiments: Sequence[str] | None = None,
     preset: str | None = None,
-    metric: str = "linear",
+    metric: str | None = None,
     sweeps: Sequence[str] | None = None,
     file: TextIO | None = None,
 ) -> dict[str, Table]:
     """Print every table and its verdict to the console (`file`, default stdout) and return
     the tables: the end of a `reproduce` run."""
     tables = build_tables(load_runs(resolve_uri(tracking_uri), experiments, preset, sweeps),
-                          metric)
+                          metric)  # None: the preset's default metric
     show_tables(tables, file)
     return tables
 

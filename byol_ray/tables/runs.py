@@ -29,6 +29,7 @@ TAGS = ("sweep", "grid", "preset", "trial", "method", "seed", "ablation", "ablat
 PARAMS = {
     "data.dataset": "dataset",
     "eval.knn_k": "knn_k",
+    "eval.few_label_per_class": "few_label_per_class",
     "train.epochs": "epochs",
     "data.batch_size": "batch_size",
     "method.tau_base": "tau_base",
@@ -42,10 +43,12 @@ METRICS = {
     "eval/linear_top1": "linear_top1",
     "eval/knn_top1": "knn_top1",
     "eval/knn_top1_k200": "knn_top1_k200",
+    "eval/few_label_knn_top1": "few_label_knn_top1",
     "eval/embedding_std": "embedding_std",
     "eval/collapsed": "collapsed",
     "baseline/linear_top1": "baseline_linear_top1",
     "baseline/knn_top1": "baseline_knn_top1",
+    "baseline/few_label_knn_top1": "baseline_few_label_knn_top1",
     "train/loss": "train_loss",
 }
 COLUMNS = ("run_id", "experiment", "status", "start_time", "end_time", *TAGS,

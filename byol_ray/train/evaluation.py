@@ -18,6 +18,7 @@ from byol_ray.data import DatasetSplits, eval_transform
 from byol_ray.eval import (
     embedding_std,
     extract_features,
+    few_label_knn_top1,
     gather_features,
     is_collapsed,
     knn_top1,
@@ -48,7 +49,8 @@ def evaluate(
     world: int,
     linear: bool = False,
 ) -> dict[str, float]:
-    """kNN top-1 for each k, collapse metrics and, if `linear`, the linear-probe top-1."""
+    """kNN top-1 for each k, the few-label kNN top-1 (when eval.few_label_per_class > 0),
+    collapse metrics and, if `linear`, the linear-probe top-1."""
     transform = partial(
         eval_transform, image_size=cfg.data.image_size, mean=splits.mean, std=splits.std
     )
@@ -82,6 +84,11 @@ def evaluate(
     metrics |= {f"eval/knn_top1_k{k}": acc for k, acc in knn.items()}
     metrics |= {"eval/embedding_std": std,
                 "eval/collapsed": float(is_collapsed(std, e.collapse_threshold))}
+    if e.few_label_per_class:
+        metrics["eval/few_label_knn_top1"] = few_label_knn_top1(
+            train_x, train_y, test_x, test_y, per_class=e.few_label_per_class,
+            draws=e.few_label_draws, k=e.knn_k[0], temperature=e.knn_temperature,
+            num_classes=splits.num_classes)
     if linear:
         metrics["eval/linear_top1"] = linear_probe(
             train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),

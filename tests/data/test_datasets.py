@@ -261,6 +261,23 @@ def test_digits_splits_and_determinism():
     assert (len(capped.pretrain), len(capped.train), len(capped.test)) == (1437, 100, 100)
 
 
+@pytest.mark.parametrize("dataset", ["colour_digits", "mnistm_digits"])
+def test_digit_variants_are_fixed_colour_images_in_the_grey_digits_split(dataset):
+    grey = load_splits(DataConfig(dataset="digits", image_size=16))
+    splits = load_splits(DataConfig(dataset=dataset, image_size=16))
+    assert (len(splits.pretrain), len(splits.train), len(splits.test)) == (1437, 1437, 360)
+    # the same images in each split as the grey digits: no test image is pretrained on
+    assert torch.equal(splits.train.labels, grey.train.labels)
+    assert torch.equal(splits.test.labels, grey.test.labels)
+    _check_items(splits.train, 16, set(range(10)))
+    image, _ = splits.train[0]
+    assert not torch.equal(image[0], image[1])  # colour
+    again = load_splits(DataConfig(dataset=dataset, image_size=16))
+    assert torch.equal(splits.train.images, again.train.images)
+    assert torch.equal(splits.test.images, again.test.images)
+    check_dataset(DataConfig(dataset=dataset))  # nothing to download or point at
+
+
 # --------------------------------------------------------------------------- preflight
 
 

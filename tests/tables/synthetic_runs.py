@@ -24,16 +24,19 @@ def trial(grid: str, method: str, ablation: str, value: str, seed: int, linear: 
     metrics = {}
     if linear is not None:
         metrics = {"eval/linear_top1": linear, "eval/knn_top1": linear - 1.0,
+                   "eval/few_label_knn_top1": linear - 2.0,
                    "eval/collapsed": 1.0 if collapsed else 0.0,
                    "eval/embedding_std": 0.001 if collapsed else 0.9}
         if method != "random_init":
-            metrics |= {"baseline/linear_top1": 70.0, "baseline/knn_top1": 69.0}
+            metrics |= {"baseline/linear_top1": 70.0, "baseline/knn_top1": 69.0,
+                        "baseline/few_label_knn_top1": 50.0}
     tags = {"role": "trial", "sweep": f"{grid}-{preset}", "grid": grid, "preset": preset,
             "trial": f"{method}-{ablation}={value}-s{seed}", "method": method,
             "seed": str(seed), "ablation": ablation, "ablation_value": value}
     if reason:
         tags["failure_reason"] = reason
-    params = {"data.dataset": "digits", "eval.knn_k": "[20, 200]", "method.name": method,
+    params = {"data.dataset": "digits", "eval.knn_k": "[20, 200]",
+              "eval.few_label_per_class": "5", "method.name": method,
               "train.epochs": "40"}
     return {"tags": tags, "params": params, "metrics": metrics, "status": status,
             "started": started}
