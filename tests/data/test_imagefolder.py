@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -317,3 +318,29 @@ def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_pat
     metrics = run.data.metrics
     assert math.isfinite(metrics["train/loss"]) and metrics["eval/collapsed"] in (0.0, 1.0)
     assert 0 <= metrics["eval/knn_top1"] <= 100 and 0 <= metrics["eval/linear_top1"] <= 100
+
+
+@pytest.mark.slow
+def test_gpu_decode_check_runs_without_ray_mlflow_or_yaml(tmp_path):
+    """benchmarks/gpu_decode_check.py runs on GPU machines that have only torch and
+    torchvision: with Ray, MLflow and PyYAML unimportable it still runs (a CPU smoke here)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_decode_check.py"
+    code = (
+        "import runpy, sys\n"
+        "for name in ('ray', 'mlflow', 'yaml'):\n"
+        "    sys.modules[name] = None\n"
+        f"sys.argv = ['gpu_decode_check.py', '--folder', {str(tmp_path / 'data')!r},\n"
+        f"            '--out', {str(tmp_path / 'out.json')!r}]\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "assert 'byol_ray.config' not in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OUT")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "smoke run on the CPU" in proc.stdout
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["gpu_vs_cpu_decoder_mean_abs_difference"] < 3
