@@ -275,7 +275,7 @@ def test_evaluation_embeds_each_split_once_through_loader_workers(tmp_path):
     cfg = resolve_config("cpu-mini", [
         "data.dataset=imagefolder", f"data.root={tmp_path}", "data.image_size=16",
         "data.loader_workers=2", "data.max_eval_images=7", "eval.linear_batch_size=4",
-        "eval.knn_k=[3]",
+        "eval.knn_k=[3]", "eval.few_label_per_class=0",
     ])
     splits = load_splits(cfg.data, cfg.augment)
     assert len(splits.train) == len(splits.test) == 7  # data.max_eval_images caps both
@@ -302,7 +302,7 @@ def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_pat
         "data.dataset=imagefolder", f"data.root={tmp_path / 'data'}", "data.image_size=16",
         "data.batch_size=8", "data.loader_workers=1", "scaling.num_workers=1",
         "train.epochs=2", "eval.eval_every=1", "eval.linear_epochs=2", "eval.knn_k=[3]",
-        "train.checkpoint_every=0",
+        "train.checkpoint_every=0", "eval.few_label_per_class=0",
     ]
     ray.init(num_cpus=2, include_dashboard=False)
     try:
