@@ -28,6 +28,7 @@ from byol_ray.data.imagefolder import (
     CentreViewFolder,
     JpegFolder,
     TwoViewFolder,
+    check_split,
     collate_jpeg,
     scan,
 )
@@ -109,7 +110,7 @@ def check_dataset(cfg: DataConfig) -> None:
     root = _root(cfg)
     if cfg.dataset == "imagefolder":
         for split in ("train", "val"):
-            scan(root / split)
+            check_split(root / split)
         return
     cls = _TORCHVISION_CLASSES[cfg.dataset]
     _check_files(root, cls, _file_names(cls), cfg)

@@ -30,8 +30,6 @@ def decode_crops(batch: dict[str, Tensor], size: int, device: torch.device) -> T
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # decode_jpeg's deprecation notice, once per call
         images = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
-    if isinstance(images, Tensor):  # a single-image list comes back as a list too; be safe
-        images = [images]
     views = torch.empty(len(encoded), 2, 3, size, size, device=device)
     for i, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
         for v, box in enumerate(image_boxes):

@@ -29,11 +29,19 @@ from byol_ray.data.decode import crop_views
 Sample = tuple[str, int]  # (file path, class index)
 
 
-def scan(folder: Path) -> tuple[list[Sample], list[str]]:
-    """(path, class) of every image under folder/<class>/, and the sorted class names."""
+def check_split(folder: Path) -> None:
+    """Cheap preflight (no walk of a million files): the split folder exists and has classes."""
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root: {folder.parent} has no {folder.name!r} folder; "
                                 "expected train/ and val/, each with one folder per class")
+    if not any(entry.is_dir() for entry in folder.iterdir()):
+        raise FileNotFoundError(f"data.root: {folder} must hold one sub-folder of images per "
+                                "class; it has none")
+
+
+def scan(folder: Path) -> tuple[list[Sample], list[str]]:
+    """(path, class) of every image under folder/<class>/, and the sorted class names."""
+    check_split(folder)
     try:
         classes, class_to_idx = find_classes(folder)
         samples = make_dataset(folder, class_to_idx, extensions=IMG_EXTENSIONS)
