@@ -59,9 +59,11 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     connect(address)
     check_resources(cfg)
     cfg.tracking.run_name = f"eval-{task}"
-    run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_run_id, tags={
-        "role": "eval", "protocol": task, "pretrain_run_id": pretrain_run_id or ref,
-        "weights_ref": ref})
+    tags = {"role": "eval", "protocol": task, "pretrain_run_id": pretrain_run_id or ref,
+            "weights_ref": ref}
+    if ref in BASELINES:  # the encoder's origin, as Table 4's rows name it
+        tags["method"] = ref.replace("-", "_")
+    run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_run_id, tags=tags)
     gpu = use_gpu(cfg)
     trainer = ray.train.torch.TorchTrainer(
         dense_worker,

@@ -1,8 +1,10 @@
 """The paper's reference values (arXiv 2006.07733), shipped as `reference.csv` beside this file.
 
 Every value is ImageNet top-1 (%) under the paper's linear evaluation and names its source
-(table or figure). Rows are keyed like our runs' `ablation_value` tag, so that they align with
-our cells: `0.99` (tau_base), `pred=yes,target=no,beta=1`, `4096` (batch), `remove_flip`.
+(table or figure), except Table 4a's (`table_4a`): VOC detection AP50 and segmentation mIoU
+(%), in the same `top1` column, their row saying which. Rows are keyed like our runs'
+`ablation_value` tag, so that they align with our cells: `0.99` (tau_base),
+`pred=yes,target=no,beta=1`, `4096` (batch), `remove_flip`.
 """
 
 from __future__ import annotations

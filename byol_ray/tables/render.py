@@ -24,10 +24,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from byol_ray.tables.builders import METHODS, NAMES, Table, build_tables
+from byol_ray.tables.builders import METHODS, NAMES, Table, build_table_4, build_tables
 from byol_ray.tables.cells import METRIC_COLUMN, aggregate, numeric, resolve_metric
 from byol_ray.tables.reference import PAPER
-from byol_ray.tables.runs import load_runs, resolve_uri
+from byol_ray.tables.runs import load_eval_runs, load_runs, resolve_uri
 from byol_ray.tables.verdicts import Noise
 
 
@@ -218,6 +218,13 @@ def write_figures(tables: dict[str, Table], out_dir: Path) -> dict[str, Path]:
     }
 
 
+def transfer_tables(uri: str, experiments: Sequence[str] | None,
+                    preset: str | None) -> dict[str, Table]:
+    """Table 4a when the store holds runs of the dense protocols (`eval segment|detect`)."""
+    dense = load_eval_runs(uri, experiments, preset)
+    return {"table_4a": build_table_4(dense)} if len(dense) else {}
+
+
 def _header(runs: pd.DataFrame, uri: str, experiments: Sequence[str] | None,
             preset: str | None, metric: str) -> str:
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
@@ -278,7 +285,7 @@ def generate_report(
     uri = resolve_uri(tracking_uri)
     runs = load_runs(uri, experiments, preset, sweeps)
     metric = resolve_metric(metric, runs)
-    tables = build_tables(runs, metric)
+    tables = build_tables(runs, metric) | transfer_tables(uri, experiments, preset)
     out = Path(out_dir)
     for table in tables.values():
         write_table(table, out)
@@ -311,8 +318,10 @@ def print_tables(
 ) -> dict[str, Table]:
     """Print every table and its verdict to the console (`file`, default stdout) and return
     the tables: the end of a `reproduce` run."""
-    tables = build_tables(load_runs(resolve_uri(tracking_uri), experiments, preset, sweeps),
-                          metric)  # None: the preset's default metric
+    uri = resolve_uri(tracking_uri)
+    tables = (build_tables(load_runs(uri, experiments, preset, sweeps),
+                           metric)  # None: the preset's default metric
+              | transfer_tables(uri, experiments, preset))
     show_tables(tables, file)
     return tables
 

@@ -93,9 +93,11 @@ def _check_store_exists(uri: str) -> None:
             raise TablesError("--tracking-uri", f"{uri}: no MLflow store at {path}")
 
 
-def search_trial_runs(uri: str, experiments: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every trial run (tag role=trial) of the named experiments (default: all), as
-    `mlflow.search_runs` returns them, plus an `experiment` column holding the name."""
+def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
+                      role: str = "trial") -> pd.DataFrame:
+    """Every trial run (tag role=trial; role=eval: the evaluation protocols' runs) of the named
+    experiments (default: all), as `mlflow.search_runs` returns them, plus an `experiment`
+    column holding the name."""
     uri = resolve_uri(uri)
     _check_store_exists(uri)
     client = MlflowClient(uri)
@@ -109,7 +111,7 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None) -> pd.
         frame = mlflow.search_runs(
             experiment_names=list(experiments) if experiments else None,
             search_all_experiments=not experiments,
-            filter_string="tags.role = 'trial'",
+            filter_string=f"tags.role = '{role}'",
             output_format="pandas",
         )
     frame.insert(1, "experiment", frame["experiment_id"].map(names) if len(frame) else [])
@@ -160,3 +162,47 @@ def load_runs(
     """The tidy trial runs of one preset at `uri`: search, normalise, select."""
     raw = search_trial_runs(resolve_uri(uri), experiments)
     return select_runs(normalise_runs(raw), preset=preset, sweeps=sweeps)
+
+
+DENSE_PROTOCOLS = ("detect", "segment")
+DENSE_METRICS = {"detect": ("ap50", "ap"), "segment": ("miou",)}
+EVAL_COLUMNS = ("run_id", "experiment", "status", "preset", "protocol", "method", "seed",
+                "pretrain_run_id", "split", "ap50", "ap", "miou")
+
+
+def normalise_eval_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per dense-protocol run (`eval segment`, `eval detect`): who it evaluates
+    (`method`: byol, simclr, random_init, supervised) and its headline metrics, whichever split
+    they were scored on (`eval_detect/test_ap50` -> ap50, split test); NaN when not logged."""
+    rows = []
+    for _, run in raw.iterrows():
+        protocol = run.get("tags.protocol")
+        if protocol not in DENSE_PROTOCOLS:
+            continue
+        row = {"run_id": run.get("run_id"), "experiment": run.get("experiment"),
+               "status": run.get("status"), "preset": run.get("tags.preset"),
+               "protocol": protocol, "method": run.get("tags.method"),
+               "seed": pd.to_numeric(run.get("params.train.seed"), errors="coerce"),
+               "pretrain_run_id": run.get("tags.pretrain_run_id"), "split": pd.NA}
+        for metric in ("ap50", "ap", "miou"):
+            row[metric] = float("nan")
+        prefix = f"metrics.eval_{protocol}/"
+        for column, value in run.items():
+            name = str(column).removeprefix(prefix)
+            split, _, metric = name.partition("_")
+            if (str(column).startswith(prefix) and metric in DENSE_METRICS[protocol]
+                    and not pd.isna(value)):
+                row[metric], row["split"] = float(value), split
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
+
+
+def load_eval_runs(
+    uri: str | None = None,
+    experiments: Sequence[str] | None = None,
+    preset: str | None = None,
+) -> pd.DataFrame:
+    """The tidy dense-protocol runs of one preset at `uri` (see `normalise_eval_runs`)."""
+    raw = search_trial_runs(resolve_uri(uri), experiments, role="eval")
+    runs = normalise_eval_runs(raw)
+    return select_runs(runs.assign(sweep=pd.NA), preset=preset).drop(columns="sweep")

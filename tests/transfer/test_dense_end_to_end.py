@@ -68,3 +68,17 @@ def test_bad_settings_stop_before_any_worker(tmp_path):
                   "segment")
     with pytest.raises(ConfigError, match="detect.root: .* has no VOCdevkit/VOC2007"):
         preflight(resolve_config("cpu-mini", [f"detect.root={voc}"]), "detect")
+
+
+def test_tables_show_them_as_table_4a(setting):
+    """After the runs above (this module's order): `byol-ray tables` gains Table 4a."""
+    from byol_ray.tables.render import generate_report
+
+    uri, _, _, tmp = setting
+    report = generate_report(uri, tmp / "tables", preset="cpu-mini")
+    shown = report.tables["table_4a"].display.set_index("encoder")
+    assert "(n=1)" in shown.loc["BYOL", "ours: AP50"]
+    assert "(n=1)" in shown.loc["BYOL", "ours: mIoU"]
+    assert "(n=1)" in shown.loc["random-init", "ours: mIoU"]
+    assert shown.loc["BYOL", "paper: AP50"] == "77.5"
+    assert (tmp / "tables" / "table_4a.md").is_file()
