@@ -22,7 +22,6 @@ import ray
 import ray.train
 import ray.train.torch
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
@@ -30,6 +29,7 @@ from byol_ray import tracking
 from byol_ray.config import Config, ConfigError, SegmentConfig, from_dict, to_dict, validate
 from byol_ray.data.voc import check_voc
 from byol_ray.protocols import detect, segment
+from byol_ray.train.loop import mean_over_workers
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
 BASELINES = ("random-init", "supervised")  # encoder references that name no run
@@ -186,7 +186,7 @@ def dense_worker(loop_config: dict[str, Any]) -> None:
         loss_sum, window = loss_sum + loss.detach(), window + 1
         done = step == settings.iterations
         if step % log_every == 0 or done:
-            mean_loss = _mean_over_workers(loss_sum / window, world)
+            mean_loss = mean_over_workers(loss_sum / window, world)
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"{task.NAME} loss is {mean_loss} at iteration "
                                          f"{step}; lower {task.NAME}.lr")
@@ -209,14 +209,6 @@ def _forever(loader: DataLoader, sampler: DistributedSampler):
         sampler.set_epoch(epoch)
         yield from loader
         epoch += 1
-
-
-def _mean_over_workers(value: torch.Tensor, world: int) -> float:
-    if world > 1 and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world
-    return float(value)
 
 
 class _Log:

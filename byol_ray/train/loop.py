@@ -127,7 +127,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             batches += 1
         seconds = time.perf_counter() - started
         clock.add("train", seconds)
-        loss = _mean_over_workers(loss_sum / batches, world)
+        loss = mean_over_workers(loss_sum / batches, world)
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
         metrics = {
@@ -190,7 +190,8 @@ def _due(epoch: int, every: int, last: int) -> bool:
     return epoch == last or (every > 0 and epoch % every == 0)
 
 
-def _mean_over_workers(value: torch.Tensor, world: int) -> float:
+def mean_over_workers(value: torch.Tensor, world: int) -> float:
+    """A scalar averaged over the workers (all-reduce), as a float on every worker."""
     if world > 1 and dist.is_initialized():
         value = value.clone()
         dist.all_reduce(value)
