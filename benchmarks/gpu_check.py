@@ -60,8 +60,8 @@ def peak_flops(name: str) -> float | None:
 class Check:
     """Runs sections within a time budget and keeps the results file up to date."""
 
-    def __init__(self, out: Path, budget_s: float):
-        self.out, self.started = out, time.perf_counter()
+    def __init__(self, out: Path, budget_s: float, only: list[str] | None = None):
+        self.out, self.started, self.only = out, time.perf_counter(), only
         self.deadline = self.started + budget_s
         self.results: dict = {"started": datetime.datetime.now().isoformat(timespec="seconds"),
                               "budget_s": budget_s, "sections": {}}
@@ -71,6 +71,8 @@ class Check:
 
     def section(self, name: str, needs_s: float, fn: Callable[[], dict]) -> dict | None:
         """Run `fn` unless fewer than `needs_s` seconds are left; record its result or error."""
+        if self.only and name != "env" and name not in self.only:
+            return None
         if self.left() < needs_s:
             entry = {"status": "skipped", "reason": f"{self.left():.0f} s left, needs {needs_s}"}
         else:
@@ -254,12 +256,13 @@ def main() -> None:
                         help="tiny sizes on the CPU: exercise the code paths without a GPU")
     parser.add_argument("--compile-imagenet", action="store_true",
                         help="also torch.compile the imagenet step (minutes of compilation)")
+    parser.add_argument("--only", nargs="+", help="run only these sections (and env)")
     args = parser.parse_args()
     dry = args.dry_run
     device = torch.device("cuda" if torch.cuda.is_available() and not dry else "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    check = Check(args.out, args.budget)
+    check = Check(args.out, args.budget, args.only)
     check.results["dry_run"] = dry
     env = check.section("env", 0, lambda: environment(device)) or {}
     peak = env.get("peak_bf16_flops")
@@ -272,8 +275,9 @@ def main() -> None:
         timing = {"warmup": 1, "reps": 2, "steps_per_rep": 1}
     for preset, (_, source, size) in sizes.items():
         batch = 4 if dry else (64 if preset == "cifar10" else 16)
-        check.section(f"bf16_{preset}", 20, lambda p=preset, b=batch, s=source, z=size:
-                      gpu_correctness.bf16_vs_fp32(preset_config(p, b, z), device, b, s))
+        check.section(f"bf16_{preset}", 30, lambda p=preset, b=batch, s=source, z=size:
+                      gpu_correctness.bf16_vs_fp32(preset_config(p, b, z), device, b, s,
+                                                   steps=3 if dry else 30))
     for preset, (_, source, size) in sizes.items():
         samples = 64 if dry else (8192 if preset == "cifar10" else 1024)
         check.section(f"augment_{preset}", 25, lambda p=preset, n=samples, s=source, z=size:
