@@ -14,7 +14,17 @@ python="${PYTHON:-python3}"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
     --format=csv,noheader
 status=0
-timeout 420 "$python" benchmarks/gpu_check.py --out "$out_dir/gpu_check.json" "$@" || status=$?
+timeout 400 "$python" benchmarks/gpu_check.py --out "$out_dir/gpu_check.json" "$@" || status=$?
+# Where the step's time goes (bf16 + channels_last), one table per preset.
+if [[ " $* " != *" --dry-run "* ]]; then
+    for preset in "cifar10 --batch 256" "imagenet --batch 256 --source 256"; do
+        name="${preset%% *}"
+        PYTHONPATH="$PWD/benchmarks:$PYTHONPATH" timeout 45 "$python" benchmarks/profile_step.py \
+            --preset $preset --amp --channels-last \
+            > "$out_dir/profile_$name.txt" 2>&1 || echo "profile $name: exit $?"
+        head -6 "$out_dir/profile_$name.txt"
+    done
+fi
 if [ -f benchmarks/gpu_decode_check.py ]; then
     timeout 60 "$python" benchmarks/gpu_decode_check.py || echo "gpu_decode_check: exit $?"
 else
