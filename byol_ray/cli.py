@@ -56,9 +56,33 @@ def _parser() -> argparse.ArgumentParser:
     views.add_argument("--n", type=int, default=16, help="how many train images (default 16)")
     views.add_argument("--seed", type=int, default=0, help="which images, and their crops")
     views.set_defaults(handler=_views)
+    _add_eval_command(commands)
     sweep_cli.add_commands(commands)
     add_tables_command(commands)
     return parser
+
+
+def _add_eval_command(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval", help="run one of the paper's evaluation protocols on a trained encoder")
+    evaluate.add_argument("protocol", choices=("linear", "finetune", "transfer"),
+                          help="linear [P App. C.1], finetune (semi-supervised, App. C.2), "
+                               "transfer (linear or finetune on another dataset)")
+    evaluate.add_argument("--run", required=True, metavar="REF",
+                          help="the weights: a run id, runs:/ID, models:/NAME/VERSION, a "
+                               "folder, or random-init (with --preset)")
+    evaluate.add_argument("--preset", default="",
+                          help="protocol settings of this preset (default: the run's)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE",
+                          help="override a config value, e.g. protocol.linear_epochs=10 or, "
+                               "for transfer, data.dataset=cifar10 (repeatable)")
+    evaluate.add_argument("--fraction", type=float, default=None,
+                          help="finetune: share of the train labels (0.01 or 0.1 in the paper)")
+    evaluate.add_argument("--mode", choices=("linear", "finetune"), default="linear",
+                          help="transfer: which protocol runs on the other dataset")
+    add_cluster_options(evaluate)
+    evaluate.set_defaults(handler=_eval)
 
 
 def resolve_config(preset: str, overrides: list[str], check_paths: bool = True) -> Config:
@@ -117,6 +141,15 @@ def _views(args: argparse.Namespace) -> int:
         field, _, message = str(error).partition(": ")
         raise ConfigError(field, message) from None
     print(f"{shown} images: {out / 'views.png'}, boxes in {out / 'views.json'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from byol_ray.protocols.run import EvalRequest, run_protocol  # heavy imports only now
+
+    request = EvalRequest(args.protocol, args.run, args.preset, args.overrides, args.fraction,
+                          args.mode, args.tracking_uri, args.storage, args.address)
+    print(run_protocol(request).report)
     return 0
 
 

@@ -201,6 +201,35 @@ class DetectConfig:
 
 
 @dataclass
+class ProtocolConfig:
+    """The paper's evaluation protocols on a trained encoder (`byol-ray eval`).
+
+    Defaults are the paper's ImageNet settings; presets scale them.
+    """
+
+    # Linear evaluation [P App. C.1]: frozen encoder (BN in eval mode), random resized crop +
+    # flip on the training images, SGD Nesterov momentum 0.9, no weight decay, batch 1024,
+    # 80 epochs, lr chosen from {0.4, 0.3, 0.2, 0.1, 0.05} on a held-out part of train.
+    linear_epochs: int = 80
+    linear_batch_size: int = 1024  # global, summed over the workers
+    linear_lrs: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1, 0.05)
+    val_fraction: float = 0.01  # the held-out part of the train split (per class)
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # training crops of linear and finetune
+    # Linear: a BatchNorm without affine parameters on the frozen features before the linear
+    # layer (MAE's linear probe, He et al. 2021, App. A); still a linear classifier at test
+    # time. Off in the paper's protocol; on where features are far from a ResNet-50's scale.
+    feature_norm: bool = False
+    # Semi-supervised fine-tuning [P §3.3, Table 2; App. C.2]: the whole network on a
+    # class-balanced 1% or 10% of the train labels, SGD Nesterov momentum 0.9, batch 1024.
+    finetune_epochs: int = 30
+    finetune_batch_size: int = 1024  # global; capped at the subset's size
+    finetune_lr: float = 0.02
+    finetune_weight_decay: float = 0.0
+    fraction: float = 0.01  # labelled share of the train split (1% or 10% in the paper)
+    subset_seed: int = 0  # seed of the held-out part and of the label subsets
+
+
+@dataclass
 class ScalingConfig:
     """How many Ray Train workers, and on what."""
 
@@ -233,6 +262,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -484,6 +514,8 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
 
     _validate_transfer("segment", cfg.segment)
     _validate_transfer("detect", cfg.detect)
+    _validate_protocol(cfg.protocol, s.num_workers)
+
     _choice("scaling.use_gpu", s.use_gpu, ("auto", "true", "false"))
     _range("scaling.cpus_per_worker", s.cpus_per_worker, 0)
     _range("scaling.max_failures", s.max_failures, -1)
@@ -516,3 +548,25 @@ def _validate_transfer(name: str, t: SegmentConfig | DetectConfig) -> None:
                               ">= 16 pixels")
         _range(f"{name}.max_size", t.max_size, max(t.min_size))
         _range(f"{name}.rois_per_image", t.rois_per_image, 1)
+
+
+def _validate_protocol(p: ProtocolConfig, num_workers: int) -> None:
+    """The evaluation protocols' settings (`protocol.*`)."""
+    for name in ("linear_epochs", "finetune_epochs"):
+        _range(f"protocol.{name}", getattr(p, name), 1)
+    for name in ("linear_batch_size", "finetune_batch_size"):
+        _range(f"protocol.{name}", getattr(p, name), 1)
+        if getattr(p, name) % num_workers:
+            raise ConfigError(f"protocol.{name}", f"{getattr(p, name)} is not divisible by "
+                              f"scaling.num_workers={num_workers}")
+    if not p.linear_lrs or any(lr <= 0 for lr in p.linear_lrs):
+        raise ConfigError("protocol.linear_lrs", f"{list(p.linear_lrs)}: need one or more "
+                          "learning rates > 0")
+    _range("protocol.val_fraction", p.val_fraction, 1e-6, 0.5)
+    lo, hi = p.crop_scale
+    if not (0 < lo <= hi <= 1):
+        raise ConfigError("protocol.crop_scale", f"{list(p.crop_scale)}: need 0 < min <= max <= 1")
+    _range("protocol.finetune_lr", p.finetune_lr, 0.0)
+    _range("protocol.finetune_weight_decay", p.finetune_weight_decay, 0.0)
+    _range("protocol.fraction", p.fraction, 1e-6, 1.0)
+    _range("protocol.subset_seed", p.subset_seed, 0)

@@ -236,3 +236,32 @@ def download_weights(ref: str, tracking_uri: str, folder: Path) -> tuple[Path, s
     except mlflow.exceptions.MlflowException as error:
         raise LookupError(error.message) from None
     return Path(local), run_id
+
+
+# --------------------------------------------------------------------------- evaluation runs
+
+
+def log_json(tracking_uri: str, run_id: str, name: str, data: object) -> None:
+    """Save `data` as the JSON artifact `name` of the run (e.g. a protocol's image indices)."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(data))
+        MlflowClient(tracking_uri).log_artifact(run_id, str(path))
+
+
+def finished_eval_run(tracking_uri: str, experiment: str, pretrain_run_id: str,
+                      protocol: str) -> str | None:
+    """The id of a FINISHED evaluation run of `protocol` on that pretraining run, if any."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id],
+        f"tags.role = 'eval' AND tags.protocol = '{protocol}' AND "
+        f"tags.pretrain_run_id = '{pretrain_run_id}' AND attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
