@@ -81,6 +81,7 @@ class SweepOptions:
     storage: str = ""  # default: ~/ray_results
     address: str | None = None
     concurrent: int = 0  # 0: as many as the cluster fits
+    evals: list[str] = field(default_factory=list)  # protocols run on each finished trial
 
 
 def sweep_name(grid: Grid, options: SweepOptions) -> str:
@@ -264,7 +265,9 @@ def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
     storage = absolute_storage(options.storage or "~/ray_results")
     train_storage = f"{storage}/{name}-{parent_id[:8]}"
     configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
-                "storage": train_storage} for t in trials]
+                "storage": train_storage, "evals": options.evals,
+                "eval_overrides": [o for o in options.overrides if o.startswith("protocol.")]}
+               for t in trials]
     tuner = tune.Tuner(
         # A trial only drives its Train workers: no CPU of its own (Ray needs some resource).
         tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
@@ -311,6 +314,11 @@ def run_trial(config: dict[str, Any]) -> None:
                             callbacks=[TuneReportCallback()])
     try:
         trainer.fit()
+        if trial["evals"]:  # the paper's protocols, as part of the trial
+            from byol_ray.protocols.run import evaluate_trial
+
+            evaluate_trial(trial["evals"], run_id, uri, trial["storage"],
+                           trial["eval_overrides"])
     except BaseException as error:
         tracking.end_run(uri, run_id, root_cause(error))
         raise

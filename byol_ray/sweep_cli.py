@@ -31,8 +31,21 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
                              "continue the others from their last checkpoint")
     parser.add_argument("--name", default="", help="sweep name (default: GRID-PRESET)")
     add_cluster_options(parser)
+    parser.add_argument("--eval", dest="evals", type=_protocols, default=[],
+                        metavar="PROTOCOL[,PROTOCOL]",
+                        help="after each trial, as part of it: linear and/or finetune "
+                             "(byol-ray eval), e.g. --eval linear,finetune")
     parser.add_argument("--concurrent", type=int, default=0,
                         help="max trials at once (default: as many as the cluster fits)")
+
+
+def _protocols(text: str) -> list[str]:
+    """--eval's comma-separated protocols, each checked."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    wrong = [name for name in names if name not in ("linear", "finetune")]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of linear, finetune")
+    return names
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
@@ -41,6 +54,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         preset=args.preset, overrides=args.overrides, seeds=args.seeds,
         only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
         storage=args.storage, address=args.address, concurrent=args.concurrent,
+        evals=args.evals,
     )
 
 

@@ -240,3 +240,21 @@ def _finetune(cfg: Config, state_ref, key: str, name: str,
              f"({int(result['scored'])} test images)"]
     artifact = {"indices": subset, "fraction": p.fraction, "seed": p.subset_seed}
     return metrics, {f"{key}_subset.json": artifact}, lines
+
+
+def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage: str,
+                   overrides: list[str]) -> None:
+    """A sweep trial's `--eval`: the protocols on its finished run, one after another inside the
+    trial (no Tune grid of its own), skipping those already FINISHED (a resumed trial)."""
+    for protocol in protocols:
+        request = EvalRequest(protocol, run_id, overrides=overrides, tracking_uri=tracking_uri,
+                              storage=storage)
+        _say(run_protocol(request, with_tune=False, skip_finished=True).report)
+
+
+def _say(text: str) -> None:
+    """Console lines from inside a Ray worker (its patched print would show them twice)."""
+    import sys
+
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

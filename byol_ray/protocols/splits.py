@@ -11,7 +11,10 @@ from torch import Tensor
 
 def labels_of(dataset) -> Tensor:
     """Every label of a dataset of (image, label) items, without decoding images when the
-    dataset exposes them (`labels`, `targets`, or a Subset of such a dataset)."""
+    dataset exposes them (`labels`, `targets`, (path, label) `samples`, or a Subset of such a
+    dataset)."""
+    if hasattr(dataset, "samples"):  # image folders: no image is decoded
+        return torch.tensor([int(label) for _, label in dataset.samples], dtype=torch.int64)
     if hasattr(dataset, "labels"):
         return torch.as_tensor(dataset.labels, dtype=torch.int64)
     if hasattr(dataset, "targets"):
