@@ -17,6 +17,11 @@ from the noise-aware checks of `verdicts`. The builders, in the paper's order:
   question is whether BYOL's drop is the smaller one (at batch 64 the paper's is not).
 - The random-init baseline (`build_baseline`): the untrained encoder under the same protocol
   (the paper's 1.4%), also the floor from which "far below the best" is measured.
+- Table 1 (`build_table_1`, linear evaluation) and Table 2 (`build_table_2`, fine-tuning on
+  1% / 10% of the labels): only where trials ran the paper's protocols (`byol-ray eval`, a
+  sweep's `--eval`); BYOL and SimCLR at the preset's setting and random-init, beside the
+  paper's ImageNet values. Elsewhere the `linear` metric also takes the paper's linear
+  evaluation where a trial has it, and its cell's protocol says so.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from byol_ray.tables.cells import (
     BASELINE_COLUMN,
     METRIC_COLUMN,
     METRICS,
+    PAPER_LINEAR,
+    PROTOCOL_COLUMN,
     RANDOM_INIT,
+    SIMCLR_SWITCHES,
     aggregate,
     describe,
     find_cell,
@@ -663,9 +671,97 @@ def random_init_floor(data: pd.DataFrame) -> Estimate | None:
     return found.get("random_init") or found.get("untrained")
 
 
+# --------------------------------------------------------------------------- Tables 1 and 2
+
+
+def _protocol_rows(cells: pd.DataFrame) -> list[tuple[str, str, dict | None]]:
+    """(row, label, cell) of the methods the paper's Tables 1 and 2 list: BYOL and SimCLR at
+    the preset's setting, and the random-init encoder."""
+    byol, byol_label = _trained_byol(cells)
+    simclr = (find_cell(cells, RECIPE, BASELINE, "simclr")
+              or find_cell(cells, SWITCHES, SIMCLR_SWITCHES, "simclr"))
+    return [("byol", byol_label, byol),
+            ("simclr", "SimCLR, the preset's setting", simclr),
+            ("random_init", "random-init encoder (its own run, no training)",
+             _random_init_cell(cells))]
+
+
+def has_protocol(runs: pd.DataFrame, metric: str) -> bool:
+    """Whether any trial ran the paper's protocol behind `metric` (Table 1 / 2 columns)."""
+    column = PROTOCOL_COLUMN[metric]
+    return column in runs and bool(runs[column].notna().any())
+
+
+def build_table_1(runs: pd.DataFrame, noise: Noise | None = None) -> Table:
+    """Table 1 (linear evaluation): our trials' `eval_linear/test_top1` beside the paper's
+    74.3% (BYOL, 1000 epochs) and 1.4% (random-init)."""
+    cells = aggregate(runs, PAPER_LINEAR)
+    refs = {r.row: r for r in references("table_1")}
+    rows = _protocol_rows(cells)
+    records = [cell_record(row, label, row, cell, refs.get(row)) for row, label, cell in rows]
+    data = data_frame(records)
+    display = pd.DataFrame({
+        "method": [r["label"] for r in records],
+        "ours: top-1 (%)": [r["cell"] for r in records],
+        "protocol (ours)": [row_protocol([r]) for r in records],
+        "paper top-1 (%; linear evaluation, ImageNet val)": [format_paper(refs.get(r))
+                                                             for r, *_ in rows],
+    })
+    found = estimates(data)
+    trained, floor = found.get("byol"), found.get("random_init")
+    what = "BYOL far above the random-init encoder under the linear evaluation"
+    difference = above(trained, floor, _noise(cells, noise)) if trained and floor else None
+    return Table(
+        key="table_1",
+        title="Table 1: linear evaluation",
+        caption=f"{describe(PAPER_LINEAR)} Paper values: {sources(data)}.",
+        display=display,
+        data=data,
+        verdict=verdict_line([check(difference, what)]),
+        notes=failure_notes(data),
+    )
+
+
+def build_table_2(runs: pd.DataFrame, noise: Noise | None = None) -> Table:
+    """Table 2 (semi-supervised): fine-tuning on 1% and 10% of the labels, our trials'
+    `eval_finetune_{1,10}pct/test_top1` beside the paper's 53.2% / 68.8% (BYOL)."""
+    refs = {r.row: r for r in references("table_2")}
+    records, checks, columns = [], [], {}
+    for share in ("1pct", "10pct"):
+        cells = aggregate(runs, f"finetune_{share}")
+        rows = _protocol_rows(cells)
+        part = [cell_record(f"{row}_{share}", label, row, cell,
+                            refs[share] if row == "byol" else None)
+                for row, label, cell in rows]
+        records += part
+        percent = share.removesuffix("pct")
+        columns[f"ours: {percent}% labels"] = [r["cell"] for r in part]
+        columns[f"paper: {percent}% labels"] = [format_paper(refs[share]) if r["method"] ==
+                                                "byol" else NOT_IN_PAPER for r in part]
+        found = estimates(data_frame(part))
+        trained, floor = found.get(f"byol_{share}"), found.get(f"random_init_{share}")
+        difference = above(trained, floor, _noise(cells, noise)) if trained and floor else None
+        checks.append(check(difference, f"BYOL above the random-init encoder fine-tuned on "
+                                        f"{percent}% of the labels"))
+    data = data_frame(records)
+    labels = [label for _, label, _ in _protocol_rows(aggregate(runs, "finetune_1pct"))]
+    protocols = [row_protocol([a, b]) for a, b in zip(records[:3], records[3:], strict=True)]
+    display = pd.DataFrame({"method": labels, **columns, "protocol (ours)": protocols})
+    return Table(
+        key="table_2",
+        title="Table 2: semi-supervised fine-tuning (1% / 10% of the labels)",
+        caption=f"{describe('finetune_1pct')} Paper values: {sources(data)}.",
+        display=display,
+        data=data,
+        verdict=verdict_line(checks),
+        notes=failure_notes(data),
+    )
+
+
 def build_tables(runs: pd.DataFrame, metric: str | None = None) -> dict[str, Table]:
     """Every table from tidy runs (see `runs.load_runs`), keyed by file stem, in the paper's
-    order then the baseline: table_5a, table_5b, fig_3a, fig_3b[, fig_3b_strength], baseline.
+    order then the baseline: table_5a, table_5b, fig_3a, fig_3b[, fig_3b_strength], baseline
+    [, table_1 and table_2 where trials ran the paper's protocols].
     `metric` defaults to the preset's (`cells.default_metric`). One noise estimate (pooled
     over all cells) serves every table's verdict."""
     metric = resolve_metric(metric, runs)
@@ -680,6 +776,10 @@ def build_tables(runs: pd.DataFrame, metric: str | None = None) -> dict[str, Tab
     if has_strength(cells):
         builders.append(build_fig_3b_strength)
     tables = [build(cells, metric, floor, noise) for build in builders] + [baseline]
+    if has_protocol(runs, PAPER_LINEAR):  # Tables 1 / 2 where trials ran the protocols
+        tables.append(build_table_1(runs, noise))
+    if has_protocol(runs, "finetune_1pct") or has_protocol(runs, "finetune_10pct"):
+        tables.append(build_table_2(runs, noise))
     return {t.key: t for t in tables}
 
 

@@ -50,6 +50,10 @@ METRICS = {
     "baseline/knn_top1": "baseline_knn_top1",
     "baseline/few_label_knn_top1": "baseline_few_label_knn_top1",
     "train/loss": "train_loss",
+    # The paper's protocols (`byol-ray eval`), run on a trial: see `with_protocol_metrics`.
+    "eval_linear/test_top1": "paper_linear_top1",
+    "eval_finetune_1pct/test_top1": "finetune_1pct_top1",
+    "eval_finetune_10pct/test_top1": "finetune_10pct_top1",
 }
 COLUMNS = ("run_id", "experiment", "status", "start_time", "end_time", *TAGS,
            *PARAMS.values(), *METRICS.values())
@@ -97,7 +101,8 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
                       role: str = "trial") -> pd.DataFrame:
     """Every trial run (tag role=trial; role=eval: the evaluation protocols' runs) of the named
     experiments (default: all), as `mlflow.search_runs` returns them, plus an `experiment`
-    column holding the name."""
+    column holding the name; trials also carry the metrics of the paper's protocols run on
+    them (`with_protocol_metrics`)."""
     uri = resolve_uri(uri)
     _check_store_exists(uri)
     client = MlflowClient(uri)
@@ -107,15 +112,40 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
         if unknown:
             raise TablesError("--experiment", f"no experiment named {', '.join(unknown)} at "
                               f"{uri}; there are: {', '.join(sorted(names.values())) or 'none'}")
-    with _tracking_uri(uri):
-        frame = mlflow.search_runs(
+
+    def search(wanted: str) -> pd.DataFrame:
+        return mlflow.search_runs(
             experiment_names=list(experiments) if experiments else None,
             search_all_experiments=not experiments,
-            filter_string=f"tags.role = '{role}'",
+            filter_string=f"tags.role = '{wanted}'",
             output_format="pandas",
         )
+
+    with _tracking_uri(uri):
+        frame = search(role)
+        if role == "trial":
+            frame = with_protocol_metrics(frame, search("eval"))
     frame.insert(1, "experiment", frame["experiment_id"].map(names) if len(frame) else [])
     return frame
+
+
+def with_protocol_metrics(trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """The trials with the metrics of their FINISHED evaluation runs (`byol-ray eval` or a
+    sweep's `--eval`: tag pretrain_run_id = the trial's run id) as if the trial had logged
+    them; of two runs of one protocol on one trial, the later counts."""
+    trials = trials.copy()
+    if not len(trials) or not len(evals) or "tags.pretrain_run_id" not in evals:
+        return trials
+    finished = evals[evals["status"].eq("FINISHED")].sort_values("start_time", kind="stable")
+    row_of = {run_id: i for i, run_id in zip(trials.index, trials["run_id"], strict=True)}
+    for _, run in finished.iterrows():
+        row = row_of.get(run["tags.pretrain_run_id"])
+        if row is None:
+            continue
+        for column, value in run.items():
+            if column.startswith("metrics.eval_") and pd.notna(value):
+                trials.loc[row, column] = value
+    return trials
 
 
 def normalise_runs(raw: pd.DataFrame) -> pd.DataFrame:

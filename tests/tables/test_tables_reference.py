@@ -8,7 +8,7 @@ def test_every_value_of_the_brief_is_there_with_its_source():
     assert (ref["source"].str.startswith("arXiv 2006.07733, ")).all()
     assert ref.groupby("table").size().to_dict() == {
         "table_5a": 5, "table_5b": 8, "fig_3a": 14, "fig_3b": 18, "baseline": 2,
-        "table_4a": 8}
+        "table_4a": 8, "table_1": 2, "table_2": 2}
     tau = {r.row: r.top1 for r in references("table_5a")}
     assert tau == {"1": 18.8, "0.999": 69.8, "0.99": 72.5, "0.9": 68.4, "0": 0.3}
     five_b = {r.row: (r.method, r.top1, r.collapsed) for r in references("table_5b")}
@@ -26,6 +26,9 @@ def test_every_value_of_the_brief_is_there_with_its_source():
     assert transfer[("detect_ap50", "byol")] == 77.5 and transfer[("segment_miou", "byol")] == 76.3
     assert transfer[("detect_ap50", "supervised")] == 74.4
     assert transfer[("segment_miou", "supervised")] == 74.4
+    assert {r.row: r.top1 for r in references("table_1")} == {"byol": 74.3, "random_init": 1.4}
+    assert {r.row: r.top1 for r in references("table_2")} == {"1pct": 53.2, "10pct": 68.8}
+    assert all("Table 2a" in r.source for r in references("table_2"))
 
 
 def test_fig_3b_rows_use_the_config_recipe_names():
