@@ -285,6 +285,8 @@ class ByolPytorch(Contender):
             moving_average_decay=ours.cfg.method.tau_base, sync_batchnorm=False,
             use_simplicial_embeddings=False,
         )
+        # Its constructor ran a training-mode forward: restore the encoder's BN statistics too.
+        self.learner.online_encoder.net.load_state_dict(method.encoder.state_dict())
         self.learner.online_encoder.projector.load_state_dict(method.projector.state_dict())
         self.learner.online_predictor.load_state_dict(method.predictor.state_dict())
         self.learner.target_encoder.net.load_state_dict(method.target[0].state_dict())
@@ -327,10 +329,10 @@ def numerics(ours: Ours, others: list[Contender], view1: Tensor, view2: Tensor,
     views differs by design; it and ours are compared in eval mode (running statistics).
     Call before any training step, while every contender still holds our weights.
     """
-    reference = {"train": ours.loss(view1, view2)}
-    ours.method.eval()
-    reference["eval"] = ours.loss(view1, view2)
+    ours.method.eval()  # first: a training-mode forward moves the running statistics
+    reference = {"eval": ours.loss(view1, view2)}
     ours.method.train()
+    reference["train"] = ours.loss(view1, view2)
     report = {}
     for other in others:
         mode = "eval" if isinstance(other, ByolPytorch) else "train"
