@@ -35,6 +35,7 @@ from byol_ray.config import from_dict
 from byol_ray.data import BatchAugment, ViewParams, eval_transform, load_splits
 from byol_ray.eval import shard_indices
 from byol_ray.models import build_encoder
+from byol_ray.train.loop import mean_over_workers
 
 
 def classifier_worker(job: dict[str, Any]) -> None:
@@ -114,7 +115,7 @@ def classifier_worker(job: dict[str, Any]) -> None:
     correct, count = _score(classifier, scored, score_indices, transform, device, rank, world,
                             job["batch_size"])
     metrics = {"top1": 100.0 * correct / max(count, 1), "scored": float(count),
-               "train_loss": _mean(loss_sum / max(len(loader), 1), world)}
+               "train_loss": mean_over_workers(loss_sum / max(len(loader), 1), world)}
     _report(metrics, rank)
 
 
@@ -152,9 +153,3 @@ def _all_reduce(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     values = values.to(comm)
     dist.all_reduce(values)
     return values.cpu()
-
-
-def _mean(value: torch.Tensor, world: int) -> float:
-    if world > 1 and dist.is_initialized():
-        return float(_all_reduce(value.detach().float().reshape(1), value.device)[0]) / world
-    return float(value)

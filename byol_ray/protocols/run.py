@@ -77,6 +77,7 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
         raise ConfigError("protocol", f"{request.protocol!r} is not one of: "
                                       f"{', '.join(PROTOCOLS)}")
     uri = tracking.resolve_tracking_uri(request.tracking_uri)
+    tracking.check_tracking_store(uri)  # before anything reads weights or logs there
     cfg, state, pretrain_id, pretrain_dataset = _resolve(request, uri)
     key = protocol_key(request, cfg)
     preflight(cfg)

@@ -138,3 +138,24 @@ def test_bad_eval_input_exits_2_before_any_job(pretrained, capsys, tmp_path):
     assert "--run: " + "f" * 32 + ": not found" in capsys.readouterr().err
     assert main(["eval", "linear", "--run", "random-init"]) == 2
     assert "--preset: needed" in capsys.readouterr().err
+
+
+def test_a_sweep_s_eval_runs_inside_its_trial_and_is_not_repeated(pretrained, capsys):
+    from byol_ray.protocols.run import evaluate_trial
+
+    uri, _, _, _, tmp = pretrained
+    assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--only", "random-init",
+                 "--eval", "finetune", "--set", "protocol.finetune_epochs=2",
+                 "--tracking-uri", uri, "--storage", str(tmp / "ray")]) == 0
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("ema_decay/cpu-mini").experiment_id
+    trial = client.search_runs([experiment], "tags.role = 'trial'")[0]
+    evals = client.search_runs([experiment], "tags.role = 'eval'")
+    assert trial.info.status == "FINISHED" and len(evals) == 1
+    assert evals[0].data.tags["mlflow.parentRunId"] == trial.info.run_id
+    assert evals[0].data.tags["protocol"] == "finetune_1pct"
+    assert evals[0].data.params["protocol.finetune_epochs"] == "2"
+    capsys.readouterr()
+    evaluate_trial(["finetune"], trial.info.run_id, uri, str(tmp / "ray"), [])  # a resume
+    assert "finished before" in capsys.readouterr().out
+    assert len(client.search_runs([experiment], "tags.role = 'eval'")) == 1
