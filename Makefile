@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --progress-bar off -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## every ablation grid on the cpu-mini preset, tracked in ./mlflow.db
-	$(BIN)/byol-ray reproduce --preset cpu-mini
+demo: $(STAMP)  ## every ablation grid on the cpu-mini preset, 2 seeds, tracked in ./mlflow.db
+	$(BIN)/byol-ray reproduce --preset cpu-mini --seeds 2
 
 test: $(STAMP) lint  ## the whole suite, slow end-to-end tests included
 	$(BIN)/pytest -q; rc=$$?; \

@@ -82,6 +82,7 @@ class SweepOptions:
     address: str | None = None
     concurrent: int = 0  # 0: as many as the cluster fits
     evals: list[str] = field(default_factory=list)  # protocols run on each finished trial
+    random_init: bool = True  # also record the untrained encoder (`reproduce`: first grid only)
 
 
 def sweep_name(grid: Grid, options: SweepOptions) -> str:
@@ -99,7 +100,9 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
     if options.seeds < 1:
         raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
     base = get_preset(options.preset)
-    cells = [*grid.cells(options.preset), Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
+    cells = grid.cells(options.preset)
+    if options.random_init:
+        cells = [*cells, Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
     trials = []
     for cell in cells:
         for seed in range(1 if cell.method == RANDOM_INIT else options.seeds):
@@ -153,36 +156,52 @@ class SweepResult:
 
 def run_sweep(grid: Grid, options: SweepOptions) -> SweepResult:
     """Run (or resume) a grid as Tune trials tracked under one MLflow parent run."""
+    return run_sweeps([(grid, options)])[0]
+
+
+def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
+    """Run (or resume) several grids as one Tune run, each under its own MLflow parent run:
+    their trials share the cluster's slots, so none idles while a grid's last trials finish.
+    Every config and the tracking store are checked before Ray starts."""
     from byol_ray import tracking
     from byol_ray.train.trainer import check_resources, connect, preflight
 
-    trials = plan(grid, options)
-    for t in trials:
-        preflight(t.cfg)
-    name = sweep_name(grid, options)
-    uri = tracking.resolve_tracking_uri(options.tracking_uri)
-    tracking.check_tracking_store(uri)
+    plans = [(grid, options, plan(grid, options)) for grid, options in jobs]
+    for *_, trials in plans:
+        for t in trials:
+            preflight(t.cfg)
+    uris = [tracking.resolve_tracking_uri(options.tracking_uri) for _, options in jobs]
+    for uri in dict.fromkeys(uris):
+        tracking.check_tracking_store(uri)
     started = time.perf_counter()
-    connect(options.address)
-    seconds = {"ray_start": time.perf_counter() - started}
-    for t in trials:
-        check_resources(t.cfg)
+    connect(jobs[0][1].address)
+    ray_start = time.perf_counter() - started
+    for *_, trials in plans:
+        for t in trials:
+            check_resources(t.cfg)
 
-    parent_id = _open_parent(grid, options, name, uri)
-    _attach_child_runs(trials, parent_id, uri, grid, options, name)
-    todo = [t for t in trials if t.status != "FINISHED"]
-    skipped = len(trials) - len(todo)
-    print(f"[sweep {name}] {len(trials)} trials: {skipped} finished before, {len(todo)} to run; "
-          f"MLflow experiment {experiment_name(grid, options.preset)!r}, parent run "
-          f"{parent_id}", flush=True)
+    groups = []
+    for (grid, options, trials), uri in zip(plans, uris, strict=True):
+        name = sweep_name(grid, options)
+        parent_id = _open_parent(grid, options, name, uri)
+        _attach_child_runs(trials, parent_id, uri, grid, options, name)
+        todo = [t for t in trials if t.status != "FINISHED"]
+        print(f"[sweep {name}] {len(trials)} trials: {len(trials) - len(todo)} finished before, "
+              f"{len(todo)} to run; MLflow experiment "
+              f"{experiment_name(grid, options.preset)!r}, parent run {parent_id}", flush=True)
+        groups.append((todo, name, parent_id, uri))
     started = time.perf_counter()
-    if todo:
-        _tune(todo, name, parent_id, uri, options)
-    seconds["trials"] = time.perf_counter() - started
-    _refresh_status(trials, uri)
-    _end_parent(parent_id, uri, trials)
-    return SweepResult(name, experiment_name(grid, options.preset), parent_id, uri, trials,
-                       seconds)
+    if any(todo for todo, *_ in groups):
+        _tune(groups, jobs[0][1])
+    trials_s = time.perf_counter() - started
+    results = []
+    for (grid, options, trials), (_, name, parent_id, uri) in zip(plans, groups, strict=True):
+        _refresh_status(trials, uri)
+        _end_parent(parent_id, uri, trials)
+        seconds = {"ray_start": ray_start, "trials": trials_s} if not results else {}
+        results.append(SweepResult(name, experiment_name(grid, options.preset), parent_id, uri,
+                                   trials, seconds))
+    return results
 
 
 def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
@@ -254,20 +273,24 @@ def _refresh_status(trials: list[Trial], uri: str) -> None:
         t.status = client.get_run(t.run_id).info.status
 
 
-def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
-          options: SweepOptions) -> None:
-    """Run the trials with Ray Tune; a failed trial is recorded and the sweep goes on."""
+def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions) -> None:
+    """Run every group's trials (trials, sweep name, parent run id, tracking URI) as one Ray
+    Tune run; a failed trial is recorded and the others go on."""
     from ray import tune
 
     from byol_ray.sweep_progress import ProgressCallback
     from byol_ray.train.trainer import absolute_storage, cluster_capacity
 
     storage = absolute_storage(options.storage or "~/ray_results")
-    train_storage = f"{storage}/{name}-{parent_id[:8]}"
     configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
-                "storage": train_storage, "evals": options.evals,
+                "storage": f"{storage}/{name}-{parent_id[:8]}", "evals": options.evals,
                 "eval_overrides": [o for o in options.overrides if o.startswith("protocol.")]}
-               for t in trials]
+               for trials, name, parent_id, uri in groups for t in trials]
+    trials = [t for group in groups for t in group[0]]
+    names = [name for trials_of, name, *_ in groups if trials_of]
+    label = names[0] if len(names) == 1 else f"{len(names)} grids, {options.preset}"
+    run_name = (f"{names[0]}-{groups[0][2][:8]}" if len(groups) == 1
+                else f"reproduce-{options.preset}")
     tuner = tune.Tuner(
         # A trial only drives its Train workers: no CPU of its own (Ray needs some resource).
         tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
@@ -278,8 +301,8 @@ def _tune(trials: list[Trial], name: str, parent_id: str, uri: str,
             trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
         ),
         run_config=tune.RunConfig(
-            name=f"{name}-{parent_id[:8]}-{int(time.time())}", storage_path=storage,
-            callbacks=[ProgressCallback(name, total=len(trials))], verbose=0,
+            name=f"{run_name}-{int(time.time())}", storage_path=storage,
+            callbacks=[ProgressCallback(label, total=len(trials))], verbose=0,
         ),
     )
     tuner.fit()

@@ -6,11 +6,20 @@ import argparse
 import importlib.util
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from byol_ray.cli_options import add_cluster_options, add_config_options
 from byol_ray.config import ConfigError
-from byol_ray.sweep import Grid, SweepOptions, SweepResult, plan, run_sweep, trial_table
+from byol_ray.sweep import (
+    Grid,
+    SweepOptions,
+    SweepResult,
+    plan,
+    run_sweep,
+    run_sweeps,
+    trial_table,
+)
 from byol_ray.tables.cells import METRICS
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -146,12 +155,14 @@ def add_commands(commands) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> int:
     """All grids in sequence (finished cells are skipped), then a summary per grid."""
-    grids = [load_grid(name) for name in GRID_ORDER]
-    if args.dry_run:
-        return max(sweep_command(g, options_from_args(args), True) for g in grids)
     args.resume = True  # a second `reproduce` finishes what the first left
+    # One random-init run serves every grid's tables; the grids share one Tune run's slots.
+    jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
+            for i, name in enumerate(GRID_ORDER)]
+    if args.dry_run:
+        return max(sweep_command(grid, options, True) for grid, options in jobs)
     started = time.perf_counter()
-    results = [run_sweep(g, options_from_args(args)) for g in grids]
+    results = run_sweeps(jobs)
     for result in results:
         print(summary(result))
     print(timing_report(results, time.perf_counter() - started))

@@ -25,7 +25,8 @@ class ProgressCallback(Callback):
         self.done += 1
         result = trial.last_result or {}
         scores = "  ".join(f"{label} {result[k]:.1f}" for k, label in (
-            ("eval/knn_top1", "kNN"), ("eval/linear_top1", "linear")) if k in result)
+            ("eval/knn_top1", "kNN"), ("eval/few_label_knn_top1", "few-label kNN"),
+            ("eval/linear_top1", "linear")) if k in result)
         collapsed = "  COLLAPSED" if result.get("eval/collapsed") else ""
         self._say(f"finished {_key(trial)}  {scores}{collapsed}")
 

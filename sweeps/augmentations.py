@@ -10,7 +10,9 @@ from byol_ray.sweep import Cell, Grid
 from byol_ray.sweep_cli import run_sweep_cli
 
 STRENGTHS = (0.0, 0.5, 1.5)
-REDUCED = {"cpu-mini": (("baseline", "crop_only"), (0.5,))}
+# cpu-mini's digits are grey: hue and saturation jitter do nothing there, so its strength axis
+# would show noise only.
+REDUCED = {"cpu-mini": (("baseline", "crop_only"), ())}
 
 
 def cells(preset: str) -> list[Cell]:
