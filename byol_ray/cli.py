@@ -65,12 +65,15 @@ def _parser() -> argparse.ArgumentParser:
 def _add_eval_command(commands) -> None:
     evaluate = commands.add_parser(
         "eval", help="run one of the paper's evaluation protocols on a trained encoder")
-    evaluate.add_argument("protocol", choices=("linear", "finetune", "transfer"),
+    evaluate.add_argument("protocol",
+                          choices=("linear", "finetune", "transfer", "segment", "detect"),
                           help="linear [P App. C.1], finetune (semi-supervised, App. C.2), "
-                               "transfer (linear or finetune on another dataset)")
+                               "transfer (linear or finetune on another dataset), segment / "
+                               "detect (PASCAL VOC, Table 4; App. D.4/D.5)")
     evaluate.add_argument("--run", required=True, metavar="REF",
                           help="the weights: a run id, runs:/ID, models:/NAME/VERSION, a "
-                               "folder, or random-init (with --preset)")
+                               "folder, or random-init (with --preset); segment / detect "
+                               "also take supervised (torchvision's ImageNet weights on disk)")
     evaluate.add_argument("--preset", default="",
                           help="protocol settings of this preset (default: the run's)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[],

@@ -2,10 +2,10 @@
 a fixed number of SGD iterations with step decays, then the task's metrics in an MLflow run
 linked to the pretraining run (tag `pretrain_run_id`).
 
-The driver checks everything that needs no worker (config, VOC files, the encoder reference)
-before Ray starts, builds the encoder once and hands it to the workers through Ray's object
-store. A task (`segment.py`, `detect.py`) says how to build its model and datasets, its loss
-and its evaluation; this module owns the loop they share.
+`byol-ray eval segment|detect` resolves the encoder (`protocols.run`); the driver here checks
+the config and the VOC files before Ray starts and hands the encoder to the workers through
+Ray's object store. A task (`segment.py`, `detect.py`) says how to build its model and
+datasets, its loss and its evaluation; this module owns the loop they share.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from byol_ray import tracking
 from byol_ray.config import Config, ConfigError, SegmentConfig, from_dict, to_dict, validate
 from byol_ray.data.voc import check_voc
 from byol_ray.protocols import detect, segment
+from byol_ray.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
 from byol_ray.train.loop import mean_over_workers
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
-BASELINES = ("random-init", "supervised")  # encoder references that name no run
 
 
 @dataclass
@@ -61,7 +61,7 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     cfg.tracking.run_name = f"eval-{task}"
     tags = {"role": "eval", "protocol": task, "pretrain_run_id": pretrain_run_id or ref,
             "weights_ref": ref}
-    if ref in BASELINES:  # the encoder's origin, as Table 4's rows name it
+    if ref in (RANDOM_INIT_REF, SUPERVISED_REF):  # the encoder's origin, as Table 4 names it
         tags["method"] = ref.replace("-", "_")
     run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_run_id, tags=tags)
     gpu = use_gpu(cfg)
@@ -120,18 +120,6 @@ def preflight(cfg: Config, task: str) -> None:
         raise ConfigError(f"{task}.batch_size", f"{settings.batch_size} is not divisible by "
                           f"scaling.num_workers={cfg.scaling.num_workers}")
     check_voc(task, settings.root, settings.year, (settings.train_split, settings.eval_split))
-
-
-def baseline_encoder(ref: str, cfg: Config) -> nn.Module:
-    """The encoder of a baseline `ref`: `random-init` (`cfg.model` at `train.seed`) or
-    `supervised` (torchvision's ImageNet weights from disk)."""
-    from byol_ray.models.dense import supervised_encoder
-    from byol_ray.models.encoders import build_encoder
-
-    if ref == "supervised":
-        return supervised_encoder(cfg.model)
-    torch.manual_seed(cfg.train.seed)
-    return build_encoder(cfg.model)[0]
 
 
 # --------------------------------------------------------------------------- worker side

@@ -13,9 +13,12 @@ Each protocol is its own MLflow run in the pretraining run's experiment, nested 
   subset's indices are the artifact `finetune_1pct_subset.json`.
 - `transfer`: `linear` or `finetune` (`mode`) on another dataset than the pretraining one
   (`--set data.dataset=... data.root=...`): `eval_transfer_linear/...`.
+- `segment`, `detect` [P §4, Table 4, App. D.4/D.5]: FCN and Faster R-CNN + FPN fine-tuned on
+  PASCAL VOC (`byol_ray.protocols.dense`): `eval_segment/val_miou`, `eval_detect/test_ap50`.
 
 `REF` is what `byol_ray.load_encoder` takes, or `random-init` (the untrained encoder of
-`--preset` at `train.seed`: the paper's 1.4% row).
+`--preset` at `train.seed`: the paper's 1.4% row), or for `segment` / `detect` `supervised`
+(torchvision's ImageNet weights of `--preset`'s encoder, read from `model.supervised_weights`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from byol_ray.protocols.jobs import Job
 from byol_ray.protocols.splits import balanced_subset, holdout_split, labels_of
 
 PROTOCOLS = ("linear", "finetune", "transfer")
+DENSE_PROTOCOLS = ("segment", "detect")  # transfer to other vision tasks (Table 4)
 RANDOM_INIT_REF = "random-init"
+SUPERVISED_REF = "supervised"
 
 
 @dataclass
@@ -73,11 +78,18 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
         root_cause,
     )
 
-    if request.protocol not in PROTOCOLS:
+    if request.protocol not in PROTOCOLS + DENSE_PROTOCOLS:
         raise ConfigError("protocol", f"{request.protocol!r} is not one of: "
-                                      f"{', '.join(PROTOCOLS)}")
+                                      f"{', '.join(PROTOCOLS + DENSE_PROTOCOLS)}")
     uri = tracking.resolve_tracking_uri(request.tracking_uri)
     tracking.check_tracking_store(uri)  # before anything reads weights or logs there
+    if request.protocol in DENSE_PROTOCOLS:
+        from byol_ray.protocols.dense import run_dense
+
+        cfg, encoder, pretrain_id = _resolve_dense(request, uri)
+        dense = run_dense(cfg, request.protocol, encoder, request.ref, pretrain_id or None, uri,
+                          request.storage or None, request.address)
+        return ProtocolResult(request.protocol, dense.run_id, dense.metrics, dense.report)
     cfg, state, pretrain_id, pretrain_dataset = _resolve(request, uri)
     key = protocol_key(request, cfg)
     preflight(cfg)
@@ -125,7 +137,27 @@ def protocol_key(request: EvalRequest, cfg: Config) -> str:
     return f"transfer_{key}" if request.protocol == "transfer" else key
 
 
-def _resolve(request: EvalRequest, uri: str) -> tuple[Config, dict, str, str]:
+def _resolve_dense(request: EvalRequest, uri: str) -> tuple[Config, torch.nn.Module, str]:
+    """(eval config, encoder, pretraining run id or "") of `segment` / `detect`: as `_resolve`,
+    plus `supervised`; the pretraining dataset need not be on this machine."""
+    from byol_ray.models.dense import supervised_encoder
+    from byol_ray.models.encoders import build_encoder
+    from byol_ray.presets import get_preset
+
+    if request.ref == SUPERVISED_REF:
+        if not request.preset:
+            raise ConfigError("--preset", "needed with --run supervised: which encoder to "
+                                          "load torchvision's ImageNet weights into")
+        cfg = _eval_config(get_preset(request.preset), request, check_paths=False)
+        return cfg, supervised_encoder(cfg.model), ""
+    cfg, state, pretrain_id, _ = _resolve(request, uri, check_paths=False)
+    encoder = build_encoder(cfg.model)[0]
+    encoder.load_state_dict(state)
+    return cfg, encoder, pretrain_id
+
+
+def _resolve(request: EvalRequest, uri: str,
+             check_paths: bool = True) -> tuple[Config, dict, str, str]:
     """(eval config, encoder state_dict, pretraining run id or "", pretraining dataset)."""
     from byol_ray.encoder_io import fetch_weights, read_config, read_state
     from byol_ray.methods import build_method
@@ -137,7 +169,8 @@ def _resolve(request: EvalRequest, uri: str) -> tuple[Config, dict, str, str]:
         if not request.preset:
             raise ConfigError("--preset", "needed with --run random-init: which encoder to "
                                           "initialise")
-        cfg = _eval_config(get_preset(request.preset), request, ["method.name=random_init"])
+        cfg = _eval_config(get_preset(request.preset), request, ["method.name=random_init"],
+                           check_paths)
         torch.manual_seed(cfg.train.seed)  # as a random_init pretraining run at this seed
         state = build_method(cfg).encoder.state_dict()
         return cfg, state, "", cfg.data.dataset
@@ -145,9 +178,11 @@ def _resolve(request: EvalRequest, uri: str) -> tuple[Config, dict, str, str]:
         pretrained = read_config(folder, request.ref)
         state = read_state(folder, "encoder", request.ref)
     preset = request.preset or pretrained.preset
-    if preset in PRESETS:  # the protocol's settings scaled for this preset
-        pretrained.protocol = get_preset(preset).protocol
-    cfg = _eval_config(pretrained, request)
+    if preset in PRESETS:  # the protocols' settings scaled for this preset
+        settings = get_preset(preset)
+        pretrained.protocol, pretrained.segment, pretrained.detect = (
+            settings.protocol, settings.segment, settings.detect)
+    cfg = _eval_config(pretrained, request, check_paths=check_paths)
     same = cfg.data.dataset == pretrained.data.dataset
     if request.protocol == "transfer" and same:
         raise ConfigError("data.dataset", f"transfer needs another dataset than the "
@@ -159,13 +194,14 @@ def _resolve(request: EvalRequest, uri: str) -> tuple[Config, dict, str, str]:
     return cfg, state, run_id or "", pretrained.data.dataset
 
 
-def _eval_config(base: Config, request: EvalRequest, extra: list[str] = ()) -> Config:
+def _eval_config(base: Config, request: EvalRequest, extra: list[str] = (),
+                 check_paths: bool = True) -> Config:
     """The pretraining config with every labelled image in play, the request's fraction and
-    overrides applied, validated."""
+    overrides applied, validated (`check_paths`: its dataset's folder too)."""
     overrides = ["data.max_eval_images=0", *extra, *request.overrides]
     if request.fraction is not None:
         overrides.append(f"protocol.fraction={request.fraction}")
-    return validate(apply_overrides(base, overrides))
+    return validate(apply_overrides(base, overrides), check_paths=check_paths)
 
 
 def _linear(cfg: Config, state_ref, key: str, name: str, storage: str,

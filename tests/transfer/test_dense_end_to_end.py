@@ -1,6 +1,7 @@
-"""`segment` and `detect` on a short cpu-mini pretraining run and on the baselines, with real
-Ray and MLflow on a test-written VOC folder: each lands in an MLflow run linked to what it
-evaluates, with its metrics."""
+"""`byol-ray eval segment|detect` on a short cpu-mini pretraining run and on the baselines,
+with real Ray and MLflow on a test-written VOC folder: each lands in an MLflow run linked to
+what it evaluates, with its metrics, and `byol-ray tables` shows them as Table 4a. Bad input
+exits with status 2 before any worker starts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from voc_synthetic import write_voc
 
-from byol_ray import load_encoder
-from byol_ray.cli import resolve_config
-from byol_ray.config import ConfigError
-from byol_ray.protocols.dense import baseline_encoder, preflight, run_dense
+from byol_ray.cli import main, resolve_config
 
 pytestmark = pytest.mark.slow
-FAST = ["segment.iterations=6", "detect.iterations=6"]  # the path, not the scores
+FAST = ["--set", "segment.iterations=6", "--set", "detect.iterations=6"]  # the path only
 
 
 @pytest.fixture(scope="module")
@@ -34,51 +32,72 @@ def setting(tmp_path_factory):
     ray.shutdown()
 
 
+def _eval(setting, task: str, ref: str, *extra: str) -> int:
+    uri, _, voc, tmp = setting
+    return main(["eval", task, "--run", ref, "--tracking-uri", uri, "--storage",
+                 str(tmp / "ray"), "--set", f"{task}.root={voc}", *FAST, *extra])
+
+
+def _latest_eval_run(uri: str, protocol: str):
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              f"tags.role = 'eval' AND tags.protocol = '{protocol}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0]
+
+
 @pytest.mark.parametrize("task, metric", [("segment", "eval_segment/val_miou"),
                                           ("detect", "eval_detect/test_ap50")])
-def test_on_a_pretraining_run_lands_in_a_linked_run(setting, task, metric):
-    uri, pretrain_id, voc, tmp = setting
-    cfg = resolve_config("cpu-mini", [f"{task}.root={voc}", *FAST])
-    result = run_dense(cfg, task, load_encoder(pretrain_id, uri), pretrain_id, pretrain_id,
-                       uri, storage_path=str(tmp / "ray"))
-    run = MlflowClient(uri).get_run(result.run_id)
+def test_on_a_pretraining_run_lands_in_a_linked_run(setting, capsys, task, metric):
+    uri, pretrain_id, _, _ = setting
+    assert _eval(setting, task, pretrain_id) == 0
+    run = _latest_eval_run(uri, task)
     assert run.info.status == "FINISHED"
     assert run.data.tags["pretrain_run_id"] == pretrain_id
     assert run.data.tags["mlflow.parentRunId"] == pretrain_id
-    assert run.data.tags["protocol"] == task and run.data.tags["role"] == "eval"
-    assert 0 <= run.data.metrics[metric] <= 100 and metric in result.metrics
-    assert "train/loss" in run.data.metrics
-    assert metric.split("/")[1] in result.report
+    assert run.data.tags["method"] == "byol"
+    assert 0 <= run.data.metrics[metric] <= 100 and "train/loss" in run.data.metrics
+    printed = capsys.readouterr().out
+    assert metric.split("/")[1] in printed and run.info.run_id in printed
 
 
 def test_random_init_baseline_runs_without_a_pretraining_run(setting):
-    uri, _, voc, tmp = setting
-    cfg = resolve_config("cpu-mini", [f"segment.root={voc}", *FAST])
-    result = run_dense(cfg, "segment", baseline_encoder("random-init", cfg), "random-init",
-                       None, uri, storage_path=str(tmp / "ray"))
-    tags = MlflowClient(uri).get_run(result.run_id).data.tags
-    assert tags["pretrain_run_id"] == "random-init" and "mlflow.parentRunId" not in tags
-    assert "eval_segment/val_miou" in result.metrics
-
-
-def test_bad_settings_stop_before_any_worker(tmp_path):
-    voc = write_voc(tmp_path, "2012", {"train": 2, "val": 1})
-    with pytest.raises(ConfigError, match="segment.batch_size: 7 is not divisible"):
-        preflight(resolve_config("cpu-mini", [f"segment.root={voc}", "segment.batch_size=7"]),
-                  "segment")
-    with pytest.raises(ConfigError, match="detect.root: .* has no VOCdevkit/VOC2007"):
-        preflight(resolve_config("cpu-mini", [f"detect.root={voc}"]), "detect")
+    uri = setting[0]
+    assert _eval(setting, "segment", "random-init", "--preset", "cpu-mini",
+                 "--set", "scaling.num_workers=1") == 0  # one worker: the path, quicker
+    run = _latest_eval_run(uri, "segment")
+    assert run.data.tags["pretrain_run_id"] == "random-init"
+    assert run.data.tags["method"] == "random_init"
+    assert "mlflow.parentRunId" not in run.data.tags
+    assert "eval_segment/val_miou" in run.data.metrics
 
 
 def test_tables_show_them_as_table_4a(setting):
     """After the runs above (this module's order): `byol-ray tables` gains Table 4a."""
-    from byol_ray.tables.render import generate_report
-
     uri, _, _, tmp = setting
-    report = generate_report(uri, tmp / "tables", preset="cpu-mini")
-    shown = report.tables["table_4a"].display.set_index("encoder")
-    assert "(n=1)" in shown.loc["BYOL", "ours: AP50"]
-    assert "(n=1)" in shown.loc["BYOL", "ours: mIoU"]
-    assert "(n=1)" in shown.loc["random-init", "ours: mIoU"]
-    assert shown.loc["BYOL", "paper: AP50"] == "77.5"
-    assert (tmp / "tables" / "table_4a.md").is_file()
+    assert main(["tables", "--tracking-uri", uri, "--preset", "cpu-mini", "--out",
+                 str(tmp / "tables")]) == 0
+    text = (tmp / "tables" / "table_4a.md").read_text()
+    assert "| BYOL | " in text and "77.5" in text and "76.3" in text
+    byol = next(line for line in text.splitlines() if line.startswith("| BYOL |"))
+    assert byol.count("(n=1)") >= 2  # AP50 and mIoU of the one pretraining run
+    assert "random-init" in text
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--set", "segment.batch_size=7"], "segment.batch_size: 7 is not divisible"),
+    (["--set", "segment.year=2010"], "has no VOCdevkit/VOC2010 folder"),
+    (["--run-ref", "0" * 32], "--run: " + "0" * 32),
+    (["--run-ref", "supervised", "--preset", "cpu-mini", "--set", "model.encoder=resnet18",
+      "--set", "model.supervised_weights=/nonexistent/r18.pth"],
+     "model.supervised_weights: /nonexistent/r18.pth does not exist"),
+])
+def test_bad_input_exits_2_naming_the_field(setting, capsys, args, expected):
+    uri, pretrain_id, voc, tmp = setting
+    ref = pretrain_id
+    if args[0] == "--run-ref":
+        ref, args = args[1], args[2:]
+    status = main(["eval", "segment", "--run", ref, "--tracking-uri", uri, "--set",
+                   f"segment.root={voc}", *args])
+    assert status == 2
+    assert expected in capsys.readouterr().err
