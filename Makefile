@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo test lint bench clean
 
@@ -20,9 +21,16 @@ test: $(STAMP) lint  ## the whole suite, slow end-to-end tests included
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
-bench: $(STAMP)  ## speed ratios (not tests): batched vs per-image augmentation
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --progress-bar off -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## speed and memory ratios side by side (not tests); results in bench.json
 	$(BIN)/python benchmarks/augment_throughput.py
 	$(BIN)/python benchmarks/imagenet_decode.py
+	$(BIN)/python benchmarks/step_throughput.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/eval_cost.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

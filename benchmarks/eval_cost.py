@@ -1,0 +1,119 @@
+"""Seconds per evaluation (kNN + collapse, and the linear probe) against the training seconds
+of one epoch, per preset: evaluation must stay a small fraction of training.
+
+cpu-mini is measured on its real data (digits). cifar10 and imagenet are measured on synthetic
+splits of `--images` training images (a fraction of the real split) and scaled to the real
+sizes: embedding, linear probe and training grow with the number of images, the kNN search
+with train x test. Run by `make bench`; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from contenders import Ours, StepOptions, Views
+from step_throughput import merge_into
+
+from byol_ray.config import Config
+from byol_ray.data import DatasetSplits, ImageTensorDataset, load_splits
+from byol_ray.eval import knn_top1
+from byol_ray.presets import get_preset
+from byol_ray.train.evaluation import evaluate
+
+# Real split sizes (train, test): CIFAR-10 and ImageNet (ILSVRC-2012 train / val).
+FULL_SIZES = {"cifar10": (50_000, 10_000), "imagenet": (1_281_167, 50_000)}
+CPU_BATCH = {"cpu-mini": 256, "cifar10": 64, "imagenet": 4}  # training batch measured here
+
+
+def synthetic_splits(cfg: Config, n_train: int, n_test: int, classes: int = 10) -> DatasetSplits:
+    """Random uint8 images with random labels, stored at the preset's image size."""
+    size = cfg.data.image_size
+    generator = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> ImageTensorDataset:
+        images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8,
+                               generator=generator)
+        return ImageTensorDataset(images, torch.randint(0, classes, (n,), generator=generator))
+
+    train = split(n_train)
+    return DatasetSplits(pretrain=train, train=train, test=split(n_test),
+                         num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def _seconds(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def measure(preset: str, n_train: int) -> dict:
+    """Evaluation and epoch seconds of one preset, scaled to its real split sizes."""
+    cfg = get_preset(preset)
+    cfg.data.batch_size = CPU_BATCH[preset]
+    cpu = torch.device("cpu")
+    if preset == "cpu-mini":
+        splits = load_splits(cfg.data)
+        scale_linear = scale_knn = 1.0
+    else:
+        full_train, full_test = FULL_SIZES[preset]
+        n_test = max(cfg.eval.knn_k) + n_train // 5
+        splits = synthetic_splits(cfg, n_train, n_test)
+        scale_linear = full_train / n_train
+        scale_knn = full_train * full_test / (n_train * n_test)
+    ours = Ours(cfg, cpu, StepOptions())
+    method = ours.method
+    knn_only = _seconds(lambda: evaluate(method, splits, cfg, cpu, 0, 1, linear=False))
+    with_linear = _seconds(lambda: evaluate(method, splits, cfg, cpu, 0, 1, linear=True))
+    dim = method.projector[0].in_features
+    bank = torch.randn(len(splits.train), dim)
+    queries = torch.randn(len(splits.test), dim)
+    labels = torch.randint(0, splits.num_classes, (len(splits.train),))
+    knn = _seconds(lambda: knn_top1(bank, labels, queries, labels[: len(queries)],
+                                    ks=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                                    num_classes=splits.num_classes))
+    views = Views(cfg, cpu)
+    batch = torch.stack([splits.pretrain[i][0] for i in range(cfg.data.batch_size)])
+    ours.step(*views(batch))  # warm-up
+    steps = 3
+    step_s = _seconds(lambda: [ours.step(*views(batch)) for _ in range(steps)]) / steps
+    epoch = step_s * len(splits.pretrain) / cfg.data.batch_size * scale_linear
+    evaluation = (knn_only - knn) * scale_linear + knn * scale_knn
+    linear = (with_linear - knn_only) * scale_linear
+    return {"measured_on": "digits" if preset == "cpu-mini" else f"synthetic {n_train} images",
+            "scaled_to_real_sizes": preset != "cpu-mini", "epoch_s": epoch,
+            "knn_eval_s": evaluation, "linear_probe_s": linear,
+            "knn_eval_per_epoch": evaluation / epoch, "linear_probe_per_epoch": linear / epoch,
+            "eval_every": cfg.eval.eval_every, "epochs": cfg.train.epochs,
+            "eval_share_of_run": (evaluation * cfg.train.epochs / max(1, cfg.eval.eval_every)
+                                  + linear) / (epoch * cfg.train.epochs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["cpu-mini", "cifar10"],
+                        choices=list(CPU_BATCH))
+    parser.add_argument("--images", type=int, default=512,
+                        help="synthetic training images for cifar10/imagenet")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    results = {}
+    for preset in args.presets:
+        print(f"measuring {preset} ...", flush=True)
+        r = results[preset] = measure(preset, args.images if preset != "imagenet" else 64)
+        scaled = " (scaled to the real split sizes)" if r["scaled_to_real_sizes"] else ""
+        print(f"{preset}{scaled}: epoch {r['epoch_s']:.1f} s, kNN evaluation "
+              f"{r['knn_eval_s']:.1f} s ({100 * r['knn_eval_per_epoch']:.0f}% of an epoch), "
+              f"linear probe {r['linear_probe_s']:.1f} s "
+              f"({100 * r['linear_probe_per_epoch']:.0f}% of an epoch); with an evaluation "
+              f"every {r['eval_every']} epochs, evaluation is "
+              f"{100 * r['eval_share_of_run']:.1f}% of the run")
+    merge_into(args.out, "eval_cost", results)
+    print(f"results merged into {args.out}")
+
+
+if __name__ == "__main__":
+    main()

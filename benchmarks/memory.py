@@ -1,0 +1,82 @@
+"""Peak memory of each preset's training step on the CPU (peak RSS), per image, printed as
+"largest batch per worker that fits N GiB" so users can size batches. (On a GPU,
+gpu_check.py's memory_<preset> sections measure peak allocated memory the same way.)
+
+Each (preset, batch) runs in a fresh process (peak RSS only grows), two batch sizes per
+preset; a straight line through the two peaks gives bytes per image and the fixed part (the
+interpreter, torch, weights, optimiser state). Run by `make bench`; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+GIB = 2**30
+BATCHES = {"cpu-mini": (128, 256), "cifar10": (32, 64), "imagenet": (2, 4)}
+FITS_GIB = (8, 16, 32, 64)
+
+
+def child(preset: str, batch: int) -> None:
+    """Two training steps of `preset` at `batch`; print the process's peak RSS in bytes."""
+    from contenders import Ours, StepOptions, Views
+
+    from byol_ray.presets import get_preset
+
+    cfg = get_preset(preset)
+    cfg.data.batch_size = batch
+    size = cfg.data.image_size
+    cpu = torch.device("cpu")
+    ours, views = Ours(cfg, cpu, StepOptions()), Views(cfg, cpu)
+    images = torch.randint(0, 256, (batch, 3, size * 8 // 7, size * 8 // 7), dtype=torch.uint8)
+    for _ in range(2):
+        ours.step(*views(images))
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+
+
+def measure(preset: str) -> dict:
+    """Peak RSS at two batch sizes, bytes per image, and the largest batches that fit."""
+    peaks = {}
+    for batch in BATCHES[preset]:
+        out = subprocess.run([sys.executable, __file__, "--child", preset, str(batch)],
+                             check=True, capture_output=True, text=True)
+        peaks[batch] = int(out.stdout.split()[-1])
+    (small, p_small), (large, p_large) = sorted(peaks.items())
+    per_image = max(1.0, (p_large - p_small) / (large - small))
+    fixed = p_large - per_image * large
+    return {"peak_rss_bytes": peaks, "per_image_mib": per_image / 2**20,
+            "fixed_mib": fixed / 2**20,
+            "largest_batch_per_worker": {f"{n} GiB": int((n * GIB - fixed) // per_image)
+                                         for n in FITS_GIB}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["cpu-mini", "cifar10"],
+                        choices=list(BATCHES))
+    parser.add_argument("--child", nargs=2, metavar=("PRESET", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    from step_throughput import merge_into
+
+    results = {}
+    for preset in args.presets:
+        r = results[preset] = measure(preset)
+        fits = ", ".join(f"{k}: {v}" for k, v in r["largest_batch_per_worker"].items())
+        print(f"{preset} (CPU, fp32): {r['per_image_mib']:.2f} MiB per image + "
+              f"{r['fixed_mib']:.0f} MiB; largest batch per worker that fits {fits}")
+    merge_into(args.out, "memory_cpu", results)
+    print(f"results merged into {args.out}")
+
+
+if __name__ == "__main__":
+    main()
