@@ -65,6 +65,7 @@ class Trial:
     cfg: Config
     run_id: str | None = None
     status: str = "NEW"  # MLflow status of its child run when the sweep starts
+    twin_of: Trial | None = None  # an earlier grid's trial with the same config (`mark_twins`)
 
 
 @dataclass
@@ -181,11 +182,15 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
             check_resources(t.cfg)
 
     groups = []
+    twins = mark_twins([trials for *_, trials in plans])
+    if twins:
+        print(f"[sweep] {twins} trials repeat another grid's config and seed: each runs once "
+              "and its twins get its results (tag same_as)", flush=True)
     for (grid, options, trials), uri in zip(plans, uris, strict=True):
         name = sweep_name(grid, options)
         parent_id = _open_parent(grid, options, name, uri)
         _attach_child_runs(trials, parent_id, uri, grid, options, name)
-        todo = [t for t in trials if t.status != "FINISHED"]
+        todo = [t for t in trials if t.status != "FINISHED" and t.twin_of is None]
         print(f"[sweep {name}] {len(trials)} trials: {len(trials) - len(todo)} finished before, "
               f"{len(todo)} to run; MLflow experiment "
               f"{experiment_name(grid, options.preset)!r}, parent run {parent_id}", flush=True)
@@ -194,6 +199,7 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     if any(todo for todo, *_ in groups):
         _tune(groups, jobs[0][1])
     trials_s = time.perf_counter() - started
+    _share_twins(plans, uris)
     results = []
     for (grid, options, trials), (_, name, parent_id, uri) in zip(plans, groups, strict=True):
         _refresh_status(trials, uri)
@@ -202,6 +208,43 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
         results.append(SweepResult(name, experiment_name(grid, options.preset), parent_id, uri,
                                    trials, seconds))
     return results
+
+
+def _config_key(cfg: Config) -> str:
+    """A trial's config without its tracking section (experiment and run name differ by grid)."""
+    import json
+
+    return json.dumps({k: v for k, v in to_dict(cfg).items() if k != "tracking"},
+                      sort_keys=True, default=str)
+
+
+def mark_twins(grids: list[list[Trial]]) -> int:
+    """Point `twin_of` of every trial whose config and seed an earlier grid already holds at
+    that earlier trial (cpu-mini's BYOL and SimCLR at the preset's setting are a Table 5b row,
+    a Fig. 3a batch and Fig. 3b's baseline): it runs once. Returns how many were marked."""
+    first: dict[str, Trial] = {}
+    marked = 0
+    for trials in grids:
+        for t in trials:
+            t.twin_of = first.setdefault(_config_key(t.cfg), t)
+            if t.twin_of is t:
+                t.twin_of = None
+            else:
+                marked += 1
+    return marked
+
+
+def _share_twins(plans: list[tuple[Grid, SweepOptions, list[Trial]]], uris: list[str]) -> None:
+    """Give each unfinished twin the results of the trial it repeats, once that one ended."""
+    from byol_ray import tracking
+
+    for (*_, trials), uri in zip(plans, uris, strict=True):
+        for t in trials:
+            source = t.twin_of
+            if source is None or t.status == "FINISHED" or source.run_id is None:
+                continue
+            if tracking.run_status(uri, source.run_id) in ("FINISHED", "FAILED"):
+                tracking.share_results(uri, source.run_id, t.run_id)
 
 
 def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:

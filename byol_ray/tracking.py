@@ -185,6 +185,26 @@ def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = 
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
+def run_status(tracking_uri: str, run_id: str) -> str:
+    """The run's MLflow status (RUNNING, FINISHED, FAILED, ...)."""
+    return MlflowClient(tracking_uri).get_run(run_id).info.status
+
+
+def share_results(tracking_uri: str, source_run_id: str, target_run_id: str) -> None:
+    """End `target` with `source`'s metric histories, status and failure reason, tagged
+    `same_as` = source: a trial of another grid with the same config and seed, run once."""
+    client = MlflowClient(tracking_uri)
+    source = client.get_run(source_run_id)
+    history = [m for key in source.data.metrics
+               for m in client.get_metric_history(source_run_id, key)]
+    for start in range(0, len(history), 1000):  # MLflow's batch limit
+        client.log_batch(target_run_id, metrics=history[start:start + 1000])
+    client.set_tag(target_run_id, "same_as", source_run_id)
+    if "failure_reason" in source.data.tags:
+        client.set_tag(target_run_id, "failure_reason", source.data.tags["failure_reason"])
+    client.set_terminated(target_run_id, source.info.status)
+
+
 # --------------------------------------------------------------------------- trained weights
 
 WEIGHTS_ARTIFACT = "weights"  # the artifact folder of a run's trained networks

@@ -13,7 +13,7 @@ from PIL import Image
 
 from byol_ray.cli import main
 from byol_ray.config import AUGMENT_RECIPES
-from byol_ray.sweep import SweepOptions, SweepResult, plan
+from byol_ray.sweep import SweepOptions, SweepResult, mark_twins, plan
 from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,3 +240,28 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
     assert len(rows) == 2 * 16 + 1
     trials = plan(load_grid("batch_size"), SweepOptions("cpu-mini", random_init=False))
     assert all(t.cell.method != "random_init" for t in trials)
+
+
+def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_results(tmp_path):
+    grids = [plan(load_grid(name), SweepOptions("cpu-mini", seeds=2, random_init=i == 0))
+             for i, name in enumerate(GRID_ORDER)]
+    assert mark_twins(grids) == 8  # BYOL and SimCLR at the preset's setting, 3 grids, 2 seeds
+    twins = {t.key: t.twin_of.key for trials in grids for t in trials if t.twin_of}
+    assert twins["byol-batch_size=256-s1"] == "byol-target_network=pred=yes,target=yes,beta=0-s1"
+    assert twins["simclr-recipe=baseline-s0"] == "simclr-target_network=simclr-s0"
+
+    from mlflow.tracking import MlflowClient
+
+    from byol_ray import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    source, target = (client.create_run(client.create_experiment(n)).info.run_id
+                      for n in ("a", "b"))
+    for epoch in (0, 20):
+        tracking.log_metrics(uri, source, {"eval/knn_top1": 50.0 + epoch}, step=epoch)
+    tracking.end_run(uri, source)
+    tracking.share_results(uri, source, target)
+    shared = client.get_run(target)
+    assert shared.info.status == "FINISHED" and shared.data.tags["same_as"] == source
+    assert [m.value for m in client.get_metric_history(target, "eval/knn_top1")] == [50.0, 70.0]
