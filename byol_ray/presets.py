@@ -108,7 +108,7 @@ def imagenet_like(preset: str, dataset_root: str, epochs: int) -> Config:
         optim=OptimConfig(name="lars", base_lr=base_lr, weight_decay=weight_decay,
                           momentum=0.9, trust_coefficient=1e-3, exclude_bias_and_bn=True,
                           warmup_epochs=10),
-        train=TrainConfig(epochs=epochs, checkpoint_every=5, amp=True),
+        train=TrainConfig(epochs=epochs, checkpoint_every=5, amp=True, channels_last=True),
         eval=EvalConfig(eval_every=50, knn_k=(20, 200), linear_epochs=80, linear_lr=0.2,
                         linear_batch_size=1024),
         protocol=ProtocolConfig(),  # the paper's protocols as they are [P App. C.1, C.2]

@@ -47,7 +47,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
 
     splits = load_splits(cfg.data, cfg.augment)
-    method = build_method(cfg).to(device)
+    layout = torch.channels_last if cfg.train.channels_last else torch.preserve_format
+    method = build_method(cfg).to(device, memory_format=layout)
     if device.type == "cuda" and world > 1:
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
     is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
@@ -117,7 +118,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             if batch_index >= total_steps * accumulate:
                 break
             outputs, step = train_micro_batch(
-                model, optimizer, views(batch), batch_index, accumulate,
+                model, optimizer, in_layout(views(batch), layout), batch_index, accumulate,
                 lambda k: lr_at(k, total_steps, warmup_steps, peak_lr), amp,
             )
             if step is not None:
@@ -183,6 +184,14 @@ class _Stopwatch:
 
     def totals(self) -> dict[str, float]:
         return {f"time/{phase}_s": value for phase, value in self.seconds.items()}
+
+
+def in_layout(views: tuple[torch.Tensor, ...], layout: torch.memory_format
+              ) -> tuple[torch.Tensor, ...]:
+    """The views in the model's memory layout (`train.channels_last`); unchanged otherwise."""
+    if layout == torch.preserve_format:
+        return views
+    return tuple(v.contiguous(memory_format=layout) for v in views)
 
 
 def _due(epoch: int, every: int, last: int) -> bool:
