@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     views.set_defaults(handler=_views)
     _add_eval_command(commands)
     sweep_cli.add_commands(commands)
+
+    sync = commands.add_parser(
+        "sync", help="deliver the metrics and run ends that runs buffered while their "
+                     "tracking server was unreachable")
+    sync.add_argument("--journal", default="", help="journal folder (default: "
+                      "$BYOL_RAY_JOURNAL, else ~/.cache/byol-ray/journal)")
+    sync.add_argument("--tracking-uri", default="",
+                      help="only the runs logging to this URI (default: all)")
+    sync.set_defaults(handler=_sync)
     add_tables_command(commands)
     return parser
 
@@ -154,6 +163,16 @@ def _eval(args: argparse.Namespace) -> int:
                           args.mode, args.tracking_uri, args.storage, args.address)
     print(run_protocol(request).report)
     return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from byol_ray import tracking
+
+    uri = tracking.resolve_tracking_uri(args.tracking_uri) if args.tracking_uri else None
+    delivered, left = tracking.sync_journals(args.journal, uri)
+    if not delivered and not left:
+        print("nothing to deliver")
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

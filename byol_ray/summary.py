@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from mlflow.tracking import MlflowClient
-
 from byol_ray import tracking
 
 
 def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
     """Print the run's kNN / linear top-1 beside the random-init baseline, and where it lives."""
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    run = MlflowClient(uri).get_run(run_id)
-    metrics, tags, params = run.data.metrics, run.data.tags, run.data.params
+    run = tracking.read_run(uri, run_id)
+    metrics, tags, params = run.metrics, run.tags, run.params
     k = params.get("eval.knn_k", "[20]").strip("[]").split(",")[0].strip()
 
     def cell(name: str) -> str:
@@ -20,7 +18,7 @@ def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
     rows = [("random-init encoder", "baseline/"),
             (f"{tags.get('method', '?')} after {params.get('train.epochs', '?')} epochs", "eval/")]
     width = max(len(label) for label, _ in rows)
-    print(f"\nrun {run_id} ({run.info.status}), preset {tags.get('preset')}, MLflow {uri}")
+    print(f"\nrun {run_id} ({run.status}), preset {tags.get('preset')}, MLflow {uri}")
     few = params.get("eval.few_label_per_class", "0")
     few_head = f"  kNN, {few} labels/class (%)" if few not in ("0", "") else ""
     print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%){few_head}   "

@@ -174,6 +174,7 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     uris = [tracking.resolve_tracking_uri(options.tracking_uri) for _, options in jobs]
     for uri in dict.fromkeys(uris):
         tracking.check_tracking_store(uri)
+        tracking.sync_journals(tracking_uri=uri)  # what earlier runs could not deliver
     started = time.perf_counter()
     connect(jobs[0][1].address)
     ray_start = time.perf_counter() - started
@@ -249,71 +250,53 @@ def _share_twins(plans: list[tuple[Grid, SweepOptions, list[Trial]]], uris: list
 
 def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
     """The sweep's parent run: the newest one of this name when resuming, else a new one."""
-    from mlflow.tracking import MlflowClient
-
     from byol_ray import tracking
 
-    client = MlflowClient(uri)
-    experiment_id = tracking.experiment_id_for(client, experiment_name(grid, options.preset))
+    experiment = experiment_name(grid, options.preset)
     if options.resume:
-        found = client.search_runs(
-            [experiment_id], f"tags.role = 'sweep' AND tags.sweep = '{name}'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )
+        found = tracking.newest_sweep_run(uri, experiment, name)
         if found:
-            client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
+            tracking.set_status(uri, found, "RUNNING")
+            return found
         print(f"[sweep {name}] nothing to resume: starting it", flush=True)
-    run = client.create_run(experiment_id, run_name=name, tags={
-        "role": "sweep", "sweep": name, "grid": grid.name, "preset": options.preset,
-        "description": grid.description, "seeds": str(options.seeds),
-    })
-    client.log_param(run.info.run_id, "overrides", " ".join(options.overrides)[:6000])
-    return run.info.run_id
+    return tracking.start_sweep_run(
+        uri, experiment, name,
+        tags={"grid": grid.name, "preset": options.preset, "description": grid.description,
+              "seeds": str(options.seeds)},
+        params={"overrides": " ".join(options.overrides)},
+    )
 
 
 def _attach_child_runs(trials: list[Trial], parent_id: str, uri: str, grid: Grid,
                        options: SweepOptions, name: str) -> None:
     """Give every trial its child run: the existing one (resume) or a new SCHEDULED one."""
-    from mlflow.tracking import MlflowClient
-
     from byol_ray import tracking
 
-    client = MlflowClient(uri)
-    experiment_id = tracking.experiment_id_for(client, experiment_name(grid, options.preset))
-    existing = {
-        run.data.tags.get("trial"): run
-        for run in client.search_runs(
-            [experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10000,
-        )
-    }
+    existing = tracking.child_runs(uri, experiment_name(grid, options.preset), parent_id)
     for t in trials:
         if t.key in existing:
-            t.run_id, t.status = existing[t.key].info.run_id, existing[t.key].info.status
+            t.run_id, t.status = existing[t.key].run_id, existing[t.key].status
             continue
         t.run_id = tracking.start_run(t.cfg, uri, parent_run_id=parent_id, tags={
             "role": "trial", "sweep": name, "grid": grid.name, "trial": t.key,
             "seed": str(t.seed), "ablation": t.cell.ablation, "ablation_value": t.cell.value,
         })
-        client.update_run(t.run_id, status="SCHEDULED")
+        tracking.set_status(uri, t.run_id, "SCHEDULED")
         t.status = "SCHEDULED"
 
 
 def _end_parent(parent_id: str, uri: str, trials: list[Trial]) -> None:
     """FINISHED once every trial ran; failed trials are counted in a tag."""
-    from mlflow.tracking import MlflowClient
+    from byol_ray import tracking
 
-    client = MlflowClient(uri)
-    client.set_tag(parent_id, "failed_trials", str(sum(t.status == "FAILED" for t in trials)))
-    client.set_terminated(parent_id, "FINISHED")
+    tracking.end_sweep_run(uri, parent_id, sum(t.status == "FAILED" for t in trials))
 
 
 def _refresh_status(trials: list[Trial], uri: str) -> None:
-    from mlflow.tracking import MlflowClient
+    from byol_ray import tracking
 
-    client = MlflowClient(uri)
     for t in trials:
-        t.status = client.get_run(t.run_id).info.status
+        t.status = tracking.read_run(uri, t.run_id).status
 
 
 def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions) -> None:
@@ -365,7 +348,6 @@ def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune trainable: fit one TorchTrainer and end its MLflow child run."""
-    from mlflow.tracking import MlflowClient
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from byol_ray import tracking
@@ -374,7 +356,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
     trial = config["trial"]
     cfg, uri, run_id = from_dict(trial["cfg"]), trial["tracking_uri"], trial["run_id"]
-    MlflowClient(uri).update_run(run_id, status="RUNNING")
+    tracking.set_status(uri, run_id, "RUNNING")
     started = time.perf_counter()
     trainer = build_trainer(cfg, run_id, uri, storage_path=trial["storage"], name=trial["key"],
                             callbacks=[TuneReportCallback()])
@@ -386,8 +368,8 @@ def run_trial(config: dict[str, Any]) -> None:
             evaluate_trial(trial["evals"], run_id, uri, trial["storage"],
                            trial["eval_overrides"])
     except BaseException as error:
-        tracking.end_run(uri, run_id, root_cause(error))
+        tracking.finish_run(uri, run_id, root_cause(error))
         raise
     tracking.log_metrics(uri, run_id, {"time/trial_s": time.perf_counter() - started},
                          step=cfg.train.epochs)
-    tracking.end_run(uri, run_id)
+    tracking.finish_run(uri, run_id)

@@ -111,13 +111,12 @@ def load_grid(name: str) -> Grid:
 
 def summary(result: SweepResult) -> str:
     """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
-    from mlflow.tracking import MlflowClient
+    from byol_ray import tracking
 
-    client = MlflowClient(result.tracking_uri)
     rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
              "status")]
     for t in result.trials:
-        m = client.get_run(t.run_id).data.metrics
+        m = tracking.read_run(result.tracking_uri, t.run_id).metrics
 
         def pct(name: str, m=m) -> str:
             return f"{m[name]:.1f}" if name in m else "–"
@@ -182,13 +181,12 @@ def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str
 
 def timing_report(results: list[SweepResult], total: float) -> str:
     """Where the time went: Ray start, trials (worker start-up, training, evaluation)."""
-    from mlflow.tracking import MlflowClient
+    from byol_ray import tracking
 
     trial_s = train_s = eval_s = 0.0
     for result in results:
-        client = MlflowClient(result.tracking_uri)
         for t in result.trials:
-            m = client.get_run(t.run_id).data.metrics
+            m = tracking.read_run(result.tracking_uri, t.run_id).metrics
             trial_s += m.get("time/trial_s", 0.0)
             train_s += m.get("time/train_s", 0.0)
             eval_s += m.get("time/eval_s", 0.0)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -22,6 +24,7 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.tracking import MlflowClient
 
 from byol_ray.config import Config, ConfigError, flatten, to_dict
+from byol_ray.journal import Journal, drain, journal_dir, pending_records
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
@@ -152,17 +155,12 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     MlflowClient(tracking_uri).log_batch(run_id, metrics=entries)
 
 
-EPOCH_METRIC = "epoch"  # logged with every epoch's batch: how far a run's metrics have reached
-
-
-def log_epoch(tracking_uri: str, run_id: str, metrics: dict[str, float], epoch: int) -> None:
-    """Log one epoch's metrics at step `epoch`, with `epoch` itself in the same request, so that
-    `last_logged_epoch` tells a restarted worker which epochs MLflow already holds."""
-    log_metrics(tracking_uri, run_id, metrics | {EPOCH_METRIC: epoch}, step=epoch)
+# Logged in the same request as each epoch's metrics: how far the run's metrics have reached.
+EPOCH_METRIC = "epoch"
 
 
 def last_logged_epoch(tracking_uri: str, run_id: str) -> int:
-    """The last epoch `log_epoch` delivered to the run; -1 when none (a fresh run)."""
+    """The last epoch `RunLogger` delivered to the run; -1 when none (a fresh run)."""
     metrics = MlflowClient(tracking_uri).get_run(run_id).data.metrics
     return int(metrics.get(EPOCH_METRIC, -1))  # MLflow keeps a metric's value at its max step
 
@@ -170,6 +168,11 @@ def last_logged_epoch(tracking_uri: str, run_id: str) -> int:
 def run_metrics(tracking_uri: str, run_id: str) -> dict[str, float]:
     """The latest value of each metric of the run (what the MLflow UI shows)."""
     return dict(MlflowClient(tracking_uri).get_run(run_id).data.metrics)
+
+
+def _failure_reason(error: BaseException | str) -> str:
+    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return reason[:5000]
 
 
 def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = None) -> None:
@@ -180,8 +183,7 @@ def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = 
             client.delete_tag(run_id, "failure_reason")
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
         return
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    client.set_tag(run_id, "failure_reason", reason[:5000])
+    client.set_tag(run_id, "failure_reason", _failure_reason(error))
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
@@ -285,3 +287,179 @@ def finished_eval_run(tracking_uri: str, experiment: str, pretrain_run_id: str,
         max_results=1,
     )
     return runs[0].info.run_id if runs else None
+
+
+# --------------------------------------------------------------------------- sweeps, read-back
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What the console shows of a run: its id, status, metrics (last value), params, tags."""
+
+    run_id: str
+    status: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def read_run(tracking_uri: str, run_id: str) -> RunRecord:
+    """One run as it stands in MLflow."""
+    return _record(MlflowClient(tracking_uri).get_run(run_id))
+
+
+def _record(run: mlflow.entities.Run) -> RunRecord:
+    return RunRecord(run.info.run_id, run.info.status, dict(run.data.metrics),
+                     dict(run.data.params), dict(run.data.tags))
+
+
+def set_status(tracking_uri: str, run_id: str, status: str) -> None:
+    """Mark a run SCHEDULED or RUNNING (a trial queued, started, or a sweep resumed)."""
+    MlflowClient(tracking_uri).update_run(run_id, status=status)
+
+
+def newest_sweep_run(tracking_uri: str, experiment: str, sweep: str) -> str | None:
+    """The id of the newest parent run of the sweep named `sweep`, or None."""
+    client = MlflowClient(tracking_uri)
+    found = client.search_runs(
+        [experiment_id_for(client, experiment)],
+        f"tags.role = 'sweep' AND tags.sweep = '{sweep}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def start_sweep_run(tracking_uri: str, experiment: str, name: str, tags: dict[str, str],
+                    params: dict[str, str]) -> str:
+    """A RUNNING parent run for a sweep (tag role=sweep), its trials to be nested under it."""
+    client = MlflowClient(tracking_uri)
+    run = client.create_run(experiment_id_for(client, experiment), run_name=name,
+                            tags={"role": "sweep", "sweep": name, **tags})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value[:_MAX_PARAM_LENGTH])
+    return run.info.run_id
+
+
+def child_runs(tracking_uri: str, experiment: str, parent_run_id: str) -> dict[str, RunRecord]:
+    """The runs nested under a sweep's parent, by their `trial` tag."""
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([experiment_id_for(client, experiment)],
+                              f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=10000)
+    return {run.data.tags.get("trial", ""): _record(run) for run in runs}
+
+
+def end_sweep_run(tracking_uri: str, run_id: str, failed_trials: int) -> None:
+    """A sweep ends FINISHED once every trial ran; the failed ones are counted in a tag."""
+    client = MlflowClient(tracking_uri)
+    client.set_tag(run_id, "failed_trials", str(failed_trials))
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+# --------------------------------------------------------------------------- buffered logging
+
+JOURNAL_WAIT_S = 120.0  # how long a finished run waits for an absent server before it leaves
+#                         its last records in the journal for `byol-ray sync`
+
+
+class RunLogger:
+    """Writes to one run that never wait on the tracking server: buffered in order, in memory
+    and in a local journal (`byol_ray.journal`), delivered by a background thread; each epoch
+    reaches MLflow exactly once, also after a worker restart re-runs epochs it had logged."""
+
+    def __init__(self, tracking_uri: str, run_id: str, journal: str = "", role: str = "worker"):
+        self.uri, self.run_id = tracking_uri, run_id
+        path = journal_dir(journal) / f"{run_id}.{role}.jsonl"
+        self.journal = Journal(path, _Delivery(), label=f"MLflow at {tracking_uri}")
+
+    def log_epoch(self, metrics: dict[str, float], epoch: int) -> None:
+        """Buffer one epoch's metrics, logged at step `epoch`."""
+        self.journal.append({"kind": "epoch", "uri": self.uri, "run_id": self.run_id,
+                             "step": epoch, "time_ms": int(time.time() * 1000),
+                             "metrics": {k: float(v) for k, v in metrics.items()}})
+
+    def log_weights(self, folder: Path) -> None:
+        """Buffer a weights folder (copied into the journal) for the run's `weights/`."""
+        with self.journal.lock:
+            copy = self.journal.path.with_suffix(f".weights-{self.journal.next_seq}")
+            shutil.rmtree(copy, ignore_errors=True)  # left by a process killed mid-copy
+            shutil.copytree(folder, copy)
+            self.journal.append({"kind": "weights", "uri": self.uri, "run_id": self.run_id,
+                                 "folder": str(copy)})
+
+    def end(self, error: BaseException | str | None = None) -> None:
+        """Buffer the run's end: FINISHED, or FAILED with its reason (see `end_run`)."""
+        reason = None if error is None else _failure_reason(error)
+        self.journal.append({"kind": "end", "uri": self.uri, "run_id": self.run_id,
+                             "reason": reason})
+
+    def close(self, timeout_s: float = JOURNAL_WAIT_S) -> bool:
+        """Wait (bounded) for delivery; True if everything reached the server."""
+        return self.journal.close(timeout_s)
+
+
+class _Delivery:
+    """Delivers journal records to MLflow; an epoch the run already holds is skipped."""
+
+    def __init__(self):
+        self.through: dict[tuple[str, str], int] = {}  # (uri, run) -> last epoch delivered
+
+    def __call__(self, record: dict) -> None:
+        key = uri, run_id = record["uri"], record["run_id"]
+        try:
+            if record["kind"] == "end":
+                end_run(uri, run_id, record["reason"])
+                return
+            if record["kind"] == "weights":  # the same files again after a failed try
+                log_weights(uri, run_id, Path(record["folder"]))
+                shutil.rmtree(record["folder"], ignore_errors=True)
+                return
+            if key not in self.through:  # after a restart, or a failed (maybe landed) request
+                self.through[key] = last_logged_epoch(uri, run_id)
+            if record["step"] <= self.through[key]:
+                return
+            metrics = record["metrics"] | {EPOCH_METRIC: record["step"]}
+            MlflowClient(uri).log_batch(run_id, metrics=[
+                Metric(k, v, record["time_ms"], record["step"]) for k, v in metrics.items()])
+            self.through[key] = record["step"]
+        except Exception:
+            self.through.pop(key, None)
+            raise
+
+
+def finish_run(tracking_uri: str, run_id: str, error: BaseException | str | None = None,
+               journal: str = "", timeout_s: float = JOURNAL_WAIT_S) -> bool:
+    """End the run (see `end_run`) without failing when the server is away: the end is kept
+    in the journal then, after the run's metrics, for `byol-ray sync`. True if delivered."""
+    logger = RunLogger(tracking_uri, run_id, journal, role="driver")
+    logger.end(error)
+    return logger.close(timeout_s)
+
+
+def sync_journals(journal: str = "", tracking_uri: str | None = None) -> tuple[int, int]:
+    """Deliver what runs left in the journal folder (all, or those logging to
+    `tracking_uri`): each run's metrics before its end. Returns (records delivered, left)."""
+    delivered = left = 0
+    paths = sorted(journal_dir(journal).glob("*.jsonl"),
+                   key=lambda p: (p.name.split(".")[0], p.name.endswith(".driver.jsonl")))
+    deliver, reachable = _Delivery(), {}
+    for path in paths:
+        pending = pending_records(path)
+        uri = pending[0]["uri"] if pending else None
+        if not uri or (tracking_uri and uri != tracking_uri):
+            continue
+        if uri not in reachable:  # one quick check, not MLflow's minutes of retries per record
+            try:
+                check_tracking_store(uri, attempts=1)
+                reachable[uri] = True
+            except ConfigError as error:
+                print(f"[byol-ray] not delivered: {error}", flush=True)
+                reachable[uri] = False
+        if not reachable[uri]:
+            left += len(pending)
+            continue
+        remaining = drain(path, deliver)
+        delivered, left = delivered + len(pending) - remaining, left + remaining
+    if delivered:
+        print(f"[byol-ray] delivered {delivered} buffered record(s) from {journal_dir(journal)}"
+              f"{'; ' + str(left) + ' still undelivered' if left else ''}", flush=True)
+    return delivered, left

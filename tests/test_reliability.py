@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
+
+from byol_ray.config import ConfigError
+from byol_ray.tracking import check_tracking_store
 
 
 def byol_ray(*args: str, cwd=None, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
@@ -71,3 +80,153 @@ def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp
     assert proc.stderr.startswith("byol-ray: error: data.root: data_batch_1, ")
     assert "failed torchvision's integrity (md5) check" in proc.stderr
     assert "Ray" not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- 2. tracking server lost mid-run
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 over a sqlite store that outlives its restarts."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.proc = folder, None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.folder / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-3000:]
+            try:  # one quick API call (MLflow's client would retry for minutes)
+                check_tracking_store(self.uri, attempts=1, timeout_s=2)
+                return
+            except ConfigError:
+                time.sleep(0.5)
+        raise TimeoutError("mlflow server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Lines:
+    """A process's console, read line by line in the background, for waiting on a line."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
+        self.proc = proc
+        self.thread.start()
+
+    def wait_for(self, text: str, timeout: float = 300) -> int:
+        """The index of the first line holding `text`, once it is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [i for i, line in enumerate(self.lines) if text in line]
+            if found:
+                return found[0]
+            assert time.monotonic() < deadline and self.proc.poll() is None, (
+                f"no {text!r} in:\n" + "".join(self.lines)[-4000:])
+            time.sleep(0.2)
+
+    def text(self) -> str:
+        self.thread.join(timeout=30)
+        return "".join(self.lines)
+
+
+# Shorten MLflow's own client retries (minutes by default) so that the outage outlasts them.
+SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+
+
+@pytest.mark.slow
+def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_server,
+                                                                          tmp_path):
+    """Stop the server mid-run for longer than the client's retries, then start it again on
+    the same store: training went on meanwhile, and the run ends FINISHED with every epoch's
+    metrics exactly once; the journal is empty."""
+    epochs = 30
+    journal = tmp_path / "journal"
+    env = {**os.environ, **SHORT_RETRIES, "PYTHONUNBUFFERED": "1", "BYOL_RAY_JOURNAL": str(journal)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
+         "--set", f"train.epochs={epochs}", "--set", f"eval.eval_every={epochs}",
+         "--set", "train.checkpoint_every=0", "--tracking-uri", mlflow_server.uri,
+         "--storage", str(tmp_path / "ray"), "--address", "local"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    console = Lines(proc)
+    try:
+        console.wait_for(f"[byol-ray] epoch 2/{epochs}")
+        mlflow_server.stop()
+        lost = console.wait_for("unreachable")  # after MLflow's own retries gave up
+        console.wait_for(f"[byol-ray] epoch {epochs}/{epochs}")  # trained on without a server
+        mlflow_server.start()
+        back = console.wait_for("back after")
+        assert proc.wait(timeout=400) == 0, console.text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = console.text()
+    assert any("[byol-ray] epoch" in line for line in console.lines[lost:back]), out[-4000:]
+
+    client = MlflowClient(mlflow_server.uri)
+    [run] = client.search_runs([client.get_experiment_by_name("byol-ray").experiment_id])
+    assert run.info.status == "FINISHED", out[-3000:]
+    for name, first in (("train/loss", 1), ("train/images_per_s", 1), ("epoch", 0)):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, name))
+        assert steps == list(range(first, epochs + 1)), (name, steps)
+    assert not list(journal.glob("*.jsonl")), "delivered records must leave the journal"
+
+
+@pytest.mark.slow
+def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
+        mlflow_server, tmp_path, monkeypatch):
+    """A run that ends while its server is still away says so on the console and keeps its
+    metrics and its end in the journal; `byol-ray sync` delivers them, each epoch once."""
+    from byol_ray.cli import resolve_config
+    from byol_ray.tracking import RunLogger, finish_run, start_run
+
+    for key, value in SHORT_RETRIES.items():
+        monkeypatch.setenv(key, value)
+    journal = str(tmp_path / "journal")
+    run_id = start_run(resolve_config("cpu-mini", []), mlflow_server.uri)
+    logger = RunLogger(mlflow_server.uri, run_id, journal)
+    logger.log_epoch({"train/loss": 1.0}, 0)
+    assert logger.close(timeout_s=60)  # delivered: the server is up
+    mlflow_server.stop()
+    logger = RunLogger(mlflow_server.uri, run_id, journal)  # a restarted worker, same journal
+    for epoch in range(3):  # epoch 0 again (restored from scratch): MLflow has it already
+        logger.log_epoch({"train/loss": 1.0 / (epoch + 1)}, epoch)
+    assert not logger.close(timeout_s=5)
+    assert not finish_run(mlflow_server.uri, run_id, journal=journal, timeout_s=5)
+
+    mlflow_server.start()
+    proc = byol_ray("sync", "--journal", journal, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "delivered 4 buffered record(s)" in proc.stdout
+    client = MlflowClient(mlflow_server.uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert not list(Path(journal).iterdir())
+    proc = byol_ray("sync", "--journal", journal, cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing to deliver" in proc.stdout

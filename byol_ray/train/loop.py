@@ -92,14 +92,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     optimizer = build_optimizer(method, cfg.optim, peak_lr)
     amp = cfg.train.amp and device.type == "cuda"
 
-    log = _Logger(cfg, run_id, tracking_uri, rank)
+    log = _Logger(cfg, run_id, tracking_uri, rank, loop_config.get("journal", ""))
     clock = _Stopwatch()
     if not is_training:  # the random-init baseline: one evaluation is the whole run
         with clock("eval"):
             final = evaluate(method, splits, cfg, device, rank, world, linear=True)
         log.epoch(0, final | clock.totals())
-        _log_weights(method, cfg, run_id, tracking_uri, rank)
+        _log_weights(method, cfg, log)
         _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
+        log.close()
         return
     start_epoch = _restore(method, optimizer)
     if start_epoch == 0:  # the untrained encoder: where the curves start, and the baseline
@@ -147,7 +148,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         # Ray hears of evaluations and checkpoints only: each report waits for its controller.
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
         if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
-            _log_weights(method, cfg, run_id, tracking_uri, rank)
+            _log_weights(method, cfg, log)
         if eval_due or checkpoint_due:
             # A group cut by the epoch's end: its gradients so far go into the checkpoint.
             pending = (done * steps_per_epoch % accumulate and done < cfg.train.epochs
@@ -155,14 +156,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             grads = average_pending_gradients(method) if pending else None
             _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due,
                     grads)
+    log.close()
 
 
-def _log_weights(method: Method, cfg: Config, run_id: str, uri: str, rank: int) -> None:
+def _log_weights(method: Method, cfg: Config, log: _Logger) -> None:
     """Rank 0 saves the final encoder, projector and target to the run (`weights/`)."""
-    if rank != 0:
+    if log.run is None:
         return
     with tempfile.TemporaryDirectory() as folder:
-        tracking.log_weights(uri, run_id, write_weights(method, cfg, Path(folder)))
+        log.run.log_weights(write_weights(method, cfg, Path(folder)))
 
 
 class _Stopwatch:
@@ -249,22 +251,21 @@ def _report(
 class _Logger:
     """Rank 0's voice: MLflow metrics and one console line per logged epoch.
 
-    Exactly once per step: a worker restarted from a checkpoint trains again the epochs between
-    that checkpoint and the failure; MLflow already holds them, so they are not logged twice.
+    Metrics go through `tracking.RunLogger`: training never waits on the tracking server, and
+    the epochs a restarted worker trains again (between its checkpoint and the failure) are
+    not logged twice.
     """
 
-    def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int):
-        self.cfg, self.run_id, self.uri, self.rank = cfg, run_id, tracking_uri, rank
+    def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int, journal: str):
+        self.cfg = cfg
+        self.run = tracking.RunLogger(tracking_uri, run_id, journal) if rank == 0 else None
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
-        self.logged_through = tracking.last_logged_epoch(tracking_uri, run_id) if rank == 0 else 0
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self.rank != 0:
+        if self.run is None:
             return
-        if epoch > self.logged_through:
-            tracking.log_epoch(self.uri, self.run_id, metrics, epoch)
-            self.logged_through = epoch
+        self.run.log_epoch(metrics, epoch)
         if self.first_epoch is None:
             self.first_epoch, self.started = epoch, time.perf_counter()
         if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
@@ -283,6 +284,12 @@ class _Logger:
         parts += [f"{k.removeprefix('eval/')} {v:.2f}" for k, v in metrics.items()
                   if k.startswith("eval/")]
         return " | ".join(parts)
+
+    def close(self) -> None:
+        """Wait (bounded) until the buffered metrics reached the server; else say where they
+        are kept."""
+        if self.run is not None:
+            self.run.close()
 
 
 def _say(line: str) -> None:

@@ -18,6 +18,7 @@ from ray.train.torch import TorchTrainer
 from byol_ray import tracking
 from byol_ray.config import Config, ConfigError, to_dict, validate
 from byol_ray.data import check_dataset
+from byol_ray.journal import JOURNAL_ENV
 from byol_ray.train.loop import train_worker
 
 
@@ -114,7 +115,8 @@ def build_trainer(
     resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
     return TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri},
+        train_loop_config={"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri,
+                           "journal": os.environ.get(JOURNAL_ENV, "")},
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources
         ),
@@ -143,6 +145,7 @@ def run_pretraining(
     preflight(cfg)
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
     tracking.check_tracking_store(uri)
+    tracking.sync_journals(tracking_uri=uri)  # what earlier runs could not deliver
     os.environ[tracking.TRACKING_URI_ENV] = uri
     connect(address)
     check_resources(cfg)
@@ -150,9 +153,9 @@ def run_pretraining(
     try:
         result = build_trainer(cfg, run_id, uri, storage_path).fit()
     except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
-        tracking.end_run(uri, run_id, root_cause(error))
+        tracking.finish_run(uri, run_id, root_cause(error))
         raise
-    tracking.end_run(uri, run_id)
+    tracking.finish_run(uri, run_id)
     checkpoint = result.checkpoint.path if result.checkpoint else None
     return RunResult(run_id, dict(result.metrics or {}), checkpoint)
 
