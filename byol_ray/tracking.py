@@ -59,12 +59,15 @@ def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) ->
 
     A server must answer a real API call (searching experiments) within `attempts` tries of
     `timeout_s` each: a bounded check instead of MLflow's own retries, which last minutes.
-    A sqlite store needs its folder. Raises ConfigError naming the URI and what was tried.
+    A sqlite store needs a folder it can be created in. Raises ConfigError naming the URI and
+    what was tried.
     """
     if uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
-            raise ConfigError(TRACKING_URI_FIELD, f"{uri}: folder {folder} does not exist")
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise ConfigError(TRACKING_URI_FIELD, f"{uri}: cannot create the database in "
+                              f"{folder} ({existing} is not a writable folder)")
         return
     if not uri.startswith(("http://", "https://")):
         return

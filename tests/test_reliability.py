@@ -57,10 +57,12 @@ def test_malformed_tracking_uri_exits_2_naming_it(uri, tmp_path):
     assert not list(tmp_path.iterdir()), "nothing may be created"
 
 
-def test_sqlite_store_in_a_missing_folder_exits_2(tmp_path):
-    uri = f"sqlite:///{tmp_path}/nope/mlflow.db"
+def test_sqlite_store_where_no_folder_can_be_made_exits_2(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    uri = f"sqlite:///{tmp_path}/a_file/mlflow.db"
     proc = byol_ray("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
-    assert proc.returncode == 2 and f"{tmp_path}/nope does not exist" in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{tmp_path}/a_file is not a writable folder" in proc.stderr
 
 
 # ---------------------------------------------------------------- 7. bad input
@@ -230,3 +232,26 @@ def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
     assert not list(Path(journal).iterdir())
     proc = byol_ray("sync", "--journal", journal, cwd=tmp_path)
     assert proc.returncode == 0 and "nothing to deliver" in proc.stdout
+
+
+# ---------------------------------------------------------------- 6. corrupt checkpoint
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "missing"])
+def test_a_damaged_checkpoint_file_is_named_never_read_as_a_fresh_start(damage, tmp_path):
+    import torch
+
+    from byol_ray.train.loop import CorruptCheckpointError, load_state
+
+    path = tmp_path / "checkpoint_000001" / "state.pt"
+    path.parent.mkdir()
+    torch.save({"method": {"w": torch.ones(1000)}, "optimizer": {}, "epoch": 4}, path)
+    assert load_state(path, str(path))["epoch"] == 4
+    data = path.read_bytes()
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    with pytest.raises(CorruptCheckpointError, match=f"checkpoint file {path} .*(truncated|"
+                                                     "missing)"):
+        load_state(path, str(path))

@@ -24,14 +24,17 @@ def _only_run(uri: str):
     return client, runs[0]
 
 
+FAKE_SECRET = "fake-secret-Xq81zVb0-never-logged"
+
+
 def test_train_command_runs_two_ray_workers_and_leaves_one_finished_mlflow_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
     proc = subprocess.run(
         [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
          "--set", "train.epochs=4", "--set", "eval.eval_every=2",
          "--set", "train.checkpoint_every=2", "--tracking-uri", uri,
-         "--storage", str(tmp_path / "ray")],
+         "--storage", str(tmp_path / "ray"), "--address", "local"],  # not another job's cluster
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -54,6 +57,16 @@ def test_train_command_runs_two_ray_workers_and_leaves_one_finished_mlflow_run(t
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
     assert "config.yaml" in artifacts
     assert list(Path(tmp_path / "ray").rglob("state.pt")), "no checkpoint was written"
+    _assert_no_secret(client, run, proc.stdout + proc.stderr)
+
+
+def _assert_no_secret(client: MlflowClient, run, console: str) -> None:
+    """No environment variable reaches the run's params, tags, artifacts or the console."""
+    assert FAKE_SECRET not in console
+    assert not [k for k, v in {**run.data.params, **run.data.tags}.items() if FAKE_SECRET in v]
+    folder = Path(client.download_artifacts(run.info.run_id, ""))
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if FAKE_SECRET.encode() in p.read_bytes()]
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +198,21 @@ def _train_worker_pid_of_this_job() -> int:
     return pids[0]
 
 
+def _wait_until_no_actor_alive(class_name: str, timeout: float = 120) -> None:
+    """Wait for a finished Train run's helper actors of this job to exit."""
+    import time
+
+    import ray
+    from ray._private.state import actors
+
+    job = ray.get_runtime_context().get_job_id()
+    deadline = time.monotonic() + timeout
+    while any(a["ActorClassName"].endswith(class_name) and a["State"] == "ALIVE"
+              and a["JobID"] == job for a in actors().values()):
+        assert time.monotonic() < deadline, f"a {class_name} actor is still alive"
+        time.sleep(0.2)
+
+
 def _resumed_epochs_in_worker_logs() -> list[int]:
     """Epochs of the "resumed from checkpoint after epoch N" lines the workers of this Ray
     session printed (rank 0 and 1 both restore)."""
@@ -197,3 +225,28 @@ def _resumed_epochs_in_worker_logs() -> list[int]:
     for path in logs.glob("worker-*.out"):
         found += re.findall(r"resumed from checkpoint after epoch (\d+)", path.read_text())
     return sorted({int(n) for n in found})
+
+
+def test_a_truncated_checkpoint_stops_the_resumed_run_naming_the_file(ray_cluster, tmp_path):
+    """Guarantee 6: a resume whose checkpoint file is damaged fails naming that file; it never
+    trains again from epoch 0 (the baseline is not logged twice)."""
+    from byol_ray import tracking
+    from byol_ray.train.trainer import build_trainer
+
+    uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "ray")
+    short = ["train.checkpoint_every=2", "eval.eval_every=0", "eval.linear_epochs=1"]
+    cfg = resolve_config("cpu-mini", ["train.epochs=2", *short])
+    run_id = tracking.start_run(cfg, uri)
+    build_trainer(cfg, run_id, uri, storage, name="resumable").fit()
+    [state] = Path(storage).rglob("state.pt")
+    state.write_bytes(state.read_bytes()[:1000])  # a copy cut short (full disk, killed upload)
+    _wait_until_no_actor_alive("PlacementGroupCleaner")  # else it removes the next run's group
+
+    longer = resolve_config("cpu-mini", ["train.epochs=4", *short])
+    with pytest.raises(Exception) as error:  # noqa: B017 - Ray wraps the worker's error
+        build_trainer(longer, run_id, uri, storage, name="resumable").fit()
+    # Ray shortens the worker's traceback to its head and tail; the message is in the tail.
+    assert f"{state} cannot be read, it is truncated or damaged" in str(error.value)
+    client = MlflowClient(uri)
+    assert len(client.get_metric_history(run_id, "baseline/knn_top1")) == 1
+    assert max(m.step for m in client.get_metric_history(run_id, "train/loss")) == 2

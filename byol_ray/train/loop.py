@@ -216,13 +216,39 @@ def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        state = load_state(Path(folder) / CHECKPOINT_FILE,
+                           shown_as=f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}")
     method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
     if state.get("pending_grads") is not None:
         restore_gradients(method, state["pending_grads"])
     _say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
     return int(state["epoch"])
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint Ray handed over cannot be read: the run stops instead of starting over."""
+
+
+def load_state(path: Path, shown_as: str) -> dict[str, Any]:
+    """The training state in a checkpoint's `state.pt`, or CorruptCheckpointError naming the
+    file (`shown_as`: where it lives in storage) when it is missing, truncated or damaged:
+    never a silent restart from epoch 0."""
+    advice = ("delete that checkpoint folder to resume from the one before it, or start a new "
+              "run under another name")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} is missing; {advice}") from None
+    except Exception as error:  # torch: "PytorchStreamReader failed reading zip archive", ...
+        _say(f"[byol-ray] reading {shown_as}: {type(error).__name__}: {error}")
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} cannot be read, it is truncated "
+                                     f"or damaged; {advice}") from None
+    missing = {"method", "optimizer", "epoch"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} lacks {sorted(missing)}; "
+                                     f"{advice}")
+    return state
 
 
 def _report(
