@@ -172,7 +172,7 @@ def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_
         [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
          "--set", f"train.epochs={epochs}", "--set", f"eval.eval_every={epochs}",
          "--set", "train.checkpoint_every=0", "--tracking-uri", mlflow_server.uri,
-         "--storage", str(tmp_path / "ray"), "--address", "local"],
+         "--storage", str(tmp_path / "ray")],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     console = Lines(proc)
     try:

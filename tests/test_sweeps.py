@@ -100,7 +100,7 @@ def _sweep(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--storage", str(tmp_path / "ray"), "--address", "local", *args],  # our own cluster
+         "--storage", str(tmp_path / "ray"), *args],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
 
