@@ -15,8 +15,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import yaml
@@ -25,6 +27,9 @@ from mlflow.tracking import MlflowClient
 
 from byol_ray.config import Config, ConfigError, flatten, to_dict
 from byol_ray.journal import Journal, drain, journal_dir, pending_records
+
+if TYPE_CHECKING:  # pandas only where tables read runs
+    import pandas as pd
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
@@ -466,3 +471,33 @@ def sync_journals(journal: str = "", tracking_uri: str | None = None) -> tuple[i
         print(f"[byol-ray] delivered {delivered} buffered record(s) from {journal_dir(journal)}"
               f"{'; ' + str(left) + ' still undelivered' if left else ''}", flush=True)
     return delivered, left
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def experiment_names(tracking_uri: str) -> dict[str, str]:
+    """Experiment id -> name, for every experiment of the store."""
+    return {e.experiment_id: e.name for e in MlflowClient(tracking_uri).search_experiments()}
+
+
+def search_runs_frame(tracking_uri: str, experiments: Sequence[str] | None,
+                      filter_string: str) -> pd.DataFrame:
+    """`mlflow.search_runs` as a DataFrame (columns `tags.*`, `params.*`, `metrics.*`) over
+    the named experiments (None: all). It reads MLflow's global tracking URI (and MLflow
+    writes $MLFLOW_TRACKING_URI): both are set for the call and put back as they were."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    env = os.environ.get(TRACKING_URI_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.search_runs(
+            experiment_names=list(experiments) if experiments else None,
+            search_all_experiments=not experiments, filter_string=filter_string,
+            output_format="pandas",
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = env

@@ -255,3 +255,14 @@ def test_a_damaged_checkpoint_file_is_named_never_read_as_a_fresh_start(damage, 
     with pytest.raises(CorruptCheckpointError, match=f"checkpoint file {path} .*(truncated|"
                                                      "missing)"):
         load_state(path, str(path))
+
+
+def test_mlflow_is_reached_only_through_tracking_py():
+    """One home for MLflow: buffered logging, the bounded health check and every read can
+    only hold if nothing else talks to MLflow."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "byol_ray"
+    importers = [str(p.relative_to(package)) for p in package.rglob("*.py")
+                 if re.search(r"^\s*(import mlflow|from mlflow)", p.read_text(), re.M)]
+    assert importers == ["tracking.py"]

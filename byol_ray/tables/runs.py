@@ -1,8 +1,9 @@
 """Read the sweeps' trial runs from any MLflow tracking URI into one tidy DataFrame.
 
-`search_trial_runs` is `mlflow.search_runs` (MLflow's own columns: `tags.*`, `params.*`,
-`metrics.*`); `normalise_runs` turns that into one row per trial with short column names
-(`method`, `ablation`, `ablation_value`, `seed`, `linear_top1`, ...), whatever the store holds;
+`search_trial_runs` is `mlflow.search_runs` (through `tracking.search_runs_frame`; its columns
+`tags.*`, `params.*`, `metrics.*`); `normalise_runs` turns that into one row per trial with
+short column names (`method`, `ablation`, `ablation_value`, `seed`, `linear_top1`, ...),
+whatever the store holds;
 `select_runs` filters by experiment, sweep and preset. The table builders read only the tidy
 frame, so tests can build one by hand.
 """
@@ -10,14 +11,12 @@ frame, so tests can build one by hand.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-import mlflow
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
+from byol_ray import tracking
 from byol_ray.config import ConfigError
 from byol_ray.tracking import TRACKING_URI_ENV, resolve_tracking_uri
 
@@ -71,22 +70,6 @@ def resolve_uri(uri: str | None = None) -> str:
     return resolve_tracking_uri(chosen)
 
 
-@contextmanager
-def _tracking_uri(uri: str) -> Iterator[None]:
-    """`mlflow.search_runs` reads the global URI: set it for the call, then restore it."""
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    env = os.environ.get(TRACKING_URI_ENV)  # set_tracking_uri writes it: put it back as it was
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if env is None:
-            os.environ.pop(TRACKING_URI_ENV, None)
-        else:
-            os.environ[TRACKING_URI_ENV] = env
-
-
 def _check_store_exists(uri: str) -> None:
     """Reading a sqlite URI that names no file would silently create an empty store."""
     if uri.startswith("sqlite:///"):
@@ -105,8 +88,7 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
     them (`with_protocol_metrics`)."""
     uri = resolve_uri(uri)
     _check_store_exists(uri)
-    client = MlflowClient(uri)
-    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    names = tracking.experiment_names(uri)
     if experiments:
         unknown = sorted(set(experiments) - set(names.values()))
         if unknown:
@@ -114,17 +96,11 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
                               f"{uri}; there are: {', '.join(sorted(names.values())) or 'none'}")
 
     def search(wanted: str) -> pd.DataFrame:
-        return mlflow.search_runs(
-            experiment_names=list(experiments) if experiments else None,
-            search_all_experiments=not experiments,
-            filter_string=f"tags.role = '{wanted}'",
-            output_format="pandas",
-        )
+        return tracking.search_runs_frame(uri, experiments, f"tags.role = '{wanted}'")
 
-    with _tracking_uri(uri):
-        frame = search(role)
-        if role == "trial":
-            frame = with_protocol_metrics(frame, search("eval"))
+    frame = search(role)
+    if role == "trial":
+        frame = with_protocol_metrics(frame, search("eval"))
     frame.insert(1, "experiment", frame["experiment_id"].map(names) if len(frame) else [])
     return frame
 

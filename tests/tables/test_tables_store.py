@@ -1,34 +1,19 @@
 """`byol-ray tables` against a real MLflow sqlite store written with MlflowClient (no Ray)."""
 
-import argparse
-import inspect
-
 import mlflow
 import pandas as pd
 from PIL import Image
 
 from byol_ray import cli
-from byol_ray.config import ConfigError
 from byol_ray.tables import print_tables, write_report
-from byol_ray.tables.cli import add_tables_command
 from byol_ray.tables.runs import load_runs
 
 TABLES = ("table_5a", "table_5b", "fig_3a", "fig_3b", "fig_3b_strength", "baseline")
 
 
 def run_cli(argv: list[str]) -> int:
-    """`byol-ray ARGV` through byol_ray.cli.main once it wires the tables command; until then
-    through a parser built the same way (`add_tables_command` + main's exit status 2)."""
-    if "add_tables_command" in inspect.getsource(cli):
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="byol-ray")
-    add_tables_command(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except ConfigError as error:
-        print(f"byol-ray: error: {error}", file=__import__("sys").stderr)
-        return 2
+    """`byol-ray ARGV` through the real command line (`byol_ray.cli.main`)."""
+    return cli.main(argv)
 
 
 def test_tables_command_writes_every_table_figure_and_the_report(store_uri, tmp_path, capsys):
