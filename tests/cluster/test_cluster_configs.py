@@ -66,6 +66,19 @@ def test_launcher_config_passes_rays_validation(path):
     check_launcher_config(_load(path))
 
 
+@pytest.mark.parametrize("path", LAUNCHER_CONFIGS, ids=lambda p: p.name)
+def test_the_mlflow_server_is_bound_to_the_head_and_checked_with_a_real_api_call(path):
+    """Issue 13: MLflow refused the trials' API calls (403, Host header of the head's own
+    address) while `ray up` reported success, because its probe asked /health, which MLflow
+    exempts; and it listened on every interface without authentication."""
+    commands = "\n".join(_load(path)["head_start_ray_commands"])
+    [server] = [line for line in commands.splitlines() if "exec mlflow server" in line]
+    assert "--host $BYOL_RAY_HEAD " in server and "0.0.0.0" not in server
+    # --allowed-hosts replaces MLflow's defaults: the head's address and the SSH forward's.
+    assert '--allowed-hosts "$BYOL_RAY_HEAD:$BYOL_MLFLOW_PORT,localhost:*,127.0.0.1:*"' in server
+    assert "/api/2.0/mlflow/experiments/search" in commands and "/health" not in commands
+
+
 def test_the_gpu_config_has_gpu_worker_types_and_a_head_without_gpus():
     config = _load(CLUSTER / "gpu.yaml")
     types = config["available_node_types"]
