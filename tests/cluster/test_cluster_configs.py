@@ -292,3 +292,35 @@ def test_a_broken_kuberay_manifest_is_caught(breakage):
     KUBERAY_BREAKAGES[breakage](docs)
     with pytest.raises(ManifestError):
         check_kuberay_manifests(docs)
+
+
+# --------------------------------------------------------------------------- pinned versions
+
+
+def _pins() -> dict[str, str]:
+    lines = (CLUSTER / "versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_one_pin_of_ray_and_torch_is_the_tested_one_and_every_cluster_file_uses_it():
+    """cluster/versions.env names the Ray and torch of the environment the tests run in; every
+    launcher config installs and checks those, and every Ray image tag names that Ray."""
+    import torch
+
+    pins = _pins()
+    ray_pin, torch_pin = pins["BYOL_RAY_VERSION"], pins["BYOL_TORCH_VERSION"]
+    assert ray_pin == ray.__version__ and torch_pin == torch.__version__.split("+")[0]
+    for path in LAUNCHER_CONFIGS:
+        config = _load(path)
+        assert config["file_mounts"]["~/byol-ray/cluster/versions.env"] == "./cluster/versions.env"
+        setup = "\n".join(config["setup_commands"])
+        assert '"ray[default,train,tune]==$BYOL_RAY_VERSION" "torch==$BYOL_TORCH_VERSION"' in setup
+        assert "cluster/versions.env pins Ray" in setup  # `ray up` stops on another version
+    assert _load(CLUSTER / "gpu.yaml")["docker"]["image"].startswith(f"rayproject/ray:{ray_pin}-")
+    dockerfile = (CLUSTER / "Dockerfile").read_text()
+    assert f"ARG RAY_IMAGE=rayproject/ray:{ray_pin}-" in dockerfile
+    assert '"torch==$BYOL_TORCH_VERSION"' in dockerfile
+    ray_versions = [(doc["spec"].get("rayClusterSpec") or doc["spec"])["rayVersion"]
+                    for path in KUBERAY_MANIFESTS for doc in yaml.safe_load_all(path.read_text())
+                    if doc and doc["kind"] in ("RayJob", "RayCluster")]
+    assert ray_versions and set(ray_versions) == {ray_pin}
