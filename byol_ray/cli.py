@@ -122,9 +122,15 @@ def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, args.overrides)
     from byol_ray import tracking  # heavy imports only when training
     from byol_ray.summary import print_run_summary
-    from byol_ray.train.trainer import run_pretraining
+    from byol_ray.train.trainer import root_cause, run_pretraining
 
-    result = run_pretraining(cfg, args.tracking_uri, args.storage, args.address)
+    try:
+        result = run_pretraining(cfg, args.tracking_uri, args.storage, args.address)
+    except ConfigError:
+        raise
+    except Exception as error:  # the run is FAILED in MLflow, its reason in failure_reason
+        print(f"byol-ray: error: the run failed: {root_cause(error)}", file=sys.stderr)
+        return 1
     uri = tracking.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
     print_run_summary(result.run_id, uri)
     if args.register:

@@ -266,3 +266,30 @@ def test_mlflow_is_reached_only_through_tracking_py():
     importers = [str(p.relative_to(package)) for p in package.rglob("*.py")
                  if re.search(r"^\s*(import mlflow|from mlflow)", p.read_text(), re.M)]
     assert importers == ["tracking.py"]
+
+
+# ---------------------------------------------------------------- exit status of each command
+
+
+@pytest.mark.slow
+def test_a_failed_train_exits_1_with_its_reason_on_one_line(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = byol_ray("train", "--preset", "cpu-mini", "--set", "optim.name=sgd",
+                    "--set", "optim.base_lr=1e30", "--set", "train.epochs=2",
+                    "--set", "eval.eval_every=0", "--tracking-uri", uri, cwd=tmp_path,
+                    timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("byol-ray: error: the run failed: FloatingPointError: loss is")
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("byol-ray").experiment_id])
+    assert run.info.status == "FAILED" and "diverged" in run.data.tags["failure_reason"]
+
+
+def test_reproduce_dry_run_exits_0_and_a_bad_reproduce_exits_2(tmp_path):
+    proc = byol_ray("reproduce", "--preset", "cpu-mini", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "random-init" in proc.stdout
+    proc = byol_ray("reproduce", "--preset", "cpu-mini", "--tracking-uri", "htp:/bad",
+                    cwd=tmp_path)
+    assert proc.returncode == 2 and "--tracking-uri: 'htp:/bad'" in proc.stderr
