@@ -192,7 +192,10 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
         parent_id = _open_parent(grid, options, name, uri)
         _attach_child_runs(trials, parent_id, uri, grid, options, name)
         todo = [t for t in trials if t.status != "FINISHED" and t.twin_of is None]
-        print(f"[sweep {name}] {len(trials)} trials: {len(trials) - len(todo)} finished before, "
+        done = sum(t.status == "FINISHED" for t in trials)
+        n_shared = len(trials) - done - len(todo)
+        shared = f", {n_shared} shared with another grid" if n_shared else ""
+        print(f"[sweep {name}] {len(trials)} trials: {done} finished before{shared}, "
               f"{len(todo)} to run; MLflow experiment "
               f"{experiment_name(grid, options.preset)!r}, parent run {parent_id}", flush=True)
         groups.append((todo, name, parent_id, uri))

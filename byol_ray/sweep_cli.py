@@ -186,6 +186,8 @@ def timing_report(results: list[SweepResult], total: float) -> str:
     trial_s = train_s = eval_s = 0.0
     for result in results:
         for t in result.trials:
+            if t.twin_of is not None:  # ran once, under its twin's run: counted there
+                continue
             m = tracking.read_run(result.tracking_uri, t.run_id).metrics
             trial_s += m.get("time/trial_s", 0.0)
             train_s += m.get("time/train_s", 0.0)
