@@ -247,7 +247,7 @@ def _share_twins(plans: list[tuple[Grid, SweepOptions, list[Trial]]], uris: list
             source = t.twin_of
             if source is None or t.status == "FINISHED" or source.run_id is None:
                 continue
-            if tracking.run_status(uri, source.run_id) in ("FINISHED", "FAILED"):
+            if tracking.read_run(uri, source.run_id).status in ("FINISHED", "FAILED"):
                 tracking.share_results(uri, source.run_id, t.run_id)
 
 

@@ -195,11 +195,6 @@ def end_run(tracking_uri: str, run_id: str, error: BaseException | str | None = 
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
-def run_status(tracking_uri: str, run_id: str) -> str:
-    """The run's MLflow status (RUNNING, FINISHED, FAILED, ...)."""
-    return MlflowClient(tracking_uri).get_run(run_id).info.status
-
-
 def share_results(tracking_uri: str, source_run_id: str, target_run_id: str) -> None:
     """End `target` with `source`'s metric histories, status and failure reason, tagged
     `same_as` = source: a trial of another grid with the same config and seed, run once."""
