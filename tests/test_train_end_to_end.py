@@ -81,6 +81,7 @@ def ray_cluster():
 def _pretrain(tmp_path, *overrides):
     from byol_ray.train.trainer import run_pretraining
 
+    tmp_path.mkdir(parents=True, exist_ok=True)  # a sqlite store needs its folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = resolve_config("cpu-mini", list(overrides))
     result = run_pretraining(cfg, uri, storage_path=str(tmp_path / "ray"))
