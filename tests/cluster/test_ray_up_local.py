@@ -297,7 +297,8 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
         assert trial.data.tags["mlflow.parentRunId"] == sweep.info.run_id
         assert trial.data.params["train.epochs"] == "1"
         assert "eval/knn_top1" in trial.data.metrics  # logged by the Ray Train worker
-        assert [a.path for a in client.list_artifacts(trial.info.run_id)] == ["config.yaml"]
+        artifacts = [a.path for a in client.list_artifacts(trial.info.run_id)]
+        assert artifacts == ["config.yaml", "weights"]  # the encoder too, even untrained
         # The server is the yaml's: its SQLite database and artifacts on the head's disk.
         store = ssh_node.home / "byol-ray-mlflow"
         assert (store / "mlflow.db").is_file()
