@@ -20,11 +20,6 @@ class Method(nn.Module):
         """Hook run after each optimiser step (e.g. BYOL's EMA); returns values to log."""
         return {}
 
-    def embedder(self) -> nn.Module:
-        """The online embedding the loss sees (encoder + projector): where collapse shows."""
-        projector = getattr(self, "projector", None)
-        return self.encoder if projector is None else nn.Sequential(self.encoder, projector)
-
 
 class RandomInit(Method):
     """The untrained encoder: the random-initialisation baseline of the paper's tables."""
