@@ -100,7 +100,8 @@ def imagenet_like(preset: str, dataset_root: str, epochs: int) -> Config:
     return Config(
         preset=preset,
         data=DataConfig(dataset="imagefolder", root=dataset_root, image_size=224,
-                        batch_size=4096, loader_workers=8),
+                        batch_size=4096, loader_workers=8,
+                        max_eval_images=100_000),  # kNN monitoring on 100k labelled images
         augment=AugmentConfig(),  # T / T' exactly as [P Table 6]
         model=ModelConfig(encoder="resnet50", proj_hidden_dim=4096, proj_dim=256,
                           pred_hidden_dim=4096),
