@@ -146,13 +146,19 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
     cfg = resolve_config("cpu-mini", [f"train.epochs={epochs}", "train.checkpoint_every=3",
                                       f"eval.eval_every={epochs}", "scaling.max_failures=1"])
     outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(
-        result=run_pretraining(cfg, uri, storage_path=str(tmp_path / "ray"))))
+
+    def run() -> None:
+        try:
+            outcome["result"] = run_pretraining(cfg, uri, storage_path=str(tmp_path / "ray"))
+        except BaseException as error:  # kept for the assertion message, not swallowed
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
     thread.start()
-    registered = _wait_for_registered_checkpoint(tmp_path / "ray", thread)
+    registered = _wait_for_registered_checkpoint(tmp_path / "ray", thread, outcome)
     os.kill(_train_worker_pid_of_this_job(), signal.SIGKILL)
     thread.join(timeout=400)
-    assert "result" in outcome, "the run did not recover"
+    assert "result" in outcome, f"the run did not recover: {outcome.get('error')!r}"
 
     resumed = _resumed_epochs_in_worker_logs()
     assert len(resumed) == 1 and resumed[0] >= registered and resumed[0] % 3 == 0, resumed
@@ -165,7 +171,8 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
         assert steps == list(range(0 if name == "epoch" else 1, epochs + 1)), name
 
 
-def _wait_for_registered_checkpoint(storage: Path, thread, timeout: float = 300) -> int:
+def _wait_for_registered_checkpoint(storage: Path, thread, outcome: dict,
+                                    timeout: float = 300) -> int:
     """The epoch of the first checkpoint that Ray Train's controller registered: the one it
     hands a restarted worker group (written to its snapshot file at registration), not merely
     a `state.pt` a worker uploaded."""
@@ -182,7 +189,10 @@ def _wait_for_registered_checkpoint(storage: Path, thread, timeout: float = 300)
             if latest:
                 return int(latest["metrics"]["epoch"])
         time.sleep(0.1)
-    raise AssertionError("Ray registered no checkpoint (or the run ended first)")
+    ended = ("the run ended first: " + (repr(outcome["error"]) if "error" in outcome
+                                        else "it finished") if not thread.is_alive()
+             else f"none within {timeout:.0f} s")
+    raise AssertionError(f"Ray registered no checkpoint ({ended})")
 
 
 def _train_worker_pid_of_this_job() -> int:
