@@ -29,6 +29,11 @@ class LARS(torch.optim.Optimizer):
     min(ratio / lr_t, 1)), so the per-parameter rate lr_t * ratio is min(eta ||w|| / ||u||,
     lr_t): never above lr_t. Groups with `lars_exclude` True (biases, BN) get neither weight
     decay nor the ratio: plain momentum SGD, m <- momentum * m + g, w <- w - lr_t * m.
+
+    `foreach` (the default) updates each group with a few `torch._foreach_*` calls over all
+    its parameters and computes every trust ratio in one tensor, without a host sync; False
+    runs the same arithmetic one parameter at a time (the reference it is tested against).
+    Either way the state is one `momentum_buffer` per parameter, so checkpoints load in both.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         trust_coefficient: float = 1e-3,
         clip_lr: bool = False,
+        foreach: bool = True,
     ):
         defaults = {
             "lr": lr,
@@ -49,6 +55,7 @@ class LARS(torch.optim.Optimizer):
             "lars_exclude": False,
         }
         super().__init__(params, defaults)
+        self.foreach = foreach  # how, not what: kept out of the groups and the state dict
 
     def __setstate__(self, state: dict) -> None:
         """Checkpoints written before `clip_lr` existed load as unclipped."""
@@ -64,31 +71,61 @@ class LARS(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if not group["lars_exclude"]:
-                    update = update.add(p, alpha=group["weight_decay"])
-                    update = update.mul_(self._ratio(p, update, group))
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(group["momentum"]).add_(update)
-                p.sub_(buf, alpha=group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            buffers = [self._momentum_buffer(p) for p in params]
+            if self.foreach:
+                _step_foreach(params, buffers, group)
+            else:
+                _step_per_parameter(params, buffers, group)
         return loss
 
-    @staticmethod
-    def _ratio(w: torch.Tensor, update: torch.Tensor, group: dict) -> torch.Tensor:
-        """eta * ||w|| / ||u|| (1 where a norm is 0); with `clip_lr`, min(that / lr_t, 1)."""
-        w_norm = torch.linalg.vector_norm(w)
-        u_norm = torch.linalg.vector_norm(update)
-        ratio = group["trust_coefficient"] * w_norm / u_norm
-        if group["clip_lr"]:  # at lr_t = 0: 1, as solo-learn's min(ratio / 0, 1) = min(inf, 1)
-            lr = group["lr"]
-            ratio = (ratio / lr).clamp(max=1.0) if lr > 0 else torch.ones_like(ratio)
-        return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(ratio))
+    def _momentum_buffer(self, p: torch.Tensor) -> torch.Tensor:
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state["momentum_buffer"]
+
+
+def _trust_ratio(w_norm: torch.Tensor, u_norm: torch.Tensor, group: dict) -> torch.Tensor:
+    """eta * ||w|| / ||u|| (1 where a norm is 0); with `clip_lr`, min(that / lr_t, 1).
+
+    Elementwise, so it serves one parameter's norms or all of a group's stacked together.
+    """
+    ratio = group["trust_coefficient"] * w_norm / u_norm
+    if group["clip_lr"]:  # at lr_t = 0: 1, as solo-learn's min(ratio / 0, 1) = min(inf, 1)
+        lr = group["lr"]
+        ratio = (ratio / lr).clamp(max=1.0) if lr > 0 else torch.ones_like(ratio)
+    return torch.where((w_norm > 0) & (u_norm > 0), ratio, torch.ones_like(ratio))
+
+
+def _step_per_parameter(params: list[torch.Tensor], buffers: list[torch.Tensor],
+                        group: dict) -> None:
+    """One group's LARS update, one parameter at a time (the reference arithmetic)."""
+    for p, buf in zip(params, buffers, strict=True):
+        update = p.grad
+        if not group["lars_exclude"]:
+            update = update.add(p, alpha=group["weight_decay"])
+            w_norm = torch.linalg.vector_norm(p)
+            update = update.mul_(_trust_ratio(w_norm, torch.linalg.vector_norm(update), group))
+        buf.mul_(group["momentum"]).add_(update)
+        p.sub_(buf, alpha=group["lr"])
+
+
+def _step_foreach(params: list[torch.Tensor], buffers: list[torch.Tensor], group: dict) -> None:
+    """One group's LARS update as a few multi-tensor ops: the same arithmetic, op for op,
+    as `_step_per_parameter`, with the ratios of all parameters in one stacked tensor."""
+    updates = [p.grad for p in params]
+    if not group["lars_exclude"]:
+        updates = torch._foreach_add(updates, params, alpha=group["weight_decay"])
+        w_norms = torch.stack(torch._foreach_norm(params))
+        u_norms = torch.stack(torch._foreach_norm(updates))
+        ratios = _trust_ratio(w_norms, u_norms, group)
+        torch._foreach_mul_(updates, list(ratios.unbind()))
+    torch._foreach_mul_(buffers, group["momentum"])
+    torch._foreach_add_(buffers, updates)
+    torch._foreach_sub_(params, buffers, alpha=group["lr"])
 
 
 def param_groups(

@@ -1,5 +1,6 @@
 """LARS, parameter groups and the lr / tau schedules [P App. C, §3.2]."""
 
+import io
 import math
 
 import pytest
@@ -173,3 +174,92 @@ def test_tau_formula_and_constant():
     assert tau_at(total, total, base, "constant") == base
     with pytest.raises(ValueError, match="unknown tau schedule"):
         tau_at(k, total, base, "linear")
+
+
+def _mixed_params(gen: torch.Generator) -> dict[str, nn.Parameter]:
+    """A decayed conv weight, a zero weight (||w|| = 0), one whose gradient comes late, one
+    that never gets a gradient, a bias and a BN-like scale whose gradient is zero."""
+    return {
+        "conv": nn.Parameter(torch.randn(4, 3, 3, 3, generator=gen)),
+        "zero": nn.Parameter(torch.zeros(5)),
+        "late": nn.Parameter(torch.randn(3, 3, generator=gen)),
+        "never": nn.Parameter(torch.randn(2, generator=gen)),
+        "bias": nn.Parameter(torch.randn(4, generator=gen)),
+        "still": nn.Parameter(torch.ones(6)),
+    }
+
+
+def _lars_over(params: dict[str, nn.Parameter], foreach: bool, clip: bool) -> LARS:
+    decayed = [params[k] for k in ("conv", "zero", "late", "never")]
+    excluded = [params[k] for k in ("bias", "still")]
+    return LARS([{"params": decayed, "weight_decay": 0.1},
+                 {"params": excluded, "weight_decay": 0.0, "lars_exclude": True}],
+                lr=0.0, momentum=0.9, trust_coefficient=0.02, clip_lr=clip, foreach=foreach)
+
+
+def _run(params: dict[str, nn.Parameter], lars: LARS, rates: list[float], seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    for step, lr in enumerate(rates):
+        for p in params.values():
+            p.grad = torch.randn(p.shape, generator=gen)
+        params["late"].grad = None if step < 2 else params["late"].grad
+        params["never"].grad = None
+        params["still"].grad = torch.zeros_like(params["still"])
+        for group in lars.param_groups:
+            group["lr"] = lr
+        lars.step()
+
+
+def _assert_same(a: dict, lars_a: LARS, b: dict, lars_b: LARS) -> None:
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7, msg=name)
+        state_a, state_b = lars_a.state.get(a[name], {}), lars_b.state.get(b[name], {})
+        assert state_a.keys() == state_b.keys(), name
+        if state_a:
+            torch.testing.assert_close(state_a["momentum_buffer"], state_b["momentum_buffer"],
+                                       rtol=1e-6, atol=1e-7, msg=name)
+
+
+def _twin(params: dict[str, nn.Parameter]) -> dict[str, nn.Parameter]:
+    return {k: nn.Parameter(p.detach().clone()) for k, p in params.items()}
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_lars_foreach_equals_the_per_parameter_step(clip):
+    """The multi-tensor step takes the per-parameter step's steps: weight decay, the ratio
+    (clipped or not, 1 where a norm is 0, 1 at lr 0 when clipped), momentum, a gradient that
+    arrives late (its buffer starts then), one that never does (no state), excluded groups."""
+    reference = _mixed_params(torch.Generator().manual_seed(0))
+    fused, start = _twin(reference), _twin(reference)
+    per_param = _lars_over(reference, foreach=False, clip=clip)
+    multi = _lars_over(fused, foreach=True, clip=clip)
+    rates = [0.0, 0.5, 1.5, 0.2, 0.0, 0.7]  # warm-up from 0, a peak, a decay back to 0
+    _run(reference, per_param, rates, seed=1)
+    _run(fused, multi, rates, seed=1)
+    _assert_same(reference, per_param, fused, multi)
+    assert "momentum_buffer" not in multi.state[fused["never"]]
+    assert torch.equal(fused["still"].detach(), torch.ones(6))  # zero gradient, no decay
+    assert not torch.equal(fused["conv"], start["conv"])  # it did move
+
+
+def test_lars_state_dict_round_trip_between_the_two_steps():
+    """A checkpoint of the per-parameter optimiser (what runs saved before the multi-tensor
+    step) loads into the multi-tensor one and both continue alike; the state dicts have the
+    same layout, so a new checkpoint loads into the per-parameter step too."""
+    reference = _mixed_params(torch.Generator().manual_seed(2))
+    per_param = _lars_over(reference, foreach=False, clip=True)
+    _run(reference, per_param, [0.1, 0.4, 0.8], seed=3)
+    buffer = io.BytesIO()
+    torch.save(per_param.state_dict(), buffer)
+    resumed = _twin(reference)
+    multi = _lars_over(resumed, foreach=True, clip=False)
+    buffer.seek(0)
+    multi.load_state_dict(torch.load(buffer, weights_only=True))
+    assert [g["clip_lr"] for g in multi.param_groups] == [True, True]  # the checkpoint's
+    _run(reference, per_param, [0.8, 0.3], seed=4)
+    _run(resumed, multi, [0.8, 0.3], seed=4)
+    _assert_same(reference, per_param, resumed, multi)
+    saved_old, saved_new = per_param.state_dict(), multi.state_dict()
+    assert saved_old["param_groups"] == saved_new["param_groups"]
+    assert {k: v.keys() for k, v in saved_old["state"].items()} == {
+        k: v.keys() for k, v in saved_new["state"].items()}
