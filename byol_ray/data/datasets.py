@@ -26,6 +26,7 @@ from byol_ray.config import BUNDLED_DATASETS, AugmentConfig, DataConfig
 from byol_ray.data.digit_variants import VARIANTS, load_variant
 from byol_ray.data.imagefolder import (
     CentreViewFolder,
+    CropFolder,
     JpegFolder,
     TwoViewFolder,
     check_split,
@@ -55,6 +56,10 @@ class DatasetSplits:
     mean: tuple[float, float, float]  # per-channel normalisation stats in [0, 1] units
     std: tuple[float, float, float]
     collate: Callable | None = None  # the pretraining DataLoader's collate_fn (None: default)
+    # `train` as random resized crops of the full images, for the protocols' classifier
+    # training: crops(scale, ratio) -> Dataset of (uint8 (3, S, S), label); None where `train`
+    # holds the full images already (in-memory datasets: cropped on the device).
+    train_crops: Callable[[tuple[float, float], tuple[float, float]], Dataset] | None = None
 
 
 class ImageTensorDataset(Dataset):
@@ -96,6 +101,8 @@ def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> Datase
     if cfg.max_eval_images > 0:
         splits.train = _cap(splits.train, cfg.max_eval_images)
         splits.test = _cap(splits.test, cfg.max_eval_images)
+        if splits.train_crops is not None:  # the same capped items as `train`
+            splits.train_crops = partial(_capped, splits.train_crops, cfg.max_eval_images)
     return splits
 
 
@@ -124,6 +131,11 @@ def _cap(dataset: Dataset, n: int) -> Dataset:
     gen = torch.Generator().manual_seed(EVAL_SUBSET_SEED)
     indices = torch.randperm(len(dataset), generator=gen)[:n].sort().values
     return Subset(dataset, indices.tolist())
+
+
+def _capped(make: Callable[..., Dataset], n: int, *args) -> Dataset:
+    """`_cap(make(*args), n)`: a dataset factory capped to `_cap`'s fixed subset."""
+    return _cap(make(*args), n)
 
 
 def _from_hwc(data: np.ndarray, labels) -> ImageTensorDataset:
@@ -295,4 +307,5 @@ def _imagefolder(cfg: DataConfig, augment: AugmentConfig) -> DatasetSplits:
         mean=IMAGENET_STATS[0],
         std=IMAGENET_STATS[1],
         collate=collate_jpeg if gpu else None,
+        train_crops=partial(CropFolder, train_samples, size),
     )

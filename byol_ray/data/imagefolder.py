@@ -7,6 +7,8 @@
 - `JpegFolder` (pretraining, GPU decoder): each item is the file's JPEG bytes and the two boxes;
   `collate_jpeg` packs a batch for `byol_ray.data.gpu_decode`.
 - `CentreViewFolder` (evaluation): the centre view, uint8 (3, S, S).
+- `CropFolder` (the protocols' classifier training [P App. C.1, C.2]): one random resized crop
+  of the full image, uint8 (3, S, S); the flip follows on the device.
 
 Imports nothing of byol_ray beyond `crops` and `decode`, so the GPU check script can use it
 without Ray, MLflow or the config module.
@@ -84,6 +86,25 @@ class TwoViewFolder(_Folder):
         path, label = self.samples[index]
         views, _, _ = crop_views(path, self.size, self.crops)
         return torch.stack(views), label
+
+
+class CropFolder(_Folder):
+    """Protocol training items: (uint8 (3, S, S) random resized crop of the full image, class).
+
+    The linear and fine-tuning protocols train on random crops of the whole image, as the
+    paper's (torchvision-style) pipeline does [P App. C.1, C.2], not on crops of the centre
+    view."""
+
+    def __init__(self, samples: list[Sample], size: int, scale: tuple[float, float],
+                 ratio: tuple[float, float]):
+        super().__init__(samples, size)
+        self.scale, self.ratio = tuple(scale), tuple(ratio)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        views, _, _ = crop_views(
+            path, self.size, lambda w, h: [random_resized_crop(w, h, self.scale, self.ratio)])
+        return views[0], label
 
 
 class CentreViewFolder(_Folder):

@@ -8,7 +8,8 @@ train-split images to fit on, which images to score, and how to train:
 - `finetune`: encoder and linear layer learn together, BN in train mode [P App. C.2].
 
 Training images get a random resized crop + flip (`protocol.crop_scale`, the preset's
-`augment.flip_p`); scoring uses the centre view of the kNN monitor. SGD with Nesterov momentum
+`augment.flip_p`), ImageFolder's crops cut from the full image by the loader workers (as
+pretraining's); scoring uses the centre view of the kNN monitor. SGD with Nesterov momentum
 0.9 and a per-step cosine decay of the rate to 0. Every worker trains on its shard of each
 batch (DDP) and scores its shard of the scored images; top-1 is summed over workers.
 """
@@ -50,7 +51,12 @@ def classifier_worker(job: dict[str, Any]) -> None:
     linear = job["mode"] == "linear"
 
     splits = load_splits(cfg.data)
-    fit_set = Subset(splits.train, job["fit_indices"])
+    a = cfg.augment
+    crop_scale, crop_ratio = tuple(cfg.protocol.crop_scale), tuple(a.crop_ratio)
+    # ImageFolder: crops of the full image, cut by the loader; else cropped on the device.
+    crop_on_device = splits.train_crops is None
+    fit_source = splits.train if crop_on_device else splits.train_crops(crop_scale, crop_ratio)
+    fit_set = Subset(fit_source, job["fit_indices"])
     scored = splits.test if job["score_split"] == "test" else splits.train
     score_indices = job["score_indices"] or list(range(len(scored)))
 
@@ -78,9 +84,8 @@ def classifier_worker(job: dict[str, Any]) -> None:
                                  seed=job["seed"])
     loader = DataLoader(fit_set, batch_size=batch_size, sampler=sampler,
                         num_workers=cfg.data.loader_workers)
-    a = cfg.augment
     crop_flip = ViewParams(
-        crop_scale=tuple(cfg.protocol.crop_scale), crop_ratio=tuple(a.crop_ratio),
+        crop_scale=crop_scale, crop_ratio=crop_ratio,
         flip_p=a.flip_p, jitter_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
         grey_p=0.0, blur_p=0.0, blur_sigma=(0.1, 2.0), solarize_p=0.0,
     )
@@ -99,7 +104,7 @@ def classifier_worker(job: dict[str, Any]) -> None:
         for images, labels in loader:
             for group in optimizer.param_groups:
                 group["lr"] = job["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
-            x = augment(images.to(device))
+            x = augment(images.to(device), crop=crop_on_device)
             if linear:
                 with torch.no_grad():
                     x = encoder(x)

@@ -165,6 +165,24 @@ def test_eval_view_equals_resize_then_centre_crop(tmp_path, size):
     assert (view.float() - expected.float()).abs().mean() < 2.0
 
 
+def test_protocol_training_crops_come_from_the_full_image(tmp_path):
+    """The linear / fine-tune protocols train on random crops of the whole image: on a wide
+    ramp they reach the left and right edges, which the centre view never shows; capped splits
+    keep `train` and its crops item for item."""
+    write_jpeg_folder(tmp_path, sizes=[(800, 200)], per_class=3)
+    cfg = DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=32, max_eval_images=4)
+    splits = load_splits(cfg)
+    crops = splits.train_crops(SCALE, RATIO)
+    assert len(crops) == len(splits.train) == 4
+    assert [crops[i][1] for i in range(4)] == [splits.train[i][1] for i in range(4)]
+    torch.manual_seed(0)
+    red = torch.stack([crops[0][0][0].float() for _ in range(60)])  # red = 255 x / width
+    centre = splits.train[0][0][0].float()
+    assert centre.min() > 60 and centre.max() < 195  # the centre square of an 800 x 200 image
+    assert red.amin(dim=(1, 2)).min() < 30 and red.amax(dim=(1, 2)).max() > 225
+    assert len({float(r.mean()) for r in red}) > 50  # a new crop each time
+
+
 def test_two_views_are_independent_crops_of_one_decode(tmp_path):
     write_jpeg_folder(tmp_path, per_class=3)
     splits = load_splits(DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=32))
