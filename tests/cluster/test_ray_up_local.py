@@ -1,16 +1,22 @@
 """`ray up` / `ray submit` / `ray down` of cluster/local.yaml, for real, on this machine.
 
-The cluster is one head node reached over SSH at 127.0.0.1: an sshd that the test starts on a
-free port, in a PID namespace of its own, with its own HOME and Ray temp folder. So the yaml's
-`ray stop` (and `ray down`'s) sees and stops only this cluster's Ray, not other Ray instances
-on the machine, and stopping sshd ends every process the cluster started (Ray, MLflow) even
-when the test fails. The yaml is used as written except for what points it at this machine:
-addresses and ports, SSH auth, and the checkout's virtual environment instead of a new one.
+The cluster is one head node at this machine's own network address (not loopback), as a user
+would write it in `head_ip`: Ray advertises that address, MLflow listens on it, and the trials
+reach MLflow through it, so the server's `--allowed-hosts` and `ray up`'s readiness probe are
+exercised as on a real cluster (issue 13: on a head whose address MLflow did not allow, every
+trial got 403 while `ray up` reported success). It is reached over SSH: an sshd that the test
+starts on a free port of that address, in a PID namespace of its own, with its own HOME and Ray
+temp folder. So the yaml's `ray stop` (and `ray down`'s) sees and stops only this cluster's Ray,
+not other Ray instances on the machine, and stopping sshd ends every process the cluster started
+(Ray, MLflow) even when the test fails. The yaml is used as written except for what points it at
+this machine: the head's address and ports, SSH auth, and the checkout's virtual environment
+instead of a new one. Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import socket
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import ray.util
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -45,41 +52,57 @@ RAY_PORT_FLAGS = ("dashboard-port", "dashboard-agent-listen-port", "dashboard-ag
 class Node:
     """The SSH-reachable head node: where its sshd listens and what it keeps where."""
 
+    address: str
     port: int
     key: Path
     home: Path
     ray_tmp: Path
 
 
+def _machine_address() -> str:
+    """The address Ray advertises for a node on this machine, as the yaml's head takes it: one
+    of the machine's own non-loopback IPv4 addresses (skips the test on a machine with none)."""
+    own = {
+        addr.address for addrs in psutil.net_if_addrs().values() for addr in addrs
+        if addr.family == socket.AF_INET and not ipaddress.ip_address(addr.address).is_loopback
+    }
+    if not own:
+        pytest.skip("this machine has no non-loopback IPv4 address for the head to advertise")
+    picked = ray.util.get_node_ip_address()
+    assert picked in own, f"Ray advertises {picked}, not one of this machine's addresses {own}"
+    return picked
+
+
 def _free_ports(n: int) -> list[int]:
+    """Ports free on every address of the machine."""
     sockets = [socket.socket() for _ in range(n)]
     try:
         for s in sockets:
-            s.bind(("127.0.0.1", 0))
+            s.bind(("", 0))
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
             s.close()
 
 
-def _wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def _wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
+        if proc.poll() is not None:
             raise RuntimeError(f"exited with status {proc.returncode}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:g} s")
 
 
-def _port_closed(port: int, timeout: float) -> bool:
+def _port_closed(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            socket.create_connection((host, port), timeout=1).close()
         except OSError:
             return True
         time.sleep(0.5)
@@ -88,7 +111,8 @@ def _port_closed(port: int, timeout: float) -> bool:
 
 @pytest.fixture
 def ssh_node(tmp_path):
-    """An sshd on 127.0.0.1 in its own PID namespace, logging root in with a fresh key."""
+    """An sshd on the machine's address in its own PID namespace, logging root in with a
+    fresh key."""
     if not Path(SSHD).exists() or not shutil.which("rsync"):
         pytest.skip("needs sshd and rsync: apt-get install openssh-server rsync")
     if os.geteuid() != 0:
@@ -97,6 +121,7 @@ def ssh_node(tmp_path):
                            capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"sshd cannot get a PID namespace here: {probe.stderr.strip()}")
+    address = _machine_address()
     # HOME and the Ray temp folder live under a short path: Ray's unix sockets go below it.
     node_dir = Path(tempfile.mkdtemp(prefix="byolray-"))
     home, ray_tmp = node_dir / "home", node_dir / "tmp"
@@ -111,10 +136,8 @@ def ssh_node(tmp_path):
                            check=True)
         (port,) = _free_ports(1)
         config = tmp_path / "sshd_config"
-        # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps Ray's node address at 127.0.0.1 (a
-        # one-machine cluster), which Ray otherwise moves to the machine's network address.
         config.write_text(f"""\
-ListenAddress 127.0.0.1
+ListenAddress {address}
 Port {port}
 HostKey {tmp_path / "host_key"}
 AuthorizedKeysFile {tmp_path / "id_ed25519.pub"}
@@ -125,8 +148,8 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PrintMotd no
-SetEnv HOME={home} RAY_TMPDIR={ray_tmp} RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \
-RAY_USAGE_STATS_ENABLED=0 DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
+SetEnv HOME={home} RAY_TMPDIR={ray_tmp} RAY_USAGE_STATS_ENABLED=0 \
+DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
 """)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         log = open(tmp_path / "sshd.log", "w")  # noqa: SIM115 - closed at teardown
@@ -138,10 +161,10 @@ RAY_USAGE_STATS_ENABLED=0 DO_NOT_TRACK=true MLFLOW_DISABLE_TELEMETRY=true
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
-            _wait_for_port(port, 20, sshd)
+            _wait_for_port(address, port, 20, sshd)
         except (RuntimeError, TimeoutError) as error:
             pytest.fail(f"sshd did not start ({error}): {(tmp_path / 'sshd.log').read_text()}")
-        yield Node(port, tmp_path / "id_ed25519", home, ray_tmp)
+        yield Node(address, port, tmp_path / "id_ed25519", home, ray_tmp)
     finally:
         if sshd is not None:
             _stop_namespace(sshd)
@@ -169,7 +192,7 @@ def _stop_namespace(unshare: subprocess.Popen) -> None:
 
 
 def _cluster_yaml(node: Node, tmp_path: Path, ray_port: int, mlflow_port: int) -> Path:
-    """cluster/local.yaml pointed at the test's node: 127.0.0.1, free ports, this checkout."""
+    """cluster/local.yaml pointed at the test's node: its address, free ports, this checkout."""
     text = (ROOT / "cluster" / "local.yaml").read_text()
     ports = zip(RAY_PORT_FLAGS, _free_ports(len(RAY_PORT_FLAGS)), strict=True)
     extra_ports = " ".join(f"--{flag}={port}" for flag, port in ports)
@@ -187,11 +210,11 @@ def _cluster_yaml(node: Node, tmp_path: Path, ray_port: int, mlflow_port: int) -
         text = text.replace(old, new)
     config = yaml.safe_load(text)
     config["cluster_name"] = f"byol-ray-test-{uuid.uuid4().hex[:8]}"
-    config["provider"].update(head_ip="127.0.0.1", worker_ips=[])
+    config["provider"].update(head_ip=node.address, worker_ips=[])
     config["auth"] = {
         "ssh_user": "root",
         "ssh_private_key": str(node.key),
-        "ssh_proxy_command": f"{sys.executable} {RELAY} 127.0.0.1 {node.port}",
+        "ssh_proxy_command": f"{sys.executable} {RELAY} {node.address} {node.port}",
     }
     # The last setup command writes the node's environment; the others create a virtual
     # environment and install the project, which the checkout's environment already has.
@@ -260,12 +283,18 @@ class Launcher:
 
 
 def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tmp_path):
+    head = ssh_node.address
     ray_port, mlflow_port = _free_ports(2)
+    tracking_uri = f"http://{head}:{mlflow_port}"
     cluster = _cluster_yaml(ssh_node, tmp_path, ray_port, mlflow_port)
     launcher = Launcher(tmp_path, ssh_node)
     try:
         code, out = launcher.run("up", "up", "-y", str(cluster), timeout=240)
         assert code == 0, launcher.explain(out)
+        # The yaml took the head's address from Ray, and its MLflow server listens there only.
+        env = (ssh_node.home / "byol-ray.env").read_text()
+        assert f"BYOL_RAY_HEAD={head} " in env, env
+        assert _port_closed("127.0.0.1", mlflow_port, 0.1), "MLflow listens on 127.0.0.1 too"
 
         # A sweep that this cluster can never hold stops at once, naming what it lacks.
         code, out = launcher.run(
@@ -281,9 +310,9 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
             "--only", "'random-init*'", "--set", "train.epochs=1", timeout=240,
         )
         assert code == 0, launcher.explain(out)
-        assert f"Ray cluster at address: 127.0.0.1:{ray_port}" in out, launcher.explain(out)
+        assert f"Ray cluster at address: {head}:{ray_port}" in out, launcher.explain(out)
 
-        client = MlflowClient(f"http://127.0.0.1:{mlflow_port}")
+        client = MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name("batch_size/cpu-mini")
         assert experiment is not None, "no batch_size/cpu-mini experiment on the head's MLflow"
         runs = client.search_runs([experiment.experiment_id])
@@ -303,13 +332,15 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
         store = ssh_node.home / "byol-ray-mlflow"
         assert (store / "mlflow.db").is_file()
         assert list((store / "artifacts").rglob("config.yaml"))
+        # Every call, the trials' included, came with a Host header the server allows.
+        assert "invalid Host header" not in (store / "server.log").read_text()
 
         # Ray's worker processes inherit the address from the raylet, started by the yaml.
         raylets = [proc for proc in _node_processes(ssh_node) if proc.name() == "raylet"]
         assert len(raylets) == 1, raylets
-        assert raylets[0].environ()["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{mlflow_port}"
+        assert raylets[0].environ()["MLFLOW_TRACKING_URI"] == tracking_uri
     finally:
         code, out = launcher.run("down", "down", "-y", str(cluster), timeout=90)
         shutil.rmtree(_ssh_control_dir(cluster), ignore_errors=True)
     assert code == 0, launcher.explain(out)
-    assert _port_closed(ray_port, 20), "Ray's GCS still listens after `ray down`"
+    assert _port_closed(head, ray_port, 20), "Ray's GCS still listens after `ray down`"
