@@ -1,0 +1,88 @@
+"""`ray up`'s MLflow readiness probe, as the launcher configs write it, against a real server.
+
+Issue 13: on a head whose address MLflow's Host-header check did not allow, every API call of
+the trials got `403 Invalid Host header` while `ray up` reported success, because its probe
+asked /health, which MLflow exempts from the check. Here a real `mlflow server` on 127.0.0.1
+allows `localhost:*` only, so a head advertised as 127.0.0.1 is one it does not list: each
+config's probe, run as `ray up` runs it (bash, the head's HOME holding the server's log), must
+fail naming the 403, where /health answers 200; and pass at an address the server allows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+PROBE_URL = "/api/2.0/mlflow/experiments/search"
+
+
+def _probes() -> dict[str, str]:
+    """Each launcher config's readiness probe: the head command that asks MLflow's API."""
+    probes = {}
+    for path in sorted(CLUSTER.glob("*.yaml")):
+        commands = yaml.safe_load(path.read_text())["head_start_ray_commands"]
+        [probe] = [c for c in commands if PROBE_URL in c and "mlflow server" not in c]
+        probes[path.name] = probe
+    return probes
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory):
+    """A head's HOME with a real MLflow server on 127.0.0.1 that allows `localhost:*` only
+    (its log where the configs keep it); yields (HOME, port)."""
+    home = tmp_path_factory.mktemp("head")
+    store = home / "byol-ray-mlflow"
+    store.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open(store / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+             "--port", str(port), "--allowed-hosts", "localhost:*", "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+             "--artifacts-destination", str(store / "artifacts")],
+            cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+    try:
+        yield home, port
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def _run_probe(probe: str, home: Path, tracking_uri: str) -> subprocess.CompletedProcess:
+    """The probe as `ray up` runs it on the head: in bash, `python` the cluster's."""
+    env = {**os.environ, "HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("config", _probes())
+def test_the_readiness_probe_fails_ray_up_on_a_head_address_mlflow_refuses(head, config):
+    home, port = head
+    probe = _probes()[config]
+    # The probe waits for the server to start, then gets its answer for the head's address.
+    refused = _run_probe(probe, home, f"http://127.0.0.1:{port}")
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0, output
+    assert f"MLflow refuses http://127.0.0.1:{port}{PROBE_URL}: HTTP 403" in output, output
+    assert "Invalid Host header" in output, output
+    # ... and `ray up` shows the server's own log, which names the refused Host header.
+    assert f"Rejected request with invalid Host header: 127.0.0.1:{port}" in output, output
+    # What the probe used to ask: MLflow answers it for any Host, so it let the bug through.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as health:
+        assert health.status == 200
+    # The same server at an address it allows: the probe passes.
+    allowed = _run_probe(probe, home, f"http://localhost:{port}")
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
