@@ -30,7 +30,7 @@ from byol_ray.config import Config, ConfigError, SegmentConfig, from_dict, to_di
 from byol_ray.data.voc import check_voc
 from byol_ray.protocols import detect, segment
 from byol_ray.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
-from byol_ray.train.loop import mean_over_workers
+from byol_ray.train.loop import mean_over_workers, with_sync_batchnorm
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
 
@@ -137,8 +137,7 @@ def dense_worker(loop_config: dict[str, Any]) -> None:
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.train.seed)  # identical new heads on every worker
     model = task.build_model(ray.get(loop_config["encoder"]), settings)
-    if device.type == "cuda" and world > 1:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = with_sync_batchnorm(model, device, world)
     ddp = ray.train.torch.prepare_model(model)
     seed = cfg.train.seed * 1000 + rank + 1  # each worker its own crops and scales
     torch.manual_seed(seed)

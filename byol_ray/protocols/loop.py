@@ -36,7 +36,7 @@ from byol_ray.config import from_dict
 from byol_ray.data import BatchAugment, ViewParams, eval_transform, load_splits
 from byol_ray.eval import shard_indices
 from byol_ray.models import build_encoder
-from byol_ray.train.loop import mean_over_workers
+from byol_ray.train.loop import mean_over_workers, with_sync_batchnorm
 
 
 def classifier_worker(job: dict[str, Any]) -> None:
@@ -73,8 +73,8 @@ def classifier_worker(job: dict[str, Any]) -> None:
             head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), layer)
         encoder.requires_grad_(False).eval()
         trained: nn.Module = head
-    else:
-        trained = nn.Sequential(encoder, head)
+    else:  # [P App. C.2]: the whole network learns; BN statistics over the global batch
+        trained = with_sync_batchnorm(nn.Sequential(encoder, head), device, world)
     encoder.to(device)
     model = ray.train.torch.prepare_model(trained)
     torch.manual_seed(job["seed"] * 1000 + rank + 1)  # each worker its own crops

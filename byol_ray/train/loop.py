@@ -49,8 +49,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     splits = load_splits(cfg.data, cfg.augment)
     layout = torch.channels_last if cfg.train.channels_last else torch.preserve_format
     method = build_method(cfg).to(device, memory_format=layout)
-    if device.type == "cuda" and world > 1:
-        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    method = with_sync_batchnorm(method, device, world)
     is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
     model = ray.train.torch.prepare_model(method) if is_training else method
     torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # each worker its own augmentations
@@ -199,6 +198,15 @@ def in_layout(views: tuple[torch.Tensor, ...], layout: torch.memory_format
 def _due(epoch: int, every: int, last: int) -> bool:
     """Whether a periodic action (eval, checkpoint) runs after `epoch`; always after the last."""
     return epoch == last or (every > 0 and epoch % every == 0)
+
+
+def with_sync_batchnorm(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    """BatchNorm statistics over the global batch on several GPUs (SyncBN, as SimCLR's and
+    DeepMind's multi-device BYOL runs compute them), so per-GPU batch size does not change the
+    normalisation; unchanged on the CPU (gloo runs are tests and miniatures) or one worker."""
+    if device.type == "cuda" and world > 1:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
 def mean_over_workers(value: torch.Tensor, world: int) -> float:
