@@ -1,5 +1,6 @@
 """Where one training step of a preset spends its time: augmentation, forward + backward, the
-optimiser step and the EMA, each timed alone (synchronised), then torch.profiler's top ops.
+optimiser step and the EMA, each timed alone (synchronised), the LARS step's two ways side by
+side (`torch._foreach_*` against one parameter at a time), then torch.profiler's top ops.
 
     python benchmarks/profile_step.py --preset cifar10 --batch 256 [--amp --channels-last]
 
@@ -17,6 +18,7 @@ import torch
 from contenders import Ours, StepOptions, Views, _sync
 from torch.profiler import ProfilerActivity, profile
 
+from byol_ray.optim import LARS
 from byol_ray.presets import get_preset
 
 
@@ -69,6 +71,67 @@ def top_ops(ours: Ours, views: Views, images: torch.Tensor, steps: int, rows: in
     return table
 
 
+def lars_foreach_vs_per_parameter(ours: Ours, views: Views, images: torch.Tensor,
+                                  blocks: int, steps: int) -> dict:
+    """Milliseconds per LARS step with `torch._foreach_*` and one parameter at a time, on
+    the device and on one-element tensors (the host's part alone).
+
+    One backward pass leaves gradients that both then step with, in alternating blocks of
+    `steps` steps; the ratio of each pair of neighbouring blocks cancels the machine's drift.
+    """
+    if not hasattr(ours.optimizer, "foreach"):
+        raise ValueError(f"the preset's optimiser is {type(ours.optimizer).__name__}, not LARS")
+    device = images.device
+    with ours._autocast(device):
+        ours.forward(*(ours._input(v) for v in views(images)))["loss"].backward()
+    result = _alternate_lars(ours.optimizer, device, blocks, steps)
+    ours.optimizer.zero_grad(set_to_none=True)
+    host = _one_element_twin(ours.optimizer)
+    result["host"] = _alternate_lars(host, torch.device("cpu"), blocks, steps)
+    return result
+
+
+def _one_element_twin(optimizer: torch.optim.Optimizer) -> LARS:
+    """A LARS with the same groups and number of tensors, each of one element: its step
+    does next to no arithmetic, so its time is what the host spends issuing the ops (what
+    bounds a small model's optimiser step on a GPU, before kernel launches)."""
+    generator = torch.Generator().manual_seed(0)
+    groups = []
+    for group in optimizer.param_groups:
+        tiny = [torch.nn.Parameter(torch.randn(1, generator=generator)) for _ in group["params"]]
+        for p in tiny:
+            p.grad = torch.randn(1, generator=generator)
+        groups.append({k: v for k, v in group.items() if k != "params"} | {"params": tiny})
+    return LARS(groups, lr=optimizer.defaults["lr"])
+
+
+def _alternate_lars(optimizer: torch.optim.Optimizer, device: torch.device, blocks: int,
+                    steps: int) -> dict[str, float | int]:
+    """ms per step of `optimizer` (a LARS) with foreach on and off, in alternating blocks."""
+    ms: dict[bool, list[float]] = {True: [], False: []}
+    chosen = optimizer.foreach
+    for _ in range(blocks + 1):  # the first block of each is a warm-up
+        for foreach in (True, False):
+            optimizer.foreach = foreach
+            _sync(device)
+            started = time.perf_counter()
+            for _ in range(steps):
+                optimizer.step()
+            _sync(device)
+            ms[foreach].append(1000 * (time.perf_counter() - started) / steps)
+    optimizer.foreach = chosen
+    speedups = sorted(b / a for a, b in zip(ms[True][1:], ms[False][1:], strict=True))
+    return {"foreach_ms": _median(ms[True][1:]), "per_parameter_ms": _median(ms[False][1:]),
+            "speedup_median": _median(speedups), "speedup_min": speedups[0],
+            "speedup_max": speedups[-1],
+            "tensors": sum(len(g["params"]) for g in optimizer.param_groups)}
+
+
+def _median(values: list[float]) -> float:
+    ordered, mid = sorted(values), len(values) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +143,8 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--lars-blocks", type=int, default=9,
+                        help="alternating blocks of the foreach / per-parameter LARS timing")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -101,9 +166,15 @@ def main() -> None:
     print(f"{label}: {step:.1f} ms per step ({1000 * args.batch / step:.0f} img/s)")
     for part, ms in parts.items():
         print(f"  {part:18s} {ms:8.2f} ms  {100 * ms / step:5.1f}%")
+    lars = lars_foreach_vs_per_parameter(ours, views, images, args.lars_blocks, steps=10)
+    for where, r in ((f"on {device}", lars), ("host only (1-element tensors)", lars["host"])):
+        print(f"LARS step, {r['tensors']} tensors, {where}: foreach {r['foreach_ms']:.2f} ms, "
+              f"per parameter {r['per_parameter_ms']:.2f} ms: per parameter / foreach "
+              f"x{r['speedup_median']:.2f} (blocks {r['speedup_min']:.2f} to "
+              f"{r['speedup_max']:.2f})")
     print(top_ops(ours, views, images, steps=2, rows=args.rows))
     if args.json:
-        args.json.write_text(json.dumps({"label": label, "ms": parts}, indent=1))
+        args.json.write_text(json.dumps({"label": label, "ms": parts, "lars": lars}, indent=1))
 
 
 if __name__ == "__main__":
