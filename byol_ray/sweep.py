@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from byol_ray.config import Config, ConfigError, apply_overrides, to_dict, validate
+from byol_ray.pause_points import pause_point
 from byol_ray.presets import get_preset
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
@@ -272,18 +273,25 @@ def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
 
 def _attach_child_runs(trials: list[Trial], parent_id: str, uri: str, grid: Grid,
                        options: SweepOptions, name: str) -> None:
-    """Give every trial its child run: the existing one (resume) or a new SCHEDULED one."""
+    """Give every trial its child run: the existing one (resume) or a new SCHEDULED one. The
+    run is created with its `trial` tag in one call, so a killed driver leaves at most one run
+    per trial, which a resume finds and finishes describing."""
     from byol_ray import tracking
 
     existing = tracking.child_runs(uri, experiment_name(grid, options.preset), parent_id)
     for t in trials:
         if t.key in existing:
-            t.run_id, t.status = existing[t.key].run_id, existing[t.key].status
+            run = existing[t.key]
+            t.run_id, t.status = run.run_id, run.status
+            if t.status != "FINISHED" and not tracking.is_described(run, t.cfg):
+                tracking.describe_run(uri, t.run_id, t.cfg)
             continue
-        t.run_id = tracking.start_run(t.cfg, uri, parent_run_id=parent_id, tags={
+        t.run_id = tracking.start_run(t.cfg, uri, parent_run_id=parent_id, describe=False, tags={
             "role": "trial", "sweep": name, "grid": grid.name, "trial": t.key,
             "seed": str(t.seed), "ablation": t.cell.ablation, "ablation_value": t.cell.value,
         })
+        pause_point("trials-start")
+        tracking.describe_run(uri, t.run_id, t.cfg)
         tracking.set_status(uri, t.run_id, "SCHEDULED")
         t.status = "SCHEDULED"
 
@@ -292,6 +300,7 @@ def _end_parent(parent_id: str, uri: str, trials: list[Trial]) -> None:
     """FINISHED once every trial ran; failed trials are counted in a tag."""
     from byol_ray import tracking
 
+    pause_point("parent-closing")
     tracking.end_sweep_run(uri, parent_id, sum(t.status == "FAILED" for t in trials))
 
 

@@ -112,26 +112,41 @@ def start_run(
     tracking_uri: str,
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
+    describe: bool = True,
 ) -> str:
-    """Create a RUNNING MLflow run holding the config as params, tags and an artifact."""
+    """Create a RUNNING MLflow run holding the config as params, tags and an artifact
+    (`describe=False`: tags only; the caller calls `describe_run`)."""
     client = MlflowClient(tracking_uri)
     experiment_id = experiment_id_for(client, cfg.tracking.experiment)
     all_tags = {"method": cfg.method.name, "preset": cfg.preset, **(tags or {})}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     run = client.create_run(experiment_id, run_name=cfg.tracking.run_name or None, tags=all_tags)
-    run_id = run.info.run_id
-    params = [
+    if describe:
+        describe_run(tracking_uri, run.info.run_id, cfg)
+    return run.info.run_id
+
+
+def describe_run(tracking_uri: str, run_id: str, cfg: Config) -> None:
+    """Log the config as `config.yaml`, then as params. A run that holds all of them is
+    described (`is_described`); the calls can be repeated (the same param value again is
+    accepted), which a sweep resumed after its driver was killed mid-description relies on."""
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        client.log_artifact(run_id, str(path))
+    params = [  # last: a run holding every param is fully described
         mlflow.entities.Param(key, str(value)[:_MAX_PARAM_LENGTH])
         for key, value in flatten(cfg).items()
     ]
     for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
         client.log_batch(run_id, params=params[i : i + 100])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        client.log_artifact(run_id, str(path))
-    return run_id
+
+
+def is_described(run: RunRecord, cfg: Config) -> bool:
+    """Whether `describe_run` completed for this run (every param of the config is there)."""
+    return set(flatten(cfg)) <= set(run.params)
 
 
 def experiment_id_for(client: MlflowClient, name: str) -> str:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from byol_ray.cli import main
 from byol_ray.config import AUGMENT_RECIPES
+from byol_ray.pause_points import PAUSE_ENV
 from byol_ray.sweep import SweepOptions, SweepResult, mark_twins, plan
 from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
 
@@ -96,13 +97,32 @@ def test_a_bad_override_stops_the_sweep_before_ray_starts():
 # --------------------------------------------------------------------------- real sweeps
 
 
-def _sweep(tmp_path: Path, *args: str, **popen) -> subprocess.Popen:
+def _sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
          "--storage", str(tmp_path / "ray"), *args],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen)
+        start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
+    """Run the sweep until its driver reaches pause point `point` (byol_ray/pause_points.py),
+    then SIGKILL the driver's process group (the driver and the local Ray cluster it
+    started). Returns the driver's output."""
+    marker = tmp_path / f"paused-at-{point}"
+    driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
+    deadline = time.monotonic() + 400
+    while not marker.exists():
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, f"the driver never reached {point!r}"
+        time.sleep(0.2)
+    assert int(marker.read_text()) == driver.pid
+    os.killpg(driver.pid, signal.SIGKILL)
+    out, _ = driver.communicate()
+    marker.unlink()
+    assert driver.returncode == -signal.SIGKILL, out[-3000:]
+    return out
 
 
 def _runs(tmp_path: Path):
@@ -190,19 +210,46 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_a_diverging_trial_fails_in_mlflow_and_the_sweep_goes_on(tmp_path):
-    driver = _sweep(tmp_path, "--only", "random-init", "--only", "byol-tau_base=0.99-s0",
-                    "--set", "optim.name=sgd", "--set", "optim.base_lr=1e30",
-                    "--set", "train.epochs=2")
+def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_parent_closes(
+        tmp_path):
+    """A diverging trial ends FAILED and the sweep goes on. The driver is SIGKILLed twice at
+    pause points: once while the trials' child runs are being created (the first one exists,
+    its params not logged yet, the second not created), and on `--resume` once every trial
+    has ended but the parent run is not closed. Each `--resume` runs only what is not
+    FINISHED, under the same parent and child runs, and the parent ends FINISHED with
+    failed_trials=1."""
+    byol, args = "byol-tau_base=0.99-s0", (
+        "--only", "random-init", "--only", "byol-tau_base=0.99-s0", "--set", "optim.name=sgd",
+        "--set", "optim.base_lr=1e30", "--set", "train.epochs=2")
+
+    _kill_driver_at("trials-start", tmp_path, *args)
+    _, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "RUNNING"
+    assert [c.data.tags["trial"] for c in children] == [byol] and not children[0].data.params
+    parent_id, byol_run_id = parents[0].info.run_id, children[0].info.run_id
+
+    out = _kill_driver_at("parent-closing", tmp_path, *args, "--resume")
+    assert "2 trials: 0 finished before, 2 to run" in out and f"FAILED {byol}" in out
+    _, parents, children = _runs(tmp_path)
+    assert [p.info.run_id for p in parents] == [parent_id]
+    assert parents[0].info.status == "RUNNING"  # killed before it was closed
+    status = {c.data.tags["trial"]: c for c in children}
+    assert len(children) == 2 and status[byol].info.run_id == byol_run_id
+    assert status["random-init"].info.status == "FINISHED"
+    failed = status[byol]
+    assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["failure_reason"]
+    assert failed.data.params["method.name"] == "byol"  # described on resume
+
+    driver = _sweep(tmp_path, *args, "--resume")
     out, _ = driver.communicate(timeout=400)
     assert driver.returncode == 1, out[-4000:]
+    assert "2 trials: 1 finished before, 1 to run" in out and f"FAILED {byol}" in out
     _, parents, children = _runs(tmp_path)
-    status = {c.data.tags["trial"]: c for c in children}
-    assert status["random-init"].info.status == "FINISHED"
-    failed = status["byol-tau_base=0.99-s0"]
-    assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["failure_reason"]
-    assert parents[0].data.tags["failed_trials"] == "1"
-    assert "FAILED byol-tau_base=0.99-s0" in out
+    assert [p.info.run_id for p in parents] == [parent_id]
+    assert parents[0].info.status == "FINISHED" and parents[0].data.tags["failed_trials"] == "1"
+    assert sorted((c.data.tags["trial"], c.info.run_id, c.info.status) for c in children) == [
+        (byol, byol_run_id, "FAILED"),
+        ("random-init", status["random-init"].info.run_id, "FINISHED")]
 
 
 @pytest.mark.slow
