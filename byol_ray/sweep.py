@@ -166,6 +166,7 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     their trials share the cluster's slots, so none idles while a grid's last trials finish.
     Every config and the tracking store are checked before Ray starts."""
     from byol_ray import tracking
+    from byol_ray.train.cluster_watch import exit_if_cluster_lost
     from byol_ray.train.trainer import check_resources, connect, preflight
 
     plans = [(grid, options, plan(grid, options)) for grid, options in jobs]
@@ -202,7 +203,8 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
         groups.append((todo, name, parent_id, uri))
     started = time.perf_counter()
     if any(todo for todo, *_ in groups):
-        _tune(groups, jobs[0][1])
+        with exit_if_cluster_lost(_after_cluster_lost(jobs[0][1]), label="sweep"):
+            _tune(groups, jobs[0][1])
     trials_s = time.perf_counter() - started
     _share_twins(plans, uris)
     results = []
@@ -213,6 +215,16 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
         results.append(SweepResult(name, experiment_name(grid, options.preset), parent_id, uri,
                                    trials, seconds))
     return results
+
+
+def _after_cluster_lost(options: SweepOptions) -> str:
+    """What to do when the sweep's Ray cluster is lost mid-sweep (`exit_if_cluster_lost`)."""
+    from byol_ray.train.trainer import absolute_storage
+
+    storage = absolute_storage(options.storage or "~/ray_results")
+    return ("its trials stopped. Start a Ray cluster again and rerun the same command with "
+            f"--resume: finished trials are kept, the others continue from their checkpoints "
+            f"in {storage}")
 
 
 def _config_key(cfg: Config) -> str:

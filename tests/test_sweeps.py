@@ -1,10 +1,17 @@
 """Sweeps: the cells each grid defines, and real Tune sweeps tracked in MLflow."""
 
+import json
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -263,6 +270,99 @@ def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path):
     out, _ = driver.communicate(timeout=120)
     assert driver.returncode == 2, out[-3000:]
     assert "scaling.num_workers: 64 workers x 0.5 CPUs need 32 CPUs" in out
+
+
+# Ray's ports that default to fixed numbers, shared with other Ray clusters on this machine.
+RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port",
+                  "dashboard-agent-grpc-port", "ray-client-server-port", "metrics-export-port",
+                  "runtime-env-agent-port", "node-manager-port", "object-manager-port")
+
+
+@contextmanager
+def _ray_start_head() -> Iterator[subprocess.Popen]:
+    """`ray start --head --block` of this test's own (free ports, its own temp dir), in a
+    process group of its own: every process of the cluster (GCS, raylet, dashboard, Tune and
+    Train workers) is in it. Yields the `ray start` process; its address is `.address`."""
+    folder = Path(tempfile.mkdtemp(prefix="byol-ray-cluster-")) / "ray"  # short: Ray's socket paths
+    sockets = [socket.socket() for _ in RAY_PORT_FLAGS]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    log = folder.parent / "ray-start.log"
+    cluster = subprocess.Popen(
+        ["ray", "start", "--head", "--block", f"--temp-dir={folder}", "--num-cpus=2",
+         "--include-dashboard=false", "--object-store-memory=200000000",
+         *(f"--{flag}={port}" for flag, port in zip(RAY_PORT_FLAGS, ports, strict=True))],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=folder.parent, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
+                                                        f"{os.environ['PATH']}"})
+    try:
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert cluster.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        cluster.address = (folder / "ray_current_cluster").read_text().strip()
+        yield cluster
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(cluster.pid, signal.SIGKILL)
+        cluster.wait()
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def _registered_checkpoint_epoch(storage: Path, driver: subprocess.Popen) -> int:
+    """The epoch of the first checkpoint Ray Train's controller registered (its snapshot
+    file: what a restarted run continues from), waiting for it while the driver runs."""
+    deadline = time.monotonic() + 400
+    while True:
+        assert driver.poll() is None, driver.stdout.read()
+        assert time.monotonic() < deadline, "Ray registered no checkpoint in time"
+        for snapshot in storage.rglob("checkpoint_manager_snapshot.json"):
+            with suppress(OSError, ValueError):  # being written
+                latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
+                if latest:
+                    return int(latest["metrics"]["epoch"])
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_a_lost_ray_cluster_stops_the_sweep_clearly_and_resume_continues_on_a_new_one(
+        tmp_path):
+    """The sweep joins a `ray start --head` cluster; once a checkpoint is registered the
+    cluster is killed as `ray stop --force` would (SIGKILL of every process of it). Not `ray
+    stop --force` itself: it kills every Ray process of the machine's user, found by process
+    name, whichever cluster they belong to (other jobs' on this shared machine), so the test
+    SIGKILLs exactly its own cluster's process group. The sweep exits 1 with one clear line;
+    `--resume` on a new cluster continues the trial from its checkpoint in --storage."""
+    trial = "byol-tau_base=0.99-s0"
+    args = ("--only", trial, "--set", "train.checkpoint_every=2")  # the preset's 20 epochs
+    with _ray_start_head() as cluster:
+        driver = _sweep(tmp_path, *args, "--address", cluster.address)
+        registered = _registered_checkpoint_epoch(tmp_path / "ray", driver)
+        os.killpg(cluster.pid, signal.SIGKILL)
+        out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 1, out[-4000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("[sweep] error: lost the Ray cluster (its GCS at "), out[-4000:]
+    assert "rerun the same command with --resume" in last and str(tmp_path / "ray") in last
+
+    with _ray_start_head() as cluster:
+        resumed = _sweep(tmp_path, *args, "--resume", "--address", cluster.address)
+        out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out[-4000:]
+    assert "1 trials: 0 finished before, 1 to run" in out
+    epochs = [int(e) for e in re.findall(r"resumed from checkpoint after epoch (\d+)", out)]
+    assert epochs and all(registered <= epoch < 20 for epoch in epochs), epochs
+    client, parents, children = _runs(tmp_path)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["failed_trials"] == "0"
+    assert [c.data.tags["trial"] for c in children] == [trial]
+    assert children[0].info.status == "FINISHED"
+    run_id = children[0].info.run_id
+    assert [m.step for m in client.get_metric_history(run_id, "baseline/knn_top1")] == [0]
+    assert sorted(m.step for m in client.get_metric_history(run_id, "epoch")) == list(range(21))
 
 
 def test_concurrency_follows_what_the_cluster_fits():

@@ -49,6 +49,7 @@ def connect(address: str | None = None) -> None:
     shared machine that is someone else's."""
     if ray.is_initialized():
         return
+    _use_local_auth_token()
     if address:
         ray.init(address=address)
         return
@@ -60,6 +61,21 @@ def connect(address: str | None = None) -> None:
         except ConnectionError:  # a stale record of a cluster that has stopped
             pass
     ray.init(runtime_env={"env_vars": LOCAL_CLUSTER_ENV})
+
+
+def _use_local_auth_token() -> None:
+    """Send the token in ~/.ray/auth_token if there is one, as `ray start` does: it turns
+    token authentication on when that file exists (the first local `ray.init()` writes it),
+    while `ray.init(address=...)` does not, and the cluster would refuse the driver
+    (InvalidAuthToken). A cluster without authentication accepts the token too. An explicit
+    $RAY_AUTH_MODE is left as it is."""
+    try:  # Ray's own switch for this (what ray.init() uses when it finds a cluster itself)
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _recorded_cluster() -> str | None:
