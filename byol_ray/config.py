@@ -139,6 +139,9 @@ class TrainConfig:
     # NHWC convolutions: x1.56 on the imagenet step in bf16 on an H100/H200 at equal loss,
     # nothing on cifar10's host-bound step (README "The GPU check").
     channels_last: bool = False
+    # torch.compile the training forward (inductor): x1.12 per paired repetition on cifar10's
+    # step on an H200 (one run, spreads up to 49%), so off by default (README "The GPU check").
+    compile: bool = False
     accumulate_steps: int = 1  # batches per optimiser step and target update [P Fig. 3a]
     log_every: int = 1  # epochs between console progress lines
 

@@ -52,6 +52,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     method = with_sync_batchnorm(method, device, world)
     is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
     model = ray.train.torch.prepare_model(method) if is_training else method
+    if is_training and cfg.train.compile:  # the forward only; checkpoints keep `method`'s names
+        model = torch.compile(model)
     torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # each worker its own augmentations
 
     sampler = DistributedSampler(
