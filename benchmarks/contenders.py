@@ -53,6 +53,13 @@ class StepOptions:
         return "+".join(parts)
 
 
+def shipped_options(cfg: Config, device: torch.device) -> StepOptions:
+    """How the training loop runs this config's step on `device` (`train.amp` on CUDA only,
+    `train.channels_last`, `train.compile`): our step "as shipped"."""
+    return StepOptions(amp=cfg.train.amp and device.type == "cuda",
+                       channels_last=cfg.train.channels_last, compile=cfg.train.compile)
+
+
 class Views:
     """The two augmented views of a uint8 batch, as the training loop makes them (T, T')."""
 

@@ -19,6 +19,7 @@ path on the CPU with tiny sizes (CUDA-only parts are skipped), to test the scrip
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import platform
@@ -36,7 +37,16 @@ except ImportError:  # pragma: no cover - only on a bare GPU image
 
 import gpu_correctness
 import torch
-from contenders import Contender, Lightly, Ours, StepOptions, Views, numerics, time_steps
+from contenders import (
+    Contender,
+    Lightly,
+    Ours,
+    StepOptions,
+    Views,
+    numerics,
+    shipped_options,
+    time_steps,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from byol_ray.config import Config
@@ -163,6 +173,13 @@ def step_speed(preset: str, device: torch.device, batch: int, source: int, image
     except ImportError as error:
         report["lightly"] = f"skipped: {error}"
     report["flops_per_step"] = count_flops(first, views, images)
+    if compile_ours:  # one step of each from the same weights on the same views
+        compiled = contenders[f"ours {configs[-1].label()}"]  # not stepped yet: a warm-up
+        eager = Ours(cfg, device, dataclasses.replace(configs[-1], compile=False))
+        losses = [float(c.step(*views(images))) for c in (eager, compiled)]
+        del eager
+        report["compile_numerics"] = {"eager": losses[0], "compiled": losses[1],
+                                      "rel_diff": abs(losses[1] - losses[0]) / abs(losses[0])}
 
     def runner(contender: Contender) -> Callable[[], object]:
         return lambda: contender.step(*views(images))
@@ -181,6 +198,11 @@ def step_speed(preset: str, device: torch.device, batch: int, source: int, image
         if theirs in timings:
             report.setdefault("ours_vs_lightly", {})[options.label()] = {
                 "ratio": timings[ours].median / timings[theirs].median, "target": 1.10}
+    # As shipped: the preset's own settings against lightly as in its example (fp32, eager).
+    shipped, example = f"ours {shipped_options(cfg, device).label()}", "lightly fp32"
+    if shipped in timings and example in timings:
+        report.setdefault("ours_vs_lightly", {})[f"as shipped ({shipped}) vs {example}"] = {
+            "ratio": timings[shipped].median / timings[example].median, "target": 1.10}
     return report
 
 
@@ -231,6 +253,10 @@ def summary(results: dict) -> str:
                 mfu = f"  MFU {100 * c['mfu']:5.1f}%" if "mfu" in c else ""
                 lines.append(f"  {config:34s} {c['median']:10.0f} img/s  spread "
                              f"{100 * c['spread']:4.1f}%  x{c['vs_fp32']:.2f} vs fp32{mfu}")
+            if "compile_numerics" in entry:
+                n = entry["compile_numerics"]
+                lines.append(f"  compiled vs eager, first step's loss: {n['compiled']:.6f} vs "
+                             f"{n['eager']:.6f} (relative difference {n['rel_diff']:.1e})")
             for label, r in entry.get("ours_vs_lightly", {}).items():
                 lines.append(f"  ours/lightly {label}: {r['ratio']:.3f} (target >= {r['target']})")
             for other, n in entry.get("numerics", {}).items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from contenders import (
     Timing,
     Views,
     numerics,
+    shipped_options,
     time_steps,
 )
 
@@ -36,7 +38,8 @@ from byol_ray.presets import get_preset
 
 HERE = Path(__file__).resolve().parent
 # Targets of issue 14: Ray Train's overhead and the margin over lightly's building blocks.
-TARGETS = {"ray_train/plain": 0.97, "ours/lightly": 1.10}
+TARGETS = {"ray_train/plain": 0.97, "ours/lightly": 1.10, "as shipped/lightly": 1.10}
+SHIPPED = "ours as shipped"  # the preset's own settings on this device (`shipped_options`)
 NETWORKS = {  # name: (preset, batch, image size)
     "resnet18-cifar": ("cifar10", 64, 32),
     "cpu-mini": ("cpu-mini", 256, 16),
@@ -75,76 +78,157 @@ def compare_steps(name: str, timing: dict) -> dict:
     def runner(contender: Contender):
         return lambda: contender.step(*views(images))
 
+    shipped = shipped_options(cfg, device)
+    if shipped != StepOptions():  # else "as shipped" is ours at equal settings
+        contenders[SHIPPED] = Ours(cfg, device, shipped)
     timings = time_steps({n: runner(c) for n, c in contenders.items()}, cfg.data.batch_size,
                          device, **timing)
     ratios = {f"ours/{other}": timings["ours"].median / t.median
-              for other, t in timings.items() if other != "ours"}
+              for other, t in timings.items() if other not in ("ours", SHIPPED)}
+    if "lightly" in timings:  # lightly as in its example: fp32, default layout, eager
+        ratios[f"{SHIPPED} ({shipped.label()})/lightly"] = timings.get(
+            SHIPPED, timings["ours"]).median / timings["lightly"].median
     return {"batch": cfg.data.batch_size, "image_size": cfg.data.image_size,
             "encoder": cfg.model.encoder, "numerics": checked, "skipped": skipped,
             "images_per_s": {n: t.summary() for n, t in timings.items()}, "ratios": ratios}
 
 
+class _BlockRunner:
+    """Our step on one network, warmed up, timed a block of steps at a time (images/s)."""
+
+    def __init__(self, name: str, device: torch.device, warmup: int, prepare=None):
+        cfg = network_config(name)
+        self.ours = Ours(cfg, device, StepOptions())
+        if prepare is not None:
+            prepare(self.ours.method)
+        self.views, self.images = Views(cfg, device), _images(cfg).to(device)
+        self.batch, self.device = cfg.data.batch_size, device
+        self.block(warmup)
+
+    @staticmethod
+    def environment() -> dict:
+        """What sets the speed of CPU kernels in this process: threads, CPUs, env vars."""
+        return {"threads": torch.get_num_threads(),
+                "interop_threads": torch.get_num_interop_threads(),
+                "cpus": len(os.sched_getaffinity(0)), "nice": os.nice(0),
+                "env": {k: v for k, v in os.environ.items()
+                        if k.startswith(("OMP_", "MKL_", "KMP_", "LD_PRELOAD", "MALLOC"))}}
+
+    def block(self, steps: int) -> float:
+        t = time_steps({"ours": lambda: self.ours.step(*self.views(self.images))},
+                       self.batch, self.device, warmup=0, reps=1, steps_per_rep=steps)
+        return t["ours"].per_rep[0]
+
+
 def _ray_worker(config: dict) -> None:
     """Ray Train loop: our step as train_worker runs it (prepare_model, the worker's threads),
-    timed with the same harness as the plain loop; reports images/s per repetition."""
+    timing one block of steps per order from the driver's queue until it sends None."""
     import ray.train
     import ray.train.torch
 
     torch.set_num_threads(config["threads"])
-    cfg = network_config(config["network"])
-    device = ray.train.torch.get_device()
-    ours = Ours(cfg, device, StepOptions())
-    ray.train.torch.prepare_model(ours.method)  # one worker: no DDP wrapper, as in the loop
-    views, images = Views(cfg, device), _images(cfg).to(device)
-    timing = time_steps({"ray": lambda: ours.step(*views(images))}, cfg.data.batch_size,
-                        device, **config["timing"])
+    runner = _BlockRunner(config["network"], ray.train.torch.get_device(), config["warmup"],
+                          ray.train.torch.prepare_model)  # one worker: no DDP wrapper
+    orders, results = config["orders"], config["results"]
+    results.put(runner.environment())
+    while (steps := orders.get()) is not None:
+        results.put(runner.block(steps))
     with tempfile.TemporaryDirectory() as folder:  # Train V2 keeps metrics with checkpoints
-        ray.train.report({"per_rep": timing["ray"].per_rep},
-                         checkpoint=ray.train.Checkpoint.from_directory(folder))
+        ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def ray_overhead(name: str, timing: dict, threads: int, blocks: int = 3) -> dict:
-    """Ours in a one-worker Ray Train run vs the plain loop here, both with `threads` threads.
+def _plain_process(conn, network: str, threads: int, warmup: int) -> None:
+    """The same step in a plain Python process (no Ray): one block per order on `conn`,
+    at the niceness of the first message (the Ray worker's)."""
+    os.nice(max(0, conn.recv() - os.nice(0)))
+    torch.set_num_threads(threads)
+    runner = _BlockRunner(network, torch.device("cpu"), warmup)
+    conn.send(runner.environment())
+    while (steps := conn.recv()) is not None:
+        conn.send(runner.block(steps))
 
-    The machine's load drifts, and a Ray run cannot take turns with the plain loop step by
-    step, so they alternate in `blocks` blocks (plain, then a Ray Train run) on one cluster.
+
+def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) -> dict:
+    """Our step inside a one-worker Ray Train run against the same step in a plain process.
+
+    Both are separate processes with `threads` torch threads and the same niceness (Ray
+    starts its workers at nice 15, its `worker_niceness`: on a machine with other work, an
+    un-niced process gets far more CPU, which is the machine's scheduling, not Ray Train's
+    cost per step), warmed up, and they take turns:
+    the driver orders one block of `steps` steps from each in turn (ABBA: who goes first
+    alternates), each timed inside its own process, never both at once. The per-block ratio
+    Ray / plain compares two neighbouring blocks, so the machine's drifting load cancels
+    except within a block; the median ratio over `blocks` blocks is reported with its
+    quartiles and range.
     """
+    import multiprocessing as mp
+    import threading
+
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
 
     from byol_ray.train.trainer import LOCAL_CLUSTER_ENV
 
-    cfg = network_config(name)
-    device = torch.device("cpu")
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    views, images = Views(cfg, device), _images(cfg)
-    plain = Plain(Ours(cfg, device, StepOptions()), StepOptions())
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=max(2, threads), include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": LOCAL_CLUSTER_ENV | {"PYTHONPATH": path}})
-    in_ray, plain_t = Timing(), Timing()
+    plain_end, child_end = mp.get_context("spawn").Pipe()
+    plain = mp.get_context("spawn").Process(
+        target=_plain_process, args=(child_end, name, threads, warmup), daemon=True)
+    plain.start()
+    orders, results = Queue(), Queue()
+    per_block: dict[str, list[float]] = {"ray_train": [], "plain": []}
+    failure: list[BaseException] = []
+    environments: dict[str, dict] = {}
+
+    def conduct() -> None:
+        """The driver's side of the turns, beside the Ray Train run in the main thread."""
+        try:
+            environments["ray_train"] = results.get(timeout=600)
+            plain_end.send(environments["ray_train"]["nice"])
+            environments["plain"] = plain_end.recv()
+            for block in range(blocks):
+                for who in (("plain", "ray_train") if block % 2 else ("ray_train", "plain")):
+                    if who == "plain":
+                        plain_end.send(steps)
+                        per_block["plain"].append(plain_end.recv())
+                    else:
+                        orders.put(steps)
+                        per_block["ray_train"].append(results.get(timeout=600))
+        except BaseException as error:  # reported by the main thread, after fit()
+            failure.append(error)
+        finally:
+            orders.put(None)
+
     try:
         with tempfile.TemporaryDirectory() as storage:
-            for block in range(blocks):
-                t = time_steps({"plain": lambda: plain.step(*views(images))},
-                               cfg.data.batch_size, device, **timing)
-                plain_t.per_rep += t["plain"].per_rep
-                trainer = TorchTrainer(
-                    _ray_worker,
-                    train_loop_config={"network": name, "timing": timing, "threads": threads},
-                    scaling_config=ray.train.ScalingConfig(
-                        num_workers=1, use_gpu=False, resources_per_worker={"CPU": threads}),
-                    run_config=ray.train.RunConfig(storage_path=storage, name=f"block{block}"),
-                )
-                in_ray.per_rep += trainer.fit().metrics["per_rep"]
+            conductor = threading.Thread(target=conduct, daemon=True)
+            conductor.start()
+            TorchTrainer(
+                _ray_worker,
+                train_loop_config={"network": name, "threads": threads, "warmup": warmup,
+                                   "orders": orders, "results": results},
+                scaling_config=ray.train.ScalingConfig(
+                    num_workers=1, use_gpu=False, resources_per_worker={"CPU": threads}),
+                run_config=ray.train.RunConfig(storage_path=storage, name="ray_overhead"),
+            ).fit()
+            conductor.join()
     finally:
+        plain_end.send(None)
+        plain.join(timeout=60)
         ray.shutdown()
-        torch.set_num_threads(saved_threads)
-    return {"threads": threads, "blocks": blocks,
-            "images_per_s": {"ray_train": in_ray.summary(), "plain": plain_t.summary()},
-            "ratio": in_ray.median / plain_t.median}
+    if failure:
+        raise failure[0]
+    ratios = Timing([r / p for r, p in zip(per_block["ray_train"], per_block["plain"],
+                                           strict=True)])
+    quartiles = statistics.quantiles(ratios.per_rep, n=4)
+    return {"threads": threads, "blocks": blocks, "steps_per_block": steps,
+            "images_per_s": {k: Timing(v).summary() for k, v in per_block.items()},
+            "ratio": ratios.median, "ratio_quartiles": [quartiles[0], quartiles[2]],
+            "ratio_range": [min(ratios.per_rep), max(ratios.per_rep)],
+            "per_block_ratios": ratios.per_rep, "environments": environments}
 
 
 def merge_into(path: Path, key: str, value: dict) -> None:
@@ -166,17 +250,21 @@ def report(results: dict) -> None:
         for other, why in r["skipped"].items():
             print(f"  {other}: skipped, {why}")
         for ratio, value in r["ratios"].items():
-            target = TARGETS.get(ratio)
+            target = TARGETS.get("as shipped/lightly" if ratio.startswith(SHIPPED) else ratio)
             verdict = f"target >= {target:.2f}: {'met' if value >= target else 'NOT met'}" \
                 if target else "no target"
-            print(f"  {ratio:20s} {value:6.3f}  ({verdict})")
+            label = f"{ratio}, equal settings" if ratio == "ours/lightly" else ratio
+            print(f"  {label:34s} {value:6.3f}  ({verdict})")
     for name, r in results.get("ray", {}).items():
         target = TARGETS["ray_train/plain"]
-        print(f"\n{name}, {r['threads']} thread(s): Ray Train "
-              f"{r['images_per_s']['ray_train']['median']:.1f} img/s, plain "
+        (q1, q3), (low, high) = r["ratio_quartiles"], r["ratio_range"]
+        print(f"\n{name}, {r['threads']} thread(s), {r['blocks']} alternating blocks of "
+              f"{r['steps_per_block']} steps: Ray Train "
+              f"{r['images_per_s']['ray_train']['median']:.1f} img/s, plain process "
               f"{r['images_per_s']['plain']['median']:.1f} img/s")
-        print(f"  ray_train/plain      {r['ratio']:6.3f}  (target >= {target:.2f}: "
-              f"{'met' if r['ratio'] >= target else 'NOT met'})")
+        print(f"  {'ray_train/plain':34s} {r['ratio']:6.3f}  (target >= {target:.2f}: "
+              f"{'met' if r['ratio'] >= target else 'NOT met'}; per-block ratios: quartiles "
+              f"{q1:.3f} to {q3:.3f}, range {low:.3f} to {high:.3f})")
 
 
 def main() -> None:
@@ -188,6 +276,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Train comparison")
+    parser.add_argument("--ray-blocks", type=int, default=30,
+                        help="alternating blocks of Ray Train vs plain process")
+    parser.add_argument("--ray-steps", type=int, default=3, help="steps per block")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,7 +289,8 @@ def main() -> None:
         results["step"][name] = compare_steps(name, timing)
     if not args.no_ray:
         print("timing cpu-mini under Ray Train ...", flush=True)
-        results["ray"] = {"cpu-mini": ray_overhead("cpu-mini", timing, args.threads)}
+        results["ray"] = {"cpu-mini": ray_overhead("cpu-mini", args.threads, args.ray_blocks,
+                                                   args.ray_steps, args.warmup + 2)}
     report(results)
     merge_into(args.out, "step_throughput", results)
     print(f"\nresults merged into {args.out}")
