@@ -31,6 +31,7 @@ from byol_ray.data.voc import check_voc
 from byol_ray.protocols import detect, segment
 from byol_ray.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
 from byol_ray.train.loop import mean_over_workers, with_sync_batchnorm
+from byol_ray.train.ray_trainer import torch_trainer
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
 
@@ -64,18 +65,14 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     if ref in (RANDOM_INIT_REF, SUPERVISED_REF):  # the encoder's origin, as Table 4 names it
         tags["method"] = ref.replace("-", "_")
     run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_run_id, tags=tags)
-    gpu = use_gpu(cfg)
-    trainer = ray.train.torch.TorchTrainer(
+    trainer = torch_trainer(
         dense_worker,
-        train_loop_config={"cfg": to_dict(cfg), "task": task, "run_id": run_id,
-                           "tracking_uri": uri, "encoder": ray.put(encoder)},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.num_workers, use_gpu=gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu
-                                                                         else {})),
-        run_config=ray.train.RunConfig(
-            name=f"eval-{task}-{run_id[:8]}", storage_path=_storage(storage_path),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures)),
+        {"cfg": to_dict(cfg), "task": task, "run_id": run_id, "tracking_uri": uri,
+         "encoder": ray.put(encoder)},
+        cfg,
+        gpu=use_gpu(cfg),
+        name=f"eval-{task}-{run_id[:8]}",
+        storage_path=_storage(storage_path),
     )
     try:
         trainer.fit()

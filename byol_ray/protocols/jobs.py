@@ -8,11 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import ray.train
-from ray.train.torch import TorchTrainer
-
 from byol_ray.config import Config, to_dict
 from byol_ray.protocols.loop import classifier_worker
+from byol_ray.train.ray_trainer import torch_trainer
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
 
@@ -43,20 +41,9 @@ def fit(job: Job, name: str, storage: str, callbacks: list | None = None) -> dic
     """Run one job on `scaling.num_workers` workers; its reported metrics."""
     from byol_ray.train.trainer import use_gpu
 
-    cfg = job.cfg
-    gpu = use_gpu(cfg)
-    resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
-    trainer = TorchTrainer(
-        classifier_worker,
-        train_loop_config=job.as_dict(),
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.scaling.num_workers,
-                                               use_gpu=gpu, resources_per_worker=resources),
-        run_config=ray.train.RunConfig(
-            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
-            callbacks=callbacks,
-        ),
-    )
+    trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg, gpu=use_gpu(job.cfg),
+                            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage,
+                            callbacks=callbacks)
     return dict(trainer.fit().metrics or {})
 
 

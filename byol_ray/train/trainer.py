@@ -20,6 +20,7 @@ from byol_ray.config import Config, ConfigError, to_dict, validate
 from byol_ray.data import check_dataset
 from byol_ray.journal import JOURNAL_ENV
 from byol_ray.train.loop import train_worker
+from byol_ray.train.ray_trainer import torch_trainer
 
 
 @dataclass
@@ -127,22 +128,16 @@ def build_trainer(
     A run with the same `name` and `storage_path` as an earlier one resumes from its last
     checkpoint (Ray Train V2 restores its checkpoint manager from storage).
     """
-    gpu = use_gpu(cfg)
-    resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
-    return TorchTrainer(
+    return torch_trainer(
         train_worker,
-        train_loop_config={"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri,
-                           "journal": os.environ.get(JOURNAL_ENV, "")},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.num_workers, use_gpu=gpu, resources_per_worker=resources
-        ),
-        run_config=ray.train.RunConfig(
-            name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
-            storage_path=absolute_storage(storage_path) if storage_path else None,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=callbacks,
-        ),
+        {"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri,
+         "journal": os.environ.get(JOURNAL_ENV, "")},
+        cfg,
+        gpu=use_gpu(cfg),
+        name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
+        storage_path=absolute_storage(storage_path) if storage_path else None,
+        callbacks=callbacks,
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
     )
 
 
