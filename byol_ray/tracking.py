@@ -88,6 +88,10 @@ def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) ->
         except urllib.error.HTTPError as error:
             body = error.read(300).decode(errors="replace").strip()
             problem = f"HTTP {error.code} {error.reason}: {body}"
+            if error.code < 500:  # a server answered and refused: asking again changes nothing
+                raise ConfigError(TRACKING_URI_FIELD, f"the MLflow server at {uri} refused "
+                                  f"POST {url}: {problem}{_refusal_hint(error.code, body)}"
+                                  ) from None
         except (urllib.error.URLError, OSError) as error:
             problem = str(getattr(error, "reason", error))
         if attempt + 1 < attempts:
@@ -95,6 +99,16 @@ def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) ->
     raise ConfigError(TRACKING_URI_FIELD, f"no MLflow server answered at {uri} (POST {url}, "
                       f"{attempts} tries, {timeout_s:g} s each): {problem}; start the server "
                       "or point --tracking-uri elsewhere")
+
+
+def _refusal_hint(code: int, body: str) -> str:
+    """What to change for the refusals users meet: MLflow's DNS-rebinding guard, auth."""
+    if code == 403 and "Host header" in body:
+        return ("; the server's --allowed-hosts must list the host and port of this URI "
+                "(cluster/README.md)")
+    if code in (401, 403):
+        return "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    return ""
 
 
 def _auth_headers() -> dict[str, str]:

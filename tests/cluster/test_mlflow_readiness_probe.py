@@ -86,3 +86,18 @@ def test_the_readiness_probe_fails_ray_up_on_a_head_address_mlflow_refuses(head,
     # The same server at an address it allows: the probe passes.
     allowed = _run_probe(probe, home, f"http://localhost:{port}")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
+def test_the_tracking_preflight_says_the_server_refused_and_what_to_allow(head):
+    """The driver's own preflight meets the same 403 at once (no retries) and names the fix."""
+    from byol_ray.config import ConfigError
+    from byol_ray.tracking import check_tracking_store
+
+    _, port = head
+    uri = f"http://127.0.0.1:{port}"
+    check_tracking_store(f"http://localhost:{port}", attempts=120)  # waits for the server
+    with pytest.raises(ConfigError) as error:
+        check_tracking_store(uri, attempts=30, timeout_s=5)
+    message = str(error.value)
+    assert f"the MLflow server at {uri} refused POST {uri}{PROBE_URL}: HTTP 403" in message
+    assert "--allowed-hosts must list the host and port" in message
