@@ -175,6 +175,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, capsys
 
     client, parents, children = _runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert parents[0].data.tags["failed_trials"] == "0"
     assert sorted(c.data.tags["trial"] for c in children) == sorted(
         ["random-init", "byol-tau_base=0.99-s0", "byol-tau_base=0-s0"])
     for child in children:
