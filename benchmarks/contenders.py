@@ -375,6 +375,13 @@ class Timing:
                 "per_rep": self.per_rep}
 
 
+def paired_ratio(a: Timing, b: Timing) -> dict[str, float]:
+    """a / b per repetition (the two ran back to back in each), median and range: the
+    machine's drift between repetitions cancels, unlike in a ratio of medians."""
+    ratios = Timing([x / y for x, y in zip(a.per_rep, b.per_rep, strict=True)])
+    return {"median": ratios.median, "min": min(ratios.per_rep), "max": max(ratios.per_rep)}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -390,17 +397,21 @@ def time_steps(
 ) -> dict[str, Timing]:
     """images/s of each named step function, `reps` repetitions of `steps_per_rep` calls.
 
-    Contenders take turns within each repetition (round robin), so a noisy neighbour or a
-    clock change hits them alike; each gets `warmup` untimed calls first (compilation,
-    allocator and cudnn autotuning).
+    Contenders take turns within each repetition (round robin, starting one further on each
+    repetition so that none always runs first), so a noisy neighbour or a clock change hits
+    them alike; each gets `warmup` untimed calls first (compilation, allocator and cudnn
+    autotuning).
     """
     for fn in steps.values():
         for _ in range(warmup):
             fn()
         _sync(device)
     timings = {name: Timing() for name in steps}
-    for _ in range(reps):
-        for name, fn in steps.items():
+    names = list(steps)
+    for rep in range(reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = steps[name]
             _sync(device)
             started = time.perf_counter()
             for _ in range(steps_per_rep):

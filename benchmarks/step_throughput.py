@@ -1,12 +1,12 @@
 """Training-step images/s, side by side in one process: ours vs a plain PyTorch loop, vs
 lightly's BYOL building blocks and vs byol-pytorch (at equal numerics, checked), and ours
-inside a one-worker Ray Train run vs the plain loop in this process (Ray's overhead).
+inside a one-worker Ray Train run vs the same step in a plain process (Ray's overhead).
 
 Run by `make bench`; not a test. Networks: ResNet-18 with the CIFAR stem at 32 px, batch 64
 (the cifar10 preset's model) and the cpu-mini preset's CNN at its batch. Every contender gets
 the same views and the same optimiser (see contenders.py); they take turns within each
-repetition. Prints medians, spreads and ratios with their targets; `--out` merges the results
-into a JSON file.
+repetition, and each ratio is the median of per-repetition ratios. Prints medians, spreads and
+ratios with their targets; `--out` merges the results into a JSON file.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from contenders import (
     Timing,
     Views,
     numerics,
+    paired_ratio,
     shipped_options,
     time_steps,
 )
@@ -83,11 +84,11 @@ def compare_steps(name: str, timing: dict) -> dict:
         contenders[SHIPPED] = Ours(cfg, device, shipped)
     timings = time_steps({n: runner(c) for n, c in contenders.items()}, cfg.data.batch_size,
                          device, **timing)
-    ratios = {f"ours/{other}": timings["ours"].median / t.median
+    ratios = {f"ours/{other}": paired_ratio(timings["ours"], t)
               for other, t in timings.items() if other not in ("ours", SHIPPED)}
     if "lightly" in timings:  # lightly as in its example: fp32, default layout, eager
-        ratios[f"{SHIPPED} ({shipped.label()})/lightly"] = timings.get(
-            SHIPPED, timings["ours"]).median / timings["lightly"].median
+        ratios[f"{SHIPPED} ({shipped.label()})/lightly"] = paired_ratio(
+            timings.get(SHIPPED, timings["ours"]), timings["lightly"])
     return {"batch": cfg.data.batch_size, "image_size": cfg.data.image_size,
             "encoder": cfg.model.encoder, "numerics": checked, "skipped": skipped,
             "images_per_s": {n: t.summary() for n, t in timings.items()}, "ratios": ratios}
@@ -151,7 +152,8 @@ def _plain_process(conn, network: str, threads: int, warmup: int) -> None:
 def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) -> dict:
     """Our step inside a one-worker Ray Train run against the same step in a plain process.
 
-    Both are separate processes with `threads` torch threads and the same niceness (Ray
+    Both are separate processes with `threads` torch threads, the same OMP_NUM_THREADS and
+    the same niceness (Ray
     starts its workers at nice 15, its `worker_niceness`: on a machine with other work, an
     un-niced process gets far more CPU, which is the machine's scheduling, not Ray Train's
     cost per step), warmed up, and they take turns:
@@ -177,7 +179,13 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
     plain_end, child_end = mp.get_context("spawn").Pipe()
     plain = mp.get_context("spawn").Process(
         target=_plain_process, args=(child_end, name, threads, warmup), daemon=True)
+    saved_omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # as Ray sets it for its worker
     plain.start()
+    if saved_omp is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = saved_omp
     orders, results = Queue(), Queue()
     per_block: dict[str, list[float]] = {"ray_train": [], "plain": []}
     failure: list[BaseException] = []
@@ -249,12 +257,14 @@ def report(results: dict) -> None:
                   f"theirs {n['theirs']:.6f}  {'equal' if n['equal'] else 'DIFFERENT'}")
         for other, why in r["skipped"].items():
             print(f"  {other}: skipped, {why}")
-        for ratio, value in r["ratios"].items():
+        for ratio, paired in r["ratios"].items():
             target = TARGETS.get("as shipped/lightly" if ratio.startswith(SHIPPED) else ratio)
+            value = paired["median"]
             verdict = f"target >= {target:.2f}: {'met' if value >= target else 'NOT met'}" \
                 if target else "no target"
             label = f"{ratio}, equal settings" if ratio == "ours/lightly" else ratio
-            print(f"  {label:34s} {value:6.3f}  ({verdict})")
+            print(f"  {label:34s} {value:6.3f}  (per repetition {paired['min']:.3f} to "
+                  f"{paired['max']:.3f}; {verdict})")
     for name, r in results.get("ray", {}).items():
         target = TARGETS["ray_train/plain"]
         (q1, q3), (low, high) = r["ratio_quartiles"], r["ratio_range"]
