@@ -281,8 +281,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=2, help="steps per repetition")
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=1, help="steps per repetition")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Train comparison")
