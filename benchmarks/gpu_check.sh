@@ -22,7 +22,7 @@ if [[ " $* " != *" --dry-run "* ]]; then
         PYTHONPATH="$PWD/benchmarks:$PYTHONPATH" timeout 45 "$python" benchmarks/profile_step.py \
             --preset $preset --amp --channels-last \
             > "$out_dir/profile_$name.txt" 2>&1 || echo "profile $name: exit $?"
-        head -7 "$out_dir/profile_$name.txt"
+        head -8 "$out_dir/profile_$name.txt"
     done
 fi
 if [ -f benchmarks/gpu_decode_check.py ]; then
