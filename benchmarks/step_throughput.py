@@ -168,9 +168,9 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
 
     import ray
     import ray.train
-    from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
 
+    from byol_ray.train.ray_trainer import TrainerWithoutPlacementGroupCleaner
     from byol_ray.train.trainer import LOCAL_CLUSTER_ENV
 
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
@@ -214,7 +214,7 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
         with tempfile.TemporaryDirectory() as storage:
             conductor = threading.Thread(target=conduct, daemon=True)
             conductor.start()
-            TorchTrainer(
+            TrainerWithoutPlacementGroupCleaner(  # the trainer byol-ray runs
                 _ray_worker,
                 train_loop_config={"network": name, "threads": threads, "warmup": warmup,
                                    "orders": orders, "results": results},
