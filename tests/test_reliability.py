@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from console_lines import Lines
 from mlflow.tracking import MlflowClient
 
 from byol_ray.config import ConfigError
@@ -127,31 +127,6 @@ def mlflow_server(tmp_path):
     server.start()
     yield server
     server.stop()
-
-
-class Lines:
-    """A process's console, read line by line in the background, for waiting on a line."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.lines: list[str] = []
-        self.thread = threading.Thread(target=lambda: self.lines.extend(proc.stdout), daemon=True)
-        self.proc = proc
-        self.thread.start()
-
-    def wait_for(self, text: str, timeout: float = 300) -> int:
-        """The index of the first line holding `text`, once it is there."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [i for i, line in enumerate(self.lines) if text in line]
-            if found:
-                return found[0]
-            assert time.monotonic() < deadline and self.proc.poll() is None, (
-                f"no {text!r} in:\n" + "".join(self.lines)[-4000:])
-            time.sleep(0.2)
-
-    def text(self) -> str:
-        self.thread.join(timeout=30)
-        return "".join(self.lines)
 
 
 # Shorten MLflow's own client retries (minutes by default) so that the outage outlasts them.

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
+from console_lines import Lines
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -113,10 +114,36 @@ def _sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
+def _kill_session(leader: subprocess.Popen) -> None:
+    """SIGKILL every process of the session `leader` leads (started with start_new_session):
+    the driver or `ray start`, the Ray cluster it runs (GCS, raylet) and the Ray workers, which
+    raylet puts in process groups of their own (a `killpg` leaves them training for seconds).
+    Returns once none of them is left alive."""
+    deadline = time.monotonic() + 60
+    while alive := _session_members(leader.pid):
+        assert time.monotonic() < deadline, f"still alive: {alive}"
+        for pid in alive:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    leader.wait(timeout=60)
+
+
+def _session_members(session: int) -> list[int]:
+    """The live (not zombie) processes of a session, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            state, _, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
+            if state != "Z" and int(sid) == session:
+                members.append(int(stat.parent.name))
+    return members
+
+
 def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     """Run the sweep until its driver reaches pause point `point` (byol_ray/pause_points.py),
-    then SIGKILL the driver's process group (the driver and the local Ray cluster it
-    started). Returns the driver's output."""
+    then SIGKILL the driver's session (the driver and the local Ray cluster it started,
+    workers included). Returns the driver's output."""
     marker = tmp_path / f"paused-at-{point}"
     driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
     deadline = time.monotonic() + 400
@@ -125,7 +152,7 @@ def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
         assert time.monotonic() < deadline, f"the driver never reached {point!r}"
         time.sleep(0.2)
     assert int(marker.read_text()) == driver.pid
-    os.killpg(driver.pid, signal.SIGKILL)
+    _kill_session(driver)
     out, _ = driver.communicate()
     marker.unlink()
     assert driver.returncode == -signal.SIGKILL, out[-3000:]
@@ -144,77 +171,6 @@ def _runs(tmp_path: Path):
 SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
          "--only", "byol-tau_base=0-s0", "--concurrent", "1",
          "--set", "train.epochs=8", "--set", "train.checkpoint_every=2")
-
-
-@pytest.mark.slow
-def test_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, capsys):
-    driver = _sweep(tmp_path, *SMALL)
-    deadline = time.monotonic() + 400
-    while True:  # one trial finished and the next one past its epoch-2 checkpoint: kill
-        assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline, "no trial finished in time"
-        client, _, children = _runs(tmp_path)
-        running = [c for c in children if c.info.status == "RUNNING"]
-        if any(c.info.status == "FINISHED" for c in children) and running and max(
-                (m.step for m in client.get_metric_history(running[0].info.run_id,
-                                                           "train/loss")), default=0) >= 4:
-            break
-        time.sleep(0.5)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
-    driver.wait()
-    interrupted = running[0].data.tags["trial"]
-    _, _, children = _runs(tmp_path)
-    finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
-                       if c.info.status == "FINISHED"}
-    assert 0 < len(finished_before) < 3 and interrupted not in finished_before
-
-    resumed = _sweep(tmp_path, *SMALL, "--resume")
-    out, _ = resumed.communicate(timeout=500)
-    assert resumed.returncode == 0, out[-4000:]
-    assert f"{len(finished_before)} finished before" in out
-
-    client, parents, children = _runs(tmp_path)
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags["failed_trials"] == "0"
-    assert sorted(c.data.tags["trial"] for c in children) == sorted(
-        ["random-init", "byol-tau_base=0.99-s0", "byol-tau_base=0-s0"])
-    for child in children:
-        tags = child.data.tags
-        assert child.info.status == "FINISHED"
-        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert tags["ablation"] in ("tau_base", "random_init") and tags["seed"] == "0"
-        assert tags["method"] in ("byol", "random_init") and tags["grid"] == "ema_decay"
-        assert {"eval/knn_top1", "eval/linear_top1", "eval/collapsed"} <= set(child.data.metrics)
-        if tags["trial"] in finished_before:  # not run again: same run, one evaluation
-            assert child.info.run_id == finished_before[tags["trial"]]
-            history = client.get_metric_history(child.info.run_id, "eval/linear_top1")
-            assert len(history) == (1 if tags["trial"] == "random-init" else 2)
-        if tags["trial"] == interrupted:  # continued from its checkpoint, not from scratch
-            history = client.get_metric_history(child.info.run_id, "baseline/knn_top1")
-            assert len(history) == 1
-            assert "resumed from checkpoint after epoch" in out  # epochs are logged once anyway
-    collapsed = {c.data.tags["trial"]: c.data.metrics["eval/collapsed"] for c in children}
-    assert collapsed["byol-tau_base=0.99-s0"] == 0.0
-
-    # The paper's tables from this real sweep's store (issue: tables end to end).
-    out = tmp_path / "tables"
-    assert main(["tables", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                 "--out", str(out)]) == 0
-    for name in ("table_5a", "table_5b", "fig_3a", "fig_3b", "baseline"):
-        for suffix in (".md", ".csv", ".tex"):
-            assert (out / f"{name}{suffix}").stat().st_size > 0, name + suffix
-    for png in ("fig_3a.png", "fig_3b.png"):
-        with Image.open(out / png) as image:
-            image.verify()
-    report = (out / "report.md").read_text()
-    assert "Table 5a" in report and "72.5" in report  # the paper's value beside ours
-
-    # How `reproduce` ends: the same report, and the tables on the console.
-    result = SweepResult("ema_decay-cpu-mini", "ema_decay/cpu-mini", parents[0].info.run_id,
-                         f"sqlite:///{tmp_path / 'mlflow.db'}", [], {})
-    write_tables([result], "cpu-mini", tmp_path / "reproduced", "knn")
-    assert "Table 5a" in capsys.readouterr().out
-    assert (tmp_path / "reproduced" / "report.md").is_file()
 
 
 @pytest.mark.slow
@@ -282,8 +238,8 @@ RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port",
 @contextmanager
 def _ray_start_head() -> Iterator[subprocess.Popen]:
     """`ray start --head --block` of this test's own (free ports, its own temp dir), in a
-    process group of its own: every process of the cluster (GCS, raylet, dashboard, Tune and
-    Train workers) is in it. Yields the `ray start` process; its address is `.address`."""
+    session of its own: every process of the cluster (GCS, raylet, dashboard, Tune and Train
+    workers) is in it. Yields the `ray start` process; its address is `.address`."""
     folder = Path(tempfile.mkdtemp(prefix="byol-ray-cluster-")) / "ray"  # short: Ray's socket paths
     sockets = [socket.socket() for _ in RAY_PORT_FLAGS]
     for s in sockets:
@@ -307,63 +263,141 @@ def _ray_start_head() -> Iterator[subprocess.Popen]:
         cluster.address = (folder / "ray_current_cluster").read_text().strip()
         yield cluster
     finally:
-        with suppress(ProcessLookupError):
-            os.killpg(cluster.pid, signal.SIGKILL)
-        cluster.wait()
+        _kill_session(cluster)
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
-def _registered_checkpoint_epoch(storage: Path, driver: subprocess.Popen) -> int:
-    """The epoch of the first checkpoint Ray Train's controller registered (its snapshot
-    file: what a restarted run continues from), waiting for it while the driver runs."""
-    deadline = time.monotonic() + 400
-    while True:
-        assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline, "Ray registered no checkpoint in time"
-        for snapshot in storage.rglob("checkpoint_manager_snapshot.json"):
+def _registered_epoch(storage: Path, trial: str) -> int | None:
+    """The epoch of the latest checkpoint Ray Train's controller registered for `trial` (its
+    snapshot file: what a restarted run continues from), None before the first."""
+    for snapshot in storage.rglob("checkpoint_manager_snapshot.json"):
+        if trial in snapshot.parts:
             with suppress(OSError, ValueError):  # being written
                 latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result")
                 if latest:
                     return int(latest["metrics"]["epoch"])
-        time.sleep(0.1)
+    return None
+
+
+def _resumed_epochs(out: str) -> list[int]:
+    return [int(e) for e in re.findall(r"resumed from checkpoint after epoch (\d+)", out)]
 
 
 @pytest.mark.slow
-def test_a_lost_ray_cluster_stops_the_sweep_clearly_and_resume_continues_on_a_new_one(
-        tmp_path):
-    """The sweep joins a `ray start --head` cluster; once a checkpoint is registered the
-    cluster is killed as `ray stop --force` would (SIGKILL of every process of it). Not `ray
-    stop --force` itself: it kills every Ray process of the machine's user, found by process
-    name, whichever cluster they belong to (other jobs' on this shared machine), so the test
-    SIGKILLs exactly its own cluster's process group. The sweep exits 1 with one clear line;
-    `--resume` on a new cluster continues the trial from its checkpoint in --storage."""
-    trial = "byol-tau_base=0.99-s0"
-    args = ("--only", trial, "--set", "train.epochs=8", "--set", "train.checkpoint_every=2")
+def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path, capsys):
+    """One sweep of three trials, two faults, three runs.
+
+    1. The driver is SIGKILLed with the local Ray cluster it started (its session), once one
+       trial finished and Ray registered a checkpoint of the next.
+    2. `--resume` joins a `ray start --head` cluster of the test's own; once the interrupted
+       trial has continued from its checkpoint there, that cluster is killed as `ray stop
+       --force` would (SIGKILL of every process of it). Not `ray stop --force` itself: it
+       kills every Ray process of the machine's user, found by process name, whichever
+       cluster they belong to (other jobs' on this shared machine), so the test SIGKILLs
+       exactly its own cluster's processes (its session). The sweep exits 1 with one clear line.
+    3. `--resume` on a new `ray start` cluster finishes the sweep: finished trials are not
+       run again, the interrupted trial continues from its latest checkpoint in --storage,
+       no trial has two child runs, every epoch's metrics are logged once, and the parent
+       ends FINISHED with failed_trials 0."""
+    storage = tmp_path / "ray"
+
+    # 1. The driver killed mid-training.
+    driver = _sweep(tmp_path, *SMALL)
+    console = Lines(driver)
+
+    def one_finished_and_the_next_checkpointed() -> str | None:
+        _, _, children = _runs(tmp_path)
+        if any(c.info.status == "FINISHED" for c in children):
+            for child in children:
+                trial = child.data.tags["trial"]
+                if child.info.status == "RUNNING" and _registered_epoch(storage, trial):
+                    return trial
+        return None
+
+    interrupted = console.wait_until("trial finished and the next checkpointed",
+                                     one_finished_and_the_next_checkpointed)
+    _kill_session(driver)  # the driver and the local Ray cluster it started, workers included
+    registered = _registered_epoch(storage, interrupted)  # final: nothing of the run is left
+    _, _, children = _runs(tmp_path)
+    finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
+                       if c.info.status == "FINISHED"}
+    assert 0 < len(finished_before) < 3 and interrupted not in finished_before
+
+    # 2. `--resume` on a `ray start` cluster, lost once the trial continued from its checkpoint.
     with _ray_start_head() as cluster:
-        driver = _sweep(tmp_path, *args, "--address", cluster.address)
-        registered = _registered_checkpoint_epoch(tmp_path / "ray", driver)
-        os.killpg(cluster.pid, signal.SIGKILL)
-        out, _ = driver.communicate(timeout=300)
+        driver = _sweep(tmp_path, *SMALL, "--resume", "--address", cluster.address)
+        console = Lines(driver)
+        console.wait_for("resumed from checkpoint after epoch")
+        _kill_session(cluster)
+        driver.wait(timeout=300)
+    out = console.text()
     assert driver.returncode == 1, out[-4000:]
+    assert f"3 trials: {len(finished_before)} finished before, " in out
+    assert _resumed_epochs(out)[0] == registered and registered < 8, out[-4000:]
     last = out.strip().splitlines()[-1]
     assert last.startswith("[sweep] error: lost the Ray cluster (its GCS at "), out[-4000:]
-    assert "rerun the same command with --resume" in last and str(tmp_path / "ray") in last
+    assert "rerun the same command with --resume" in last and str(storage) in last
+    registered = _registered_epoch(storage, interrupted)
+    _, _, children = _runs(tmp_path)
+    assert {c.data.tags["trial"]: c.info.run_id for c in children
+            if c.info.status == "FINISHED"}.items() >= finished_before.items()
+    finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
+                       if c.info.status == "FINISHED"}
+    assert interrupted not in finished_before
 
+    # 3. `--resume` on a new cluster finishes the sweep.
     with _ray_start_head() as cluster:
-        resumed = _sweep(tmp_path, *args, "--resume", "--address", cluster.address)
-        out, _ = resumed.communicate(timeout=400)
+        resumed = _sweep(tmp_path, *SMALL, "--resume", "--address", cluster.address)
+        out, _ = resumed.communicate(timeout=500)
     assert resumed.returncode == 0, out[-4000:]
-    assert "1 trials: 0 finished before, 1 to run" in out
-    epochs = [int(e) for e in re.findall(r"resumed from checkpoint after epoch (\d+)", out)]
+    assert f"3 trials: {len(finished_before)} finished before" in out
+    epochs = _resumed_epochs(out)
     assert epochs and all(registered <= epoch < 8 for epoch in epochs), epochs
+
     client, parents, children = _runs(tmp_path)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["failed_trials"] == "0"
-    assert [c.data.tags["trial"] for c in children] == [trial]
-    assert children[0].info.status == "FINISHED"
-    run_id = children[0].info.run_id
-    assert [m.step for m in client.get_metric_history(run_id, "baseline/knn_top1")] == [0]
-    assert sorted(m.step for m in client.get_metric_history(run_id, "epoch")) == list(range(9))
+    assert sorted(c.data.tags["trial"] for c in children) == sorted(
+        ["random-init", "byol-tau_base=0.99-s0", "byol-tau_base=0-s0"])
+    for child in children:
+        tags = child.data.tags
+        assert child.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert tags["ablation"] in ("tau_base", "random_init") and tags["seed"] == "0"
+        assert tags["method"] in ("byol", "random_init") and tags["grid"] == "ema_decay"
+        assert {"eval/knn_top1", "eval/linear_top1", "eval/collapsed"} <= set(child.data.metrics)
+        if tags["trial"] in finished_before:  # not run again: same run, one evaluation
+            assert child.info.run_id == finished_before[tags["trial"]]
+            history = client.get_metric_history(child.info.run_id, "eval/linear_top1")
+            assert len(history) == (1 if tags["trial"] == "random-init" else 2)
+        if tags["method"] == "byol":  # each epoch's metrics once, the interrupted trial's too
+            run_id = child.info.run_id
+            assert [m.step for m in client.get_metric_history(run_id, "baseline/knn_top1")
+                    ] == [0]
+            assert sorted(m.step for m in client.get_metric_history(run_id, "epoch")) == list(
+                range(9))
+    collapsed = {c.data.tags["trial"]: c.data.metrics["eval/collapsed"] for c in children}
+    assert collapsed["byol-tau_base=0.99-s0"] == 0.0
+
+    # The paper's tables from this real sweep's store (issue: tables end to end).
+    out = tmp_path / "tables"
+    assert main(["tables", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+                 "--out", str(out)]) == 0
+    for name in ("table_5a", "table_5b", "fig_3a", "fig_3b", "baseline"):
+        for suffix in (".md", ".csv", ".tex"):
+            assert (out / f"{name}{suffix}").stat().st_size > 0, name + suffix
+    for png in ("fig_3a.png", "fig_3b.png"):
+        with Image.open(out / png) as image:
+            image.verify()
+    report = (out / "report.md").read_text()
+    assert "Table 5a" in report and "72.5" in report  # the paper's value beside ours
+
+    # How `reproduce` ends: the same report, and the tables on the console.
+    result = SweepResult("ema_decay-cpu-mini", "ema_decay/cpu-mini", parents[0].info.run_id,
+                         f"sqlite:///{tmp_path / 'mlflow.db'}", [], {})
+    write_tables([result], "cpu-mini", tmp_path / "reproduced", "knn")
+    assert "Table 5a" in capsys.readouterr().out
+    assert (tmp_path / "reproduced" / "report.md").is_file()
 
 
 def test_concurrency_follows_what_the_cluster_fits():
