@@ -216,19 +216,6 @@ def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_pare
         ("random-init", status["random-init"].info.run_id, "FINISHED")]
 
 
-@pytest.mark.slow
-def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path):
-    """8 GPU workers per trial on this CPU-only Ray cluster: a clear error, not a hang."""
-    driver = _sweep(tmp_path, "--set", "scaling.use_gpu=true")
-    out, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 2, out[-3000:]
-    assert "scaling.use_gpu: true, but the Ray cluster has no GPUs" in out
-    driver = _sweep(tmp_path, "--set", "scaling.num_workers=64")
-    out, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 2, out[-3000:]
-    assert "scaling.num_workers: 64 workers x 0.5 CPUs need 32 CPUs" in out
-
-
 # Ray's ports that default to fixed numbers, shared with other Ray clusters on this machine.
 RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port",
                   "dashboard-agent-grpc-port", "ray-client-server-port", "metrics-export-port",
@@ -267,6 +254,27 @@ def _ray_start_head() -> Iterator[subprocess.Popen]:
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[subprocess.Popen]:
+    """One `ray start --head` cluster of this module's own, shared by the tests that only need
+    a live cluster to join (not one they kill)."""
+    with _ray_start_head() as cluster:
+        yield cluster
+
+
+@pytest.mark.slow
+def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path, ray_head):
+    """8 GPU workers per trial on this CPU-only Ray cluster: a clear error, not a hang."""
+    driver = _sweep(tmp_path, "--set", "scaling.use_gpu=true", "--address", ray_head.address)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 2, out[-3000:]
+    assert "scaling.use_gpu: true, but the Ray cluster has no GPUs" in out
+    driver = _sweep(tmp_path, "--set", "scaling.num_workers=64", "--address", ray_head.address)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 2, out[-3000:]
+    assert "scaling.num_workers: 64 workers x 0.5 CPUs need 32 CPUs" in out
+
+
 def _registered_epoch(storage: Path, trial: str) -> int | None:
     """The epoch of the latest checkpoint Ray Train's controller registered for `trial` (its
     snapshot file: what a restarted run continues from), None before the first."""
@@ -284,7 +292,8 @@ def _resumed_epochs(out: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path, capsys):
+def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path, capsys,
+                                                                        ray_head):
     """One sweep of three trials, two faults, three runs.
 
     1. The driver is SIGKILLed with the local Ray cluster it started (its session), once one
@@ -295,7 +304,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
        kills every Ray process of the machine's user, found by process name, whichever
        cluster they belong to (other jobs' on this shared machine), so the test SIGKILLs
        exactly its own cluster's processes (its session). The sweep exits 1 with one clear line.
-    3. `--resume` on a new `ray start` cluster finishes the sweep: finished trials are not
+    3. `--resume` on another `ray start` cluster finishes the sweep: finished trials are not
        run again, the interrupted trial continues from its latest checkpoint in --storage,
        no trial has two child runs, every epoch's metrics are logged once, and the parent
        ends FINISHED with failed_trials 0."""
@@ -317,6 +326,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
     interrupted = console.wait_until("trial finished and the next checkpointed",
                                      one_finished_and_the_next_checkpointed)
     _kill_session(driver)  # the driver and the local Ray cluster it started, workers included
+    assert "Started a local Ray instance" in console.text()  # its own, not the module's
     registered = _registered_epoch(storage, interrupted)  # final: nothing of the run is left
     _, _, children = _runs(tmp_path)
     finished_before = {c.data.tags["trial"]: c.info.run_id for c in children
@@ -345,10 +355,9 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
                        if c.info.status == "FINISHED"}
     assert interrupted not in finished_before
 
-    # 3. `--resume` on a new cluster finishes the sweep.
-    with _ray_start_head() as cluster:
-        resumed = _sweep(tmp_path, *SMALL, "--resume", "--address", cluster.address)
-        out, _ = resumed.communicate(timeout=500)
+    # 3. `--resume` on another `ray start` cluster (the module's) finishes the sweep.
+    resumed = _sweep(tmp_path, *SMALL, "--resume", "--address", ray_head.address)
+    out, _ = resumed.communicate(timeout=500)
     assert resumed.returncode == 0, out[-4000:]
     assert f"3 trials: {len(finished_before)} finished before" in out
     epochs = _resumed_epochs(out)
