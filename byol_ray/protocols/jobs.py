@@ -37,13 +37,12 @@ class Job:
             "cfg": to_dict(self.cfg)}
 
 
-def fit(job: Job, name: str, storage: str, callbacks: list | None = None) -> dict[str, float]:
+def fit(job: Job, name: str, storage: str) -> dict[str, float]:
     """Run one job on `scaling.num_workers` workers; its reported metrics."""
     from byol_ray.train.trainer import use_gpu
 
     trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg, gpu=use_gpu(job.cfg),
-                            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage,
-                            callbacks=callbacks)
+                            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage)
     return dict(trainer.fit().metrics or {})
 
 
@@ -79,9 +78,10 @@ def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
 
 
 def _lr_trial(config: dict[str, Any]) -> None:
-    """Tune trainable: the job at one learning rate, its metrics reported to Tune."""
-    from ray.tune.integration.ray_train import TuneReportCallback
+    """Tune trainable: the job at one learning rate, its metrics reported to Tune by this
+    function once the job has ended. (Through Train's TuneReportCallback the one report could
+    reach Tune after the function returned: the trial then ended without its metrics.)"""
+    from ray import tune
 
     job = dataclasses.replace(config["job"], lr=config["lr"])
-    fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"],
-        callbacks=[TuneReportCallback()])
+    tune.report(fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"]))
