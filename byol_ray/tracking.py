@@ -11,7 +11,6 @@ import base64
 import os
 import re
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -146,10 +145,7 @@ def describe_run(tracking_uri: str, run_id: str, cfg: Config) -> None:
     described (`is_described`); the calls can be repeated (the same param value again is
     accepted), which a sweep resumed after its driver was killed mid-description relies on."""
     client = MlflowClient(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        client.log_artifact(run_id, str(path))
+    client.log_text(run_id, yaml.safe_dump(to_dict(cfg), sort_keys=False), "config.yaml")
     params = [  # last: a run holding every param is fully described
         mlflow.entities.Param(key, str(value)[:_MAX_PARAM_LENGTH])
         for key, value in flatten(cfg).items()
@@ -299,10 +295,7 @@ def log_json(tracking_uri: str, run_id: str, name: str, data: object) -> None:
     """Save `data` as the JSON artifact `name` of the run (e.g. a protocol's image indices)."""
     import json
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / name
-        path.write_text(json.dumps(data))
-        MlflowClient(tracking_uri).log_artifact(run_id, str(path))
+    MlflowClient(tracking_uri).log_text(run_id, json.dumps(data), name)
 
 
 def finished_eval_run(tracking_uri: str, experiment: str, pretrain_run_id: str,

@@ -52,7 +52,7 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     """Fine-tune and score `task` on `encoder` (named `ref`: a pretraining run's weights,
     `random-init` or `supervised`) in its own MLflow run: in the pretraining run's experiment,
     nested under it, tags `role=eval`, `protocol`, `pretrain_run_id`, `weights_ref`."""
-    from byol_ray.train.trainer import check_resources, connect, root_cause, use_gpu
+    from byol_ray.train.trainer import check_resources, connect, root_cause
 
     preflight(cfg, task)
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
@@ -70,7 +70,6 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
         {"cfg": to_dict(cfg), "task": task, "run_id": run_id, "tracking_uri": uri,
          "encoder": ray.put(encoder)},
         cfg,
-        gpu=use_gpu(cfg),
         name=f"eval-{task}-{run_id[:8]}",
         storage_path=_storage(storage_path),
     )

@@ -39,9 +39,7 @@ class Job:
 
 def fit(job: Job, name: str, storage: str) -> dict[str, float]:
     """Run one job on `scaling.num_workers` workers; its reported metrics."""
-    from byol_ray.train.trainer import use_gpu
-
-    trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg, gpu=use_gpu(job.cfg),
+    trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg,
                             name=f"{name}-{int(time.time() * 1000)}", storage_path=storage)
     return dict(trainer.fit().metrics or {})
 

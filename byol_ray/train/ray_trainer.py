@@ -40,13 +40,15 @@ def torch_trainer(
     worker: Callable[[dict[str, Any]], None],
     loop_config: dict[str, Any],
     cfg: Config,
-    gpu: bool,
     name: str,
     storage_path: str | None,
     callbacks: list | None = None,
     checkpoint_config: ray.train.CheckpointConfig | None = None,
 ) -> TorchTrainer:
     """A trainer running `worker(loop_config)` on the workers `cfg.scaling` asks for."""
+    from byol_ray.train.trainer import use_gpu  # trainer.py imports this module
+
+    gpu = use_gpu(cfg)
     resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
     return TrainerWithoutPlacementGroupCleaner(
         worker,

@@ -133,7 +133,6 @@ def build_trainer(
         {"cfg": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri,
          "journal": os.environ.get(JOURNAL_ENV, "")},
         cfg,
-        gpu=use_gpu(cfg),
         name=name or f"{cfg.preset}-{cfg.method.name}-{run_id[:8]}",
         storage_path=absolute_storage(storage_path) if storage_path else None,
         callbacks=callbacks,
