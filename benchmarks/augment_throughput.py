@@ -1,7 +1,7 @@
 """Batched T/T' augmentation vs torchvision's per-image pipeline: images per second and ratio.
 
 Run with `make bench`. Both draw the paper's T (crop, flip, jitter p=0.8, grey 0.2, blur 1.0)
-on uint8 images; the batched version is `byol_ray.data.BatchAugment`, the reference applies
+on uint8 images; the batched version is `byol_ray.learn.data.BatchAugment`, the reference applies
 `torchvision.transforms.v2` to one image at a time, as a DataLoader worker would.
 """
 
@@ -13,8 +13,8 @@ import time
 import torch
 from torchvision.transforms import v2
 
-from byol_ray.config import AugmentConfig
-from byol_ray.data import BatchAugment, view_params
+from byol_ray.core.config import AugmentConfig
+from byol_ray.learn.data import BatchAugment, view_params
 
 
 def per_image_pipeline(size: int) -> v2.Compose:

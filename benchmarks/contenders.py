@@ -3,10 +3,10 @@
 Shared by `step_throughput.py` (CPU, `make bench`) and `gpu_check.py` (one GPU). Every
 contender starts from the weights of `Ours` (copied, so each trains its own copy), gets the same
 two views (byol_ray's `BatchAugment`, outside the contender) and the same optimiser (the
-preset's, from `byol_ray.optim`), so their ratios compare the method step itself: both views
+preset's, from `byol_ray.learn.optim`), so their ratios compare the method step itself: both views
 through the online and the target network, the loss, backward, the optimiser step, the EMA.
 
-- `Ours`: byol_ray's `Method` and optimiser, called as `byol_ray.train.loop` calls them.
+- `Ours`: byol_ray's `Method` and optimiser, called as `byol_ray.jobs.pretrain.worker` calls them.
 - `Plain`: the same step written out in plain PyTorch in one function: the overhead floor.
 - `Lightly`: the `lightly` package's BYOL building blocks as in its examples/pytorch/byol.py
   (projection/prediction heads, `NegativeCosineSimilarity`, `update_momentum`,
@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from byol_ray.config import Config
-from byol_ray.data import BatchAugment, view_params
-from byol_ray.methods import build_method
-from byol_ray.optim import build_optimizer
+from byol_ray.core.config import Config
+from byol_ray.learn.data import BatchAugment, view_params
+from byol_ray.learn.methods import build_method
+from byol_ray.learn.optim import build_optimizer
 
 TOTAL_STEPS = 10_000  # the k/K of the EMA schedule: a step early in a long run
 
@@ -106,7 +106,7 @@ class Contender:
 
 
 class Ours(Contender):
-    """byol_ray's step, in the order of `byol_ray.train.loop.train_worker`'s inner loop."""
+    """byol_ray's step, in the order of `jobs.pretrain.worker.train_worker`'s inner loop."""
 
     name = "ours"
 

@@ -17,11 +17,11 @@ import torch
 from contenders import Ours, StepOptions, Views
 from step_throughput import merge_into
 
-from byol_ray.config import Config
-from byol_ray.data import DatasetSplits, ImageTensorDataset, load_splits
-from byol_ray.eval import knn_top1, linear_probe
-from byol_ray.presets import get_preset
-from byol_ray.train.evaluation import evaluate
+from byol_ray.core.config import Config
+from byol_ray.core.presets import get_preset
+from byol_ray.jobs.pretrain.evaluation import evaluate
+from byol_ray.learn.data import DatasetSplits, ImageTensorDataset, load_splits
+from byol_ray.learn.metrics import knn_top1, linear_probe
 
 # Real split sizes (train, test): CIFAR-10 and ImageNet (ILSVRC-2012 train / val).
 FULL_SIZES = {"cifar10": (50_000, 10_000), "imagenet": (1_281_167, 50_000)}

@@ -30,7 +30,7 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-try:  # byol_ray.config parses overrides with PyYAML; nothing here parses any
+try:  # byol_ray.core.config parses overrides with PyYAML; nothing here parses any
     import yaml  # noqa: F401
 except ImportError:  # pragma: no cover - only on a bare GPU image
     sys.modules["yaml"] = types.ModuleType("yaml")
@@ -49,8 +49,8 @@ from contenders import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
-from byol_ray.config import Config
-from byol_ray.presets import get_preset
+from byol_ray.core.config import Config
+from byol_ray.core.presets import get_preset
 
 # Dense bf16 tensor-core peak (FLOP/s) by card name, from NVIDIA's data sheets: the
 # denominator of model FLOPs utilisation (MFU) for every precision, as is customary.

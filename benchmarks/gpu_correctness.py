@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from contenders import Ours, StepOptions, Views
 from torch import Tensor, nn
 
-from byol_ray.config import Config, from_dict, to_dict
-from byol_ray.data import BatchAugment, view_params
-from byol_ray.eval import gather_features, shard_indices
-from byol_ray.methods import build_method
+from byol_ray.core.config import Config, from_dict, to_dict
+from byol_ray.learn.data import BatchAugment, view_params
+from byol_ray.learn.methods import build_method
+from byol_ray.learn.metrics import gather_features, shard_indices
 
 # bfloat16 keeps 8 significant bits (relative precision 2^-8 = 0.4%): the loss, computed in
 # float32 from bf16 activations, may move by about that; more means a path loses precision.

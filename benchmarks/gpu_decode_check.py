@@ -8,7 +8,7 @@ both views of image_size:
                  comparison; both also per CPU-second of their workers (per busy core).
 Each pipeline runs 3 epochs over the folder; the first (worker start, page cache) is untimed.
 Runs with plain `python3` where torch and torchvision are installed: it imports only
-byol_ray.data's decoding modules (not the package, whose config needs PyYAML), never Ray or
+byol_ray.learn.data's decoding modules (not the package, whose config needs PyYAML), never Ray or
 MLflow. Without CUDA it runs a tiny smoke test on the CPU and says so.
 """
 
@@ -30,18 +30,18 @@ from torch.utils.data import DataLoader
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-if "byol_ray.data" not in sys.modules:  # the modules below, without byol_ray/data/__init__
-    shell = types.ModuleType("byol_ray.data")
+if "byol_ray.learn.data" not in sys.modules:  # these modules, not learn/data/__init__
+    shell = types.ModuleType("byol_ray.learn.data")
     shell.__path__ = [str(HERE.parent / "byol_ray" / "data")]
-    sys.modules["byol_ray.data"] = shell
+    sys.modules["byol_ray.learn.data"] = shell
 
 import synthetic_imagenet  # noqa: E402
 from synthetic_imagenet import loader_rate  # noqa: E402
 
-from byol_ray.data.crops import Box  # noqa: E402
-from byol_ray.data.decode import crop_views  # noqa: E402
-from byol_ray.data.gpu_decode import decode_crops  # noqa: E402
-from byol_ray.data.imagefolder import JpegFolder, TwoViewFolder, collate_jpeg, scan  # noqa: E402
+from byol_ray.learn.data.crops import Box  # noqa: E402
+from byol_ray.learn.data.decode import crop_views  # noqa: E402
+from byol_ray.learn.data.gpu_decode import decode_crops  # noqa: E402
+from byol_ray.learn.data.imagefolder import JpegFolder, TwoViewFolder, collate_jpeg, scan  # noqa: E402
 
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # [P Table 6]
 

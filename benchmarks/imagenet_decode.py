@@ -1,7 +1,7 @@
 """ImageNet input pipeline, CPU decoder: images/s per CPU core delivered with both views.
 
 Run with `make bench`. On a synthetic ImageNet-like folder it writes (synthetic_imagenet.py),
-measures the path a training run takes (`byol_ray.data.imagefolder.TwoViewFolder`: one decode
+measures the path a training run takes (`byol_ray.learn.data.imagefolder.TwoViewFolder`: one decode
 per image, JPEG draft reduction where both crops allow, two random-resized crops from the
 full image, bicubic to image_size):
   1 core     one process, no loader workers: images/s per core with nothing else in the way;
@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic_imagenet  # noqa: E402
 
-from byol_ray.config import AugmentConfig  # noqa: E402
-from byol_ray.data import ViewPair, view_params  # noqa: E402
-from byol_ray.data.datasets import IMAGENET_STATS  # noqa: E402
-from byol_ray.data.imagefolder import CentreViewFolder, TwoViewFolder, scan  # noqa: E402
+from byol_ray.core.config import AugmentConfig  # noqa: E402
+from byol_ray.learn.data import ViewPair, view_params  # noqa: E402
+from byol_ray.learn.data.datasets import IMAGENET_STATS  # noqa: E402
+from byol_ray.learn.data.imagefolder import CentreViewFolder, TwoViewFolder, scan  # noqa: E402
 
 # What one GPU consumes: NVIDIA's ResNet-50 v1.5 PyTorch training runs at 2,470 img/s on one
 # A100 80GB in mixed precision (DeepLearningExamples, PyTorch/Classification/ConvNets/

@@ -26,7 +26,7 @@ def child(preset: str, batch: int) -> None:
     """Two training steps of `preset` at `batch`; print the process's peak RSS in bytes."""
     from contenders import Ours, StepOptions, Views
 
-    from byol_ray.presets import get_preset
+    from byol_ray.core.presets import get_preset
 
     cfg = get_preset(preset)
     cfg.data.batch_size = batch

@@ -18,8 +18,8 @@ import torch
 from contenders import Ours, StepOptions, Views, _sync
 from torch.profiler import ProfilerActivity, profile
 
-from byol_ray.optim import LARS
-from byol_ray.presets import get_preset
+from byol_ray.core.presets import get_preset
+from byol_ray.learn.optim import LARS
 
 
 def part_times(ours: Ours, views: Views, images: torch.Tensor, repeats: int) -> dict[str, float]:

@@ -34,8 +34,8 @@ from contenders import (
     time_steps,
 )
 
-from byol_ray.config import Config
-from byol_ray.presets import get_preset
+from byol_ray.core.config import Config
+from byol_ray.core.presets import get_preset
 
 HERE = Path(__file__).resolve().parent
 # Targets of issue 14: Ray Train's overhead and the margin over lightly's building blocks.
@@ -170,8 +170,8 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
     import ray.train
     from ray.util.queue import Queue
 
-    from byol_ray.train.ray_trainer import TrainerWithoutPlacementGroupCleaner
-    from byol_ray.train.trainer import LOCAL_CLUSTER_ENV
+    from byol_ray.jobs.pretrain.driver import LOCAL_CLUSTER_ENV
+    from byol_ray.runtime.trainer import TrainerWithoutPlacementGroupCleaner
 
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=max(2, threads), include_dashboard=False, log_to_driver=False,

@@ -1,33 +1,12 @@
 """Fig. 3b: BYOL and SimCLR with augmentations removed, and over colour strength [P Fig. 3b].
 
-`recipe` cells are the paper's removals; `strength` cells scale the colour-jitter magnitudes
-(strength 1.0 is the baseline recipe cell).
+The grid is `byol_ray.experiments.augmentations`; this is its entry point.
 Usage: python sweeps/augmentations.py --preset imagenet-300 [--seeds 3] [--dry-run]
+       ray submit cluster/gpu.yaml sweeps/augmentations.py --preset imagenet-300
 """
 
-from byol_ray.config import AUGMENT_RECIPES
-from byol_ray.sweep import Cell, Grid
-from byol_ray.sweep_cli import run_sweep_cli
-
-STRENGTHS = (0.0, 0.5, 1.5)
-# cpu-mini's digits are grey: hue and saturation jitter do nothing there, so its strength axis
-# would show noise only.
-REDUCED = {"cpu-mini": (("baseline", "crop_only"), ())}
-
-
-def cells(preset: str) -> list[Cell]:
-    """Each removal recipe and each strength, for BYOL and SimCLR."""
-    recipes, strengths = REDUCED.get(preset, (AUGMENT_RECIPES, STRENGTHS))
-    out = []
-    for method in ("byol", "simclr"):
-        out += [Cell(method, "recipe", r, (f"augment.recipe={r}",)) for r in recipes]
-        out += [Cell(method, "strength", f"{s:g}", (f"augment.strength={s}",))
-                for s in strengths]
-    return out
-
-
-GRID = Grid("augmentations", "Fig. 3b: top-1 with augmentations removed, BYOL vs SimCLR",
-            cells)
+from byol_ray.cli.sweep import run_sweep_cli
+from byol_ray.experiments.augmentations import GRID
 
 if __name__ == "__main__":
     raise SystemExit(run_sweep_cli(GRID))

@@ -1,34 +1,12 @@
 """Table 5b: predictor x target network x contrastive weight beta, and SimCLR [P Table 5b].
 
-beta weights a contrastive term (temperature 0.1); "no target network" makes the target side
-the online projection itself, with gradients, as in SimCLR.
+The grid is `byol_ray.experiments.target_network`; this is its entry point.
 Usage: python sweeps/target_network.py --preset imagenet-300 [--seeds 3] [--dry-run]
+       ray submit cluster/gpu.yaml sweeps/target_network.py --preset imagenet-300
 """
 
-from byol_ray.sweep import Cell, Grid
-from byol_ray.sweep_cli import run_sweep_cli
-
-# (predictor, target network, beta) in the paper's row order.
-PAPER = [(True, True, 0), (True, True, 1), (False, True, 1), (False, False, 1),
-         (True, False, 1), (True, False, 0), (False, True, 0), (False, False, 0)]
-REDUCED = {"cpu-mini": [(True, True, 0), (False, True, 0), (True, False, 0), (False, False, 1)]}
-
-
-def cells(preset: str) -> list[Cell]:
-    """One BYOL-variant cell per row, plus SimCLR itself."""
-    def yes(flag: bool) -> str:
-        return "yes" if flag else "no"
-
-    rows = [
-        Cell("byol", "target_network", f"pred={yes(p)},target={yes(t)},beta={b}",
-             (f"method.predictor={p}", f"method.target_network={t}", f"method.beta={b}",
-              "method.temperature=0.1"))
-        for p, t, b in REDUCED.get(preset, PAPER)
-    ]
-    return [*rows, Cell("simclr", "target_network", "simclr", ("method.temperature=0.1",))]
-
-
-GRID = Grid("target_network", "Table 5b: predictor, target network and beta", cells)
+from byol_ray.cli.sweep import run_sweep_cli
+from byol_ray.experiments.target_network import GRID
 
 if __name__ == "__main__":
     raise SystemExit(run_sweep_cli(GRID))

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from contenders import ByolPytorch, Lightly, Ours, Plain, StepOptions, Views, numerics  # noqa: E402
 
-from byol_ray.presets import get_preset  # noqa: E402
+from byol_ray.core.presets import get_preset  # noqa: E402
 
 
 def _setup(batch: int = 16):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from byol_ray.cli import resolve_config
-from byol_ray.methods import build_method
-from byol_ray.optim import build_optimizer
-from byol_ray.train.loop import in_layout
-from byol_ray.train.step import train_micro_batch
+from byol_ray.cli.main import resolve_config
+from byol_ray.jobs.pretrain.step import train_micro_batch
+from byol_ray.jobs.pretrain.worker import in_layout
+from byol_ray.learn.methods import build_method
+from byol_ray.learn.optim import build_optimizer
 
 
 def _one_step(channels_last: bool) -> tuple[float, list[torch.Tensor]]:

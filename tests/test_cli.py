@@ -6,8 +6,8 @@ import sys
 
 import yaml
 
-from byol_ray.cli import main
-from byol_ray.presets import PRESETS
+from byol_ray.cli.main import main
+from byol_ray.core.presets import PRESETS
 
 
 def test_presets_lists_every_preset(capsys):

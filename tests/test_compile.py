@@ -13,11 +13,11 @@ from gloo_processes import run_gloo
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from byol_ray.cli import resolve_config
-from byol_ray.config import MethodConfig, ModelConfig, OptimConfig
-from byol_ray.methods import BYOL, Method
-from byol_ray.optim import build_optimizer
-from byol_ray.train.step import train_micro_batch
+from byol_ray.cli.main import resolve_config
+from byol_ray.core.config import MethodConfig, ModelConfig, OptimConfig
+from byol_ray.jobs.pretrain.step import train_micro_batch
+from byol_ray.learn.methods import BYOL, Method
+from byol_ray.learn.optim import build_optimizer
 
 STEPS = 3
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byol_ray.config import (
+from byol_ray.core.config import (
     Config,
     ConfigError,
     apply_overrides,
@@ -16,7 +16,7 @@ from byol_ray.config import (
     to_dict,
     validate,
 )
-from byol_ray.presets import PRESETS, get_preset
+from byol_ray.core.presets import PRESETS, get_preset
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

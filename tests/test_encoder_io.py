@@ -6,11 +6,12 @@ import torch
 import torchvision
 from mlflow.tracking import MlflowClient
 
-from byol_ray import load_encoder, tracking
-from byol_ray.cli import resolve_config
-from byol_ray.config import ConfigError
-from byol_ray.encoder_io import WeightsError, read_part, write_weights
-from byol_ray.methods import build_method
+from byol_ray import load_encoder
+from byol_ray.cli.main import resolve_config
+from byol_ray.core.config import ConfigError
+from byol_ray.learn.methods import build_method
+from byol_ray.runtime import tracking
+from byol_ray.runtime.weights import WeightsError, read_part, write_weights
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of byol_ray.eval: kNN monitor, linear probe, collapse metric, features, gathering."""
+"""Tests of learn.metrics: kNN monitor, linear probe, collapse metric, features, gathering."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from gloo_processes import run_gloo
 from torch import nn
 
-from byol_ray.eval import (
+from byol_ray.learn.metrics import (
     embedding_std,
     extract_features,
     few_label_knn_top1,

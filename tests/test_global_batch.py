@@ -16,10 +16,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile
 
-from byol_ray.config import MethodConfig, ModelConfig, OptimConfig
-from byol_ray.methods import BYOL, Method, SimCLR
-from byol_ray.optim import build_optimizer
-from byol_ray.train.step import average_pending_gradients, restore_gradients, train_micro_batch
+from byol_ray.core.config import MethodConfig, ModelConfig, OptimConfig
+from byol_ray.jobs.pretrain.step import (
+    average_pending_gradients,
+    restore_gradients,
+    train_micro_batch,
+)
+from byol_ray.learn.methods import BYOL, Method, SimCLR
+from byol_ray.learn.optim import build_optimizer
 
 WORLD = 2
 SCENARIOS: dict[str, dict] = {

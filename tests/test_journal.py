@@ -3,7 +3,7 @@ tests deliver to a list)."""
 
 import json
 
-from byol_ray.journal import Journal, drain, pending_records
+from byol_ray.runtime.journal import Journal, drain, pending_records
 
 
 class Flaky:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from byol_ray.config import OptimConfig
-from byol_ray.optim import LARS, build_optimizer, lr_at, param_groups, tau_at
+from byol_ray.core.config import OptimConfig
+from byol_ray.learn.optim import LARS, build_optimizer, lr_at, param_groups, tau_at
 
 
 def _net() -> nn.Sequential:

@@ -19,11 +19,11 @@ from console_lines import Lines
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from byol_ray.cli import main
-from byol_ray.config import AUGMENT_RECIPES
-from byol_ray.pause_points import PAUSE_ENV
-from byol_ray.sweep import SweepOptions, SweepResult, mark_twins, plan
-from byol_ray.sweep_cli import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
+from byol_ray.cli.main import main
+from byol_ray.cli.sweep import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
+from byol_ray.core.config import AUGMENT_RECIPES
+from byol_ray.jobs.sweep.run import SweepOptions, SweepResult, mark_twins, plan
+from byol_ray.runtime.pause_points import PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,7 @@ def _session_members(session: int) -> list[int]:
 
 
 def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
-    """Run the sweep until its driver reaches pause point `point` (byol_ray/pause_points.py),
+    """Run the sweep until its driver reaches pause point `point` (runtime/pause_points.py),
     then SIGKILL the driver's session (the driver and the local Ray cluster it started,
     workers included). Returns the driver's output."""
     marker = tmp_path / f"paused-at-{point}"
@@ -410,7 +410,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
 
 
 def test_concurrency_follows_what_the_cluster_fits():
-    from byol_ray.sweep import _fits
+    from byol_ray.jobs.sweep.run import _fits
 
     trials = plan(load_grid("ema_decay"), SweepOptions("cpu-mini"))
     assert _fits(trials, {"CPU": 2.0}) == 4  # half-core trials on 2 cores
@@ -444,7 +444,7 @@ def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_resul
 
     from mlflow.tracking import MlflowClient
 
-    from byol_ray import tracking
+    from byol_ray.runtime import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from byol_ray.cli import resolve_config
+from byol_ray.cli.main import resolve_config
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def ray_cluster():
 
 
 def _pretrain(tmp_path, *overrides):
-    from byol_ray.train.trainer import run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
 
     tmp_path.mkdir(parents=True, exist_ok=True)  # a sqlite store needs its folder
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -117,7 +117,7 @@ def test_simclr_trains_through_the_same_plumbing(ray_cluster, tmp_path):
 
 
 def test_a_failing_run_ends_failed_with_its_reason(ray_cluster, tmp_path):
-    from byol_ray.train.trainer import run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # lr so large that the loss overflows: the worker raises, the run must end FAILED.
@@ -139,7 +139,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
     import signal
     import threading
 
-    from byol_ray.train.trainer import run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     epochs = 30
@@ -236,8 +236,8 @@ def _resumed_epochs_in_worker_logs() -> list[int]:
 def test_a_truncated_checkpoint_stops_the_resumed_run_naming_the_file(ray_cluster, tmp_path):
     """Guarantee 6: a resume whose checkpoint file is damaged fails naming that file; it never
     trains again from epoch 0 (the baseline is not logged twice)."""
-    from byol_ray import tracking
-    from byol_ray.train.trainer import build_trainer
+    from byol_ray.jobs.pretrain.driver import build_trainer
+    from byol_ray.runtime import tracking
 
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "ray")
     short = ["train.checkpoint_every=2", "eval.eval_every=0", "eval.linear_epochs=1"]
@@ -247,7 +247,7 @@ def test_a_truncated_checkpoint_stops_the_resumed_run_naming_the_file(ray_cluste
     [state] = Path(storage).rglob("state.pt")
     state.write_bytes(state.read_bytes()[:1000])  # a copy cut short (full disk, killed upload)
     # Ray's cleaner, which took a slow state-API answer for a dead controller and removed live
-    # runs' placement groups, is not started (byol_ray.train.ray_trainer).
+    # runs' placement groups, is not started (byol_ray.runtime.trainer).
     assert _actors_of_this_job("PlacementGroupCleaner") == []
 
     longer = resolve_config("cpu-mini", ["train.epochs=4", *short])

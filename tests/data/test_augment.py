@@ -8,9 +8,9 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from byol_ray.config import AUGMENT_RECIPES, AugmentConfig
-from byol_ray.data import BatchAugment, ViewParams, eval_transform, view_params
-from byol_ray.data.augment import _shift_hue
+from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig
+from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, view_params
+from byol_ray.learn.data.augment import _shift_hue
 
 ID = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # mean/std that leave [0, 1] values as they are
 T, T_PRIME = view_params(AugmentConfig())

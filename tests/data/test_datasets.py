@@ -13,8 +13,8 @@ import torchvision.datasets.cifar
 import torchvision.datasets.stl10
 from PIL import Image
 
-from byol_ray.config import DataConfig
-from byol_ray.data import DatasetSplits, check_dataset, load_splits
+from byol_ray.core.config import DataConfig
+from byol_ray.learn.data import DatasetSplits, check_dataset, load_splits
 
 
 def _exists_only(fpath, md5=None) -> bool:

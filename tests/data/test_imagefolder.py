@@ -18,13 +18,18 @@ from PIL import Image
 from scipy import stats
 from torchvision.transforms import v2
 
-from byol_ray.cli import main
-from byol_ray.config import AugmentConfig, DataConfig
-from byol_ray.data import ViewPair, load_splits, view_params
-from byol_ray.data.crops import Box, centre_crop, random_resized_crop, reduction
-from byol_ray.data.decode import crop_views
-from byol_ray.data.gpu_decode import decode_crops
-from byol_ray.data.imagefolder import CentreViewFolder, JpegFolder, TwoViewFolder, collate_jpeg
+from byol_ray.cli.main import main
+from byol_ray.core.config import AugmentConfig, DataConfig
+from byol_ray.learn.data import ViewPair, load_splits, view_params
+from byol_ray.learn.data.crops import Box, centre_crop, random_resized_crop, reduction
+from byol_ray.learn.data.decode import crop_views
+from byol_ray.learn.data.gpu_decode import decode_crops
+from byol_ray.learn.data.imagefolder import (
+    CentreViewFolder,
+    JpegFolder,
+    TwoViewFolder,
+    collate_jpeg,
+)
 
 SIZES = [(500, 375), (375, 500), (800, 200)]  # landscape, portrait, a wide panorama
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)
@@ -277,17 +282,17 @@ def test_views_command_rejects_bad_input_with_status_2(tmp_path, capsys, args, m
     (["data.decoder=gpu", "scaling.use_gpu=false"], "data.decoder: gpu needs CUDA"),
 ])
 def test_decoder_key_is_checked_before_any_worker_starts(tmp_path, overrides, message):
-    from byol_ray.cli import resolve_config
-    from byol_ray.config import ConfigError
+    from byol_ray.cli.main import resolve_config
+    from byol_ray.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         resolve_config("imagenet100", [f"data.root={tmp_path}", *overrides])
 
 
 def test_evaluation_embeds_each_split_once_through_loader_workers(tmp_path):
-    from byol_ray.cli import resolve_config
-    from byol_ray.methods import build_method
-    from byol_ray.train.evaluation import evaluate
+    from byol_ray.cli.main import resolve_config
+    from byol_ray.jobs.pretrain.evaluation import evaluate
+    from byol_ray.learn.methods import build_method
 
     write_jpeg_folder(tmp_path, per_class=5)
     cfg = resolve_config("cpu-mini", [
@@ -311,9 +316,9 @@ def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_pat
     import ray
     from mlflow.tracking import MlflowClient
 
-    from byol_ray.cli import resolve_config
-    from byol_ray.config import ConfigError
-    from byol_ray.train.trainer import check_resources, run_pretraining
+    from byol_ray.cli.main import resolve_config
+    from byol_ray.core.config import ConfigError
+    from byol_ray.jobs.pretrain.driver import check_resources, run_pretraining
 
     write_jpeg_folder(tmp_path / "data", per_class=8)
     overrides = [
@@ -353,7 +358,7 @@ def test_gpu_decode_check_runs_without_ray_mlflow_or_yaml(tmp_path):
         f"sys.argv = ['gpu_decode_check.py', '--folder', {str(tmp_path / 'data')!r},\n"
         f"            '--out', {str(tmp_path / 'out.json')!r}]\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
-        "assert 'byol_ray.config' not in sys.modules\n"
+        "assert 'byol_ray.core.config' not in sys.modules\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OUT")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

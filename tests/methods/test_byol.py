@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from byol_ray.config import Config, MethodConfig, ModelConfig, OptimConfig
-from byol_ray.methods import BYOL, Method, RandomInit, SimCLR, build_method
-from byol_ray.methods.losses import regression_loss
-from byol_ray.optim import build_optimizer, tau_at
+from byol_ray.core.config import Config, MethodConfig, ModelConfig, OptimConfig
+from byol_ray.learn.methods import BYOL, Method, RandomInit, SimCLR, build_method
+from byol_ray.learn.methods.losses import regression_loss
+from byol_ray.learn.optim import build_optimizer, tau_at
 
 HEADS = ModelConfig(proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
 

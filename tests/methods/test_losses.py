@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from byol_ray.methods.losses import byol_loss, nt_xent, regression_loss
+from byol_ray.learn.methods.losses import byol_loss, nt_xent, regression_loss
 
 
 def _explicit_regression(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

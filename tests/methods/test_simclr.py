@@ -3,9 +3,9 @@
 import torch
 from torch import nn
 
-from byol_ray.config import MethodConfig, ModelConfig
-from byol_ray.methods import SimCLR
-from byol_ray.methods.losses import nt_xent
+from byol_ray.core.config import MethodConfig, ModelConfig
+from byol_ray.learn.methods import SimCLR
+from byol_ray.learn.methods.losses import nt_xent
 
 
 def _simclr(temperature: float = 0.2) -> SimCLR:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from byol_ray.config import ModelConfig
-from byol_ray.models import build_encoder, mlp
+from byol_ray.core.config import ModelConfig
+from byol_ray.learn.models import build_encoder, mlp
 
 
 def _features(encoder: nn.Module, size: int, batch: int = 2) -> torch.Tensor:

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from byol_ray import load_encoder
-from byol_ray.cli import main, resolve_config
-from byol_ray.methods import build_method
+from byol_ray.cli.main import main, resolve_config
+from byol_ray.learn.methods import build_method
 
 pytestmark = pytest.mark.slow
 QUICK = ["--set", "protocol.linear_epochs=3", "--set", "protocol.linear_lrs=[0.4,0.05]",
@@ -26,7 +26,7 @@ def pretrained(tmp_path_factory):
     """(tracking URI, run id, final checkpoint folder, config, tmp folder) of a 2-epoch run."""
     import ray
 
-    from byol_ray.train.trainer import LOCAL_CLUSTER_ENV, run_pretraining
+    from byol_ray.jobs.pretrain.driver import LOCAL_CLUSTER_ENV, run_pretraining
 
     tmp = tmp_path_factory.mktemp("pretrain")
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": LOCAL_CLUSTER_ENV})
@@ -141,7 +141,7 @@ def test_bad_eval_input_exits_2_before_any_job(pretrained, capsys, tmp_path):
 
 
 def test_a_sweep_s_eval_runs_inside_its_trial_and_is_not_repeated(pretrained, capsys):
-    from byol_ray.protocols.run import evaluate_trial
+    from byol_ray.jobs.protocols.run import evaluate_trial
 
     uri, _, _, _, tmp = pretrained
     assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--only", "random-init",

@@ -2,10 +2,10 @@
 
 import torch
 
-from byol_ray.cli import resolve_config
-from byol_ray.data import load_splits
-from byol_ray.protocols.run import choose_lr, linear_jobs
-from byol_ray.protocols.splits import balanced_subset, holdout_split, labels_of
+from byol_ray.cli.main import resolve_config
+from byol_ray.jobs.protocols.run import choose_lr, linear_jobs
+from byol_ray.jobs.protocols.splits import balanced_subset, holdout_split, labels_of
+from byol_ray.learn.data import load_splits
 
 
 def _digits_labels() -> torch.Tensor:

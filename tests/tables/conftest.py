@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from synthetic_runs import PRESET, TRIALS, raw_frame, write_store
 
-from byol_ray.tables.runs import normalise_runs, select_runs
+from byol_ray.report.runs import normalise_runs, select_runs
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from byol_ray.tables.builders import build_table_4
-from byol_ray.tables.runs import EVAL_COLUMNS, normalise_eval_runs
+from byol_ray.report.builders import build_table_4
+from byol_ray.report.runs import EVAL_COLUMNS, normalise_eval_runs
 
 
 def _run(protocol, method, value, seed=0, status="FINISHED"):

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
-from byol_ray.tables import build_tables
-from byol_ray.tables.builders import build_table_5a
-from byol_ray.tables.cells import aggregate
-from byol_ray.tables.render import latex_escape, markdown_grid, to_latex, to_markdown
-from byol_ray.tables.runs import normalise_runs
-from byol_ray.tables.verdicts import Estimate
+from byol_ray.report import build_tables
+from byol_ray.report.builders import build_table_5a
+from byol_ray.report.cells import aggregate
+from byol_ray.report.render import latex_escape, markdown_grid, to_latex, to_markdown
+from byol_ray.report.runs import normalise_runs
+from byol_ray.report.verdicts import Estimate
 
 PROTOCOL = "linear probe, offline, digits test split"
 PAPER = "paper top-1 (%; linear probe, offline, ImageNet val)"

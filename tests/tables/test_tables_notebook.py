@@ -15,7 +15,7 @@ def test_notebook_runs_top_to_bottom_against_the_store(store_uri, tmp_path, monk
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")
     source = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert "from byol_ray import tables" in source and "def " not in source  # no copies
+    assert "from byol_ray import report as tables" in source and "def " not in source  # no copies
     NotebookClient(notebook, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]

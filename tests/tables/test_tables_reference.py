@@ -1,6 +1,6 @@
 """The paper's reference values ship with the package, each with its source."""
 
-from byol_ray.tables.reference import reference_frame, references
+from byol_ray.report.reference import reference_frame, references
 
 
 def test_every_value_of_the_brief_is_there_with_its_source():
@@ -32,6 +32,6 @@ def test_every_value_of_the_brief_is_there_with_its_source():
 
 
 def test_fig_3b_rows_use_the_config_recipe_names():
-    from byol_ray.config import AUGMENT_RECIPES
+    from byol_ray.core.config import AUGMENT_RECIPES
 
     assert list(dict.fromkeys(r.row for r in references("fig_3b"))) == list(AUGMENT_RECIPES)

@@ -4,9 +4,9 @@ import mlflow
 import pandas as pd
 from PIL import Image
 
-from byol_ray import cli
-from byol_ray.tables import print_tables, write_report
-from byol_ray.tables.runs import load_runs
+from byol_ray.cli import main as cli
+from byol_ray.report import print_tables, write_report
+from byol_ray.report.runs import load_runs
 
 TABLES = ("table_5a", "table_5b", "fig_3a", "fig_3b", "fig_3b_strength", "baseline")
 

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
-from byol_ray.tables.builders import build_table_5a
-from byol_ray.tables.cells import aggregate
-from byol_ray.tables.runs import normalise_runs
-from byol_ray.tables.verdicts import (
+from byol_ray.report.builders import build_table_5a
+from byol_ray.report.cells import aggregate
+from byol_ray.report.runs import normalise_runs
+from byol_ray.report.verdicts import (
     AGREES,
     DISAGREES,
     NO_RUNS,

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from voc_synthetic import write_voc
 
-from byol_ray.cli import main, resolve_config
+from byol_ray.cli.main import main, resolve_config
 
 pytestmark = pytest.mark.slow
 FAST = ["--set", "segment.iterations=6", "--set", "detect.iterations=6"]  # the path only
@@ -20,7 +20,7 @@ def setting(tmp_path_factory):
     """(tracking URI, pretraining run id, VOC root, tmp folder) with Ray up."""
     import ray
 
-    from byol_ray.train.trainer import run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
 
     tmp = tmp_path_factory.mktemp("dense")
     voc = write_voc(tmp / "voc", "2012", {"train": 8, "val": 4})

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torchvision
 
-from byol_ray.config import ConfigError, ModelConfig
-from byol_ray.models.dense import (
+from byol_ray.core.config import ConfigError, ModelConfig
+from byol_ray.learn.models.dense import (
     detection_model,
     feature_stages,
     segmentation_model,
     supervised_encoder,
 )
-from byol_ray.models.encoders import build_encoder, small_cnn
+from byol_ray.learn.models.encoders import build_encoder, small_cnn
 
 
 def test_stages_of_each_encoder():

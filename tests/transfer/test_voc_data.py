@@ -8,8 +8,8 @@ import pytest
 import torch
 from voc_synthetic import CLASSES, write_annotation, write_mask, write_voc
 
-from byol_ray.config import ConfigError
-from byol_ray.data.voc import (
+from byol_ray.core.config import ConfigError
+from byol_ray.learn.data.voc import (
     IGNORE_INDEX,
     check_voc,
     detection_dataset,

@@ -1,0 +1,28 @@
+"""Command-line options shared by `byol-ray train`, `show-config` and every sweep."""
+
+from __future__ import annotations
+
+import argparse
+
+from byol_ray.core.presets import PRESETS
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """--preset and repeatable --set: how every command builds its config."""
+    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one config value, e.g. method.tau_base=0.99 (repeatable)")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where runs are tracked, where checkpoints go, and which Ray cluster runs them."""
+    parser.add_argument("--tracking-uri", default="",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                             "sqlite:///mlflow.db in this folder)")
+    parser.add_argument("--storage", default="",
+                        help="checkpoint storage: a folder or s3://, gs:// (default "
+                             "~/ray_results)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (default: the one running here, else a new "
+                             "local cluster)")

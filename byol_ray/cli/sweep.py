@@ -1,0 +1,193 @@
+"""Command line of the sweeps: `python sweeps/NAME.py`, `byol-ray sweep NAME`, `reproduce`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from byol_ray.cli.options import add_cluster_options, add_config_options
+from byol_ray.core.config import ConfigError
+from byol_ray.jobs.sweep.run import (
+    Grid,
+    SweepOptions,
+    SweepResult,
+    plan,
+    run_sweep,
+    run_sweeps,
+    trial_table,
+)
+from byol_ray.report.cells import METRICS
+
+GRID_ORDER = ("ema_decay", "target_network", "batch_size", "augmentations")
+
+
+def add_sweep_options(parser: argparse.ArgumentParser) -> None:
+    """The options every sweep accepts."""
+    add_config_options(parser)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat each cell K times (the paper averages 3)")
+    parser.add_argument("--only", action="append", default=[], metavar="GLOB",
+                        help="run only trials whose name matches, e.g. 'byol-*'")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the trials and their resources; run nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish the newest sweep of this name: skip finished trials, "
+                             "continue the others from their last checkpoint")
+    parser.add_argument("--name", default="", help="sweep name (default: GRID-PRESET)")
+    add_cluster_options(parser)
+    parser.add_argument("--eval", dest="evals", type=_protocols, default=[],
+                        metavar="PROTOCOL[,PROTOCOL]",
+                        help="after each trial, as part of it: linear and/or finetune "
+                             "(byol-ray eval), e.g. --eval linear,finetune")
+    parser.add_argument("--concurrent", type=int, default=0,
+                        help="max trials at once (default: as many as the cluster fits)")
+
+
+def _protocols(text: str) -> list[str]:
+    """--eval's comma-separated protocols, each checked."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    wrong = [name for name in names if name not in ("linear", "finetune")]
+    if wrong or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of linear, finetune")
+    return names
+
+
+def options_from_args(args: argparse.Namespace) -> SweepOptions:
+    """SweepOptions from parsed sweep options."""
+    return SweepOptions(
+        preset=args.preset, overrides=args.overrides, seeds=args.seeds,
+        only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
+        storage=args.storage, address=args.address, concurrent=args.concurrent,
+        evals=args.evals,
+    )
+
+
+def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
+    """Entry point of `sweeps/NAME.py`: parse options, then dry-run or run the grid."""
+    parser = argparse.ArgumentParser(prog=f"sweeps/{grid.name}.py", description=grid.description)
+    add_sweep_options(parser)
+    args = parser.parse_args(argv)
+    try:
+        return sweep_command(grid, options_from_args(args), args.dry_run)
+    except ConfigError as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
+    """Print the plan (dry run) or run the sweep and print its summary; 1 if a trial failed."""
+    if dry_run:
+        print(f"{grid.name} ({grid.description}), preset {options.preset}")
+        print(trial_table(plan(grid, options, check_paths=False)))
+        return 0
+    result = run_sweep(grid, options)
+    print(summary(result))
+    return 1 if any(t.status == "FAILED" for t in result.trials) else 0
+
+
+def main_dry_run_keys(text: str) -> set[str]:
+    """The trial names in a --dry-run table (its first column), for scripts and tests."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("trial "))
+    return {line.split()[0] for line in lines[start + 1:] if line and " trials, " not in line}
+
+
+def load_grid(name: str) -> Grid:
+    """The GRID of `byol_ray.experiments.NAME` (shipped with the package)."""
+    if name not in GRID_ORDER:
+        raise ConfigError("sweep", f"{name!r} is not one of: {', '.join(GRID_ORDER)}")
+    return importlib.import_module(f"byol_ray.experiments.{name}").GRID
+
+
+def summary(result: SweepResult) -> str:
+    """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
+    from byol_ray.runtime import tracking
+
+    rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
+             "status")]
+    for t in result.trials:
+        m = tracking.read_run(result.tracking_uri, t.run_id).metrics
+
+        def pct(name: str, m=m) -> str:
+            return f"{m[name]:.1f}" if name in m else "–"
+
+        collapsed = {1.0: "yes", 0.0: "no"}.get(m.get("eval/collapsed"), "–")
+        rows.append((t.key, t.cell.ablation, t.cell.value, pct("eval/knn_top1"),
+                     pct("eval/few_label_knn_top1"), pct("eval/linear_top1"), collapsed,
+                     t.status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"\n{result.name}: MLflow experiment {result.experiment!r}, parent run "
+             f"{result.parent_run_id} ({result.tracking_uri}); top-1 in % on the held-out "
+             "test split (kNN k=20, with every label or a few per class, and linear probe on "
+             "frozen features)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def add_commands(commands) -> None:
+    """Add `sweep` and `reproduce` to the `byol-ray` sub-commands."""
+    sweep = commands.add_parser("sweep", help="run one ablation grid (sweeps/NAME.py)")
+    sweep.add_argument("grid", metavar="NAME", help=f"one of: {', '.join(GRID_ORDER)}")
+    add_sweep_options(sweep)
+    sweep.set_defaults(handler=lambda a: sweep_command(load_grid(a.grid), options_from_args(a),
+                                                       a.dry_run))
+    reproduce = commands.add_parser(
+        "reproduce", help="run every grid in turn, skipping cells already finished")
+    add_sweep_options(reproduce)
+    reproduce.add_argument("--out", type=Path, default=None,
+                           help="where the tables and report.md go (default: results/PRESET)")
+    reproduce.add_argument("--metric", choices=METRICS, default=None,
+                           help="top-1 the tables show (default: the preset's, see "
+                                "`byol-ray tables --help`)")
+    reproduce.set_defaults(handler=reproduce_command)
+
+
+def reproduce_command(args: argparse.Namespace) -> int:
+    """All grids in sequence (finished cells are skipped), then a summary per grid."""
+    args.resume = True  # a second `reproduce` finishes what the first left
+    # One random-init run serves every grid's tables; the grids share one Tune run's slots.
+    jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
+            for i, name in enumerate(GRID_ORDER)]
+    if args.dry_run:
+        return max(sweep_command(grid, options, True) for grid, options in jobs)
+    started = time.perf_counter()
+    results = run_sweeps(jobs)
+    for result in results:
+        print(summary(result))
+    print(timing_report(results, time.perf_counter() - started))
+    write_tables(results, args.preset, args.out or Path("results") / args.preset, args.metric)
+    return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
+
+
+def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str | None) -> None:
+    """Print the paper's tables from the sweeps' runs and write them with report.md."""
+    from byol_ray.report import generate_report, show_tables
+
+    experiments = [r.experiment for r in results]
+    report = generate_report(results[0].tracking_uri, out, experiments, preset, metric)
+    show_tables(report.tables)
+    print(f"\ntables, figures and report: {report.path}")
+
+
+def timing_report(results: list[SweepResult], total: float) -> str:
+    """Where the time went: Ray start, trials (worker start-up, training, evaluation)."""
+    from byol_ray.runtime import tracking
+
+    trial_s = train_s = eval_s = 0.0
+    for result in results:
+        for t in result.trials:
+            if t.twin_of is not None:  # ran once, under its twin's run: counted there
+                continue
+            m = tracking.read_run(result.tracking_uri, t.run_id).metrics
+            trial_s += m.get("time/trial_s", 0.0)
+            train_s += m.get("time/train_s", 0.0)
+            eval_s += m.get("time/eval_s", 0.0)
+    ray_s = sum(r.seconds.get("ray_start", 0.0) for r in results)
+    overhead = max(trial_s - train_s - eval_s, 0.0)
+    return (f"\ntime: {total:.0f} s wall; Ray start {ray_s:.0f} s; summed over trials run now: "
+            f"{trial_s:.0f} s = training {train_s:.0f} s + evaluation {eval_s:.0f} s + "
+            f"Train worker start-up and teardown {overhead:.0f} s")

@@ -1,0 +1,143 @@
+"""Named starting points for a run. Constants cite their source:
+
+[P] Grill et al. 2020, arXiv 2006.07733; [DM] google-deepmind/deepmind-research byol/configs;
+[SL] vturrisi/solo-learn scripts/pretrain/cifar/byol.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from byol_ray.core.config import (
+    AugmentConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    DetectConfig,
+    EvalConfig,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+    ProtocolConfig,
+    ScalingConfig,
+    SegmentConfig,
+    TrainConfig,
+)
+
+# [DM configs/byol.py] learning rate, weight decay and tau_base by number of epochs.
+_PAPER_BY_EPOCHS: dict[int, tuple[float, float, float]] = {
+    # epochs: (base_lr, weight_decay, tau_base)
+    300: (0.3, 1e-6, 0.99),  # the ablation setting of [P §5]
+    1000: (0.2, 1.5e-6, 0.996),  # the main run of [P §3.3]
+}
+
+
+def cpu_mini() -> Config:
+    """Tiny CNN on the bundled sklearn digits: the whole pipeline in minutes on a laptop CPU."""
+    return Config(
+        preset="cpu-mini",
+        data=DataConfig(dataset="digits", image_size=16, batch_size=256),
+        # Digits are 8x8 and not mirror-symmetric (a flipped 2 is no 2): milder crops, no flip.
+        augment=AugmentConfig(crop_scale=(0.3, 1.0), flip_p=0.0, blur_p=(0.5, 0.1)),
+        model=ModelConfig(
+            encoder="small_cnn", width=16, proj_hidden_dim=256, proj_dim=64, pred_hidden_dim=256
+        ),
+        method=MethodConfig(tau_base=0.99),
+        optim=OptimConfig(
+            name="lars", base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02, warmup_epochs=2
+        ),
+        train=TrainConfig(epochs=40, checkpoint_every=10),
+        # Few-label kNN (5 labels per class, 3 draws): on digits the untrained encoder scores
+        # 92% with every label but ~50% with five per class, so this is where BYOL's gain shows
+        # (README, "Choosing cpu-mini's setting": measured on a validation part of train).
+        eval=EvalConfig(eval_every=10, knn_k=(20, 200), linear_epochs=50,
+                        few_label_per_class=5, few_label_draws=3),
+        # The dense protocols [P App. D.4/D.5] in about a minute each on small VOC-layout
+        # images: the paper's schedule shapes (steps at 70/90% and 2/3, 4/5) on a few
+        # iterations, crops of 64 px, the detector at its input size; higher rates than the
+        # paper's so that fresh heads learn something in that time.
+        segment=SegmentConfig(iterations=40, batch_size=8, lr=0.05, crop_size=64),
+        detect=DetectConfig(iterations=40, batch_size=4, lr=0.02, min_size=(64,), max_size=64,
+                            rois_per_image=64),
+        # The paper's protocols, scaled so each trains in seconds: 1437 train images, the same
+        # milder crops as pretraining, a fifth of train held out to choose the linear lr. The
+        # small CNN's features are tiny next to a ResNet-50's: at the paper's rates a linear
+        # layer on them learns slowly (20 epochs at lr 0.4: 54% test top-1, 85% with
+        # feature_norm, measured on a 2-epoch BYOL encoder), hence the affine-free BN before it.
+        protocol=ProtocolConfig(linear_epochs=30, linear_batch_size=256, val_fraction=0.2,
+                                crop_scale=(0.3, 1.0), feature_norm=True, finetune_epochs=30,
+                                finetune_batch_size=256, finetune_lr=0.05),
+        scaling=ScalingConfig(num_workers=2, use_gpu="auto"),
+    )
+
+
+def cifar10() -> Config:
+    """ResNet-18 (CIFAR stem) on CIFAR-10, the widely used recipe [SL]: no blur, solarise 0/0.2."""
+    return Config(
+        preset="cifar10",
+        data=DataConfig(dataset="cifar10", root="data/cifar10", image_size=32, batch_size=256,
+                        loader_workers=2),
+        augment=AugmentConfig(blur_p=(0.0, 0.0), solarize_p=(0.0, 0.2)),
+        model=ModelConfig(encoder="resnet18", cifar_stem=True),
+        method=MethodConfig(tau_base=0.99),
+        # [SL] optimizer: lars, lr 1.0, wd 1e-5, eta 0.02, clip_lr True, exclude_bias_n_norm.
+        # Differs from [SL solo/utils/lars.py] in the ratio's denominator only: ||g + wd w||
+        # as DeepMind's optax chain, where solo-learn divides by ||g|| + wd ||w|| (+1e-8).
+        optim=OptimConfig(name="lars", base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02,
+                          clip_lr=True, warmup_epochs=10),
+        train=TrainConfig(epochs=1000, checkpoint_every=10, amp=True),
+        eval=EvalConfig(eval_every=10),
+        # The paper's protocols at batch 256 on one GPU; 5000 train images hold out for the lr.
+        protocol=ProtocolConfig(linear_batch_size=256, val_fraction=0.1,
+                                finetune_batch_size=256),
+        scaling=ScalingConfig(num_workers=1, use_gpu="auto", cpus_per_worker=4),
+    )
+
+
+def imagenet_like(preset: str, dataset_root: str, epochs: int) -> Config:
+    """ResNet-50 at 224 px with the paper's settings for `epochs` (300 or 1000) [P App. C, DM]."""
+    base_lr, weight_decay, tau_base = _PAPER_BY_EPOCHS[epochs]
+    return Config(
+        preset=preset,
+        data=DataConfig(dataset="imagefolder", root=dataset_root, image_size=224,
+                        batch_size=4096, loader_workers=8,
+                        max_eval_images=100_000),  # kNN monitoring on 100k labelled images
+        augment=AugmentConfig(),  # T / T' exactly as [P Table 6]
+        model=ModelConfig(encoder="resnet50", proj_hidden_dim=4096, proj_dim=256,
+                          pred_hidden_dim=4096),
+        method=MethodConfig(tau_base=tau_base, temperature=0.1),
+        optim=OptimConfig(name="lars", base_lr=base_lr, weight_decay=weight_decay,
+                          momentum=0.9, trust_coefficient=1e-3, exclude_bias_and_bn=True,
+                          warmup_epochs=10),
+        train=TrainConfig(epochs=epochs, checkpoint_every=5, amp=True, channels_last=True),
+        eval=EvalConfig(eval_every=50, knn_k=(20, 200), linear_epochs=80, linear_lr=0.2,
+                        linear_batch_size=1024),
+        protocol=ProtocolConfig(),  # the paper's protocols as they are [P App. C.1, C.2]
+        scaling=ScalingConfig(num_workers=8, use_gpu="auto", cpus_per_worker=8),
+    )
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "cpu-mini": cpu_mini,
+    "cifar10": cifar10,
+    # ImageNet-100 at the 300-epoch ablation setting [P §5].
+    "imagenet100": lambda: imagenet_like("imagenet100", "data/imagenet100", 300),
+    # Full ImageNet: the 1000-epoch main run [P §3.3] and the 300-epoch ablation setting [P §5].
+    "imagenet": lambda: imagenet_like("imagenet", "data/imagenet", 1000),
+    "imagenet-300": lambda: imagenet_like("imagenet-300", "data/imagenet", 300),
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "cpu-mini": "small CNN, sklearn digits 16px, 40 epochs, few-label kNN, 2 CPU workers (~1 min)",
+    "cifar10": "ResNet-18 CIFAR stem, 32px, batch 256, LARS, tau 0.99->1, 1000 epochs (1 GPU)",
+    "imagenet100": "ResNet-50, 224px, batch 4096, 300-epoch ablation setting (8 GPUs)",
+    "imagenet": "ResNet-50, 224px, batch 4096, 1000-epoch main run, tau 0.996 (8 GPUs)",
+    "imagenet-300": "ResNet-50, 224px, batch 4096, 300-epoch ablation setting (8 GPUs)",
+}
+
+
+def get_preset(name: str) -> Config:
+    """A fresh Config for a named preset; unknown names list the known ones."""
+    if name not in PRESETS:
+        raise ConfigError("preset", f"{name!r} is not one of: {', '.join(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,344 @@
+"""The per-worker pretraining loop that Ray Train runs on every worker.
+
+Read top to bottom: set up data, augmentations, method and optimiser; resume from the last
+checkpoint if Ray hands one over; then per epoch: train, evaluate when due, report to Ray
+(with a checkpoint when due), log to MLflow from rank 0, print one progress line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from byol_ray.core.config import Config, from_dict
+from byol_ray.jobs.pretrain.evaluation import evaluate
+from byol_ray.jobs.pretrain.step import (
+    average_pending_gradients,
+    restore_gradients,
+    train_micro_batch,
+)
+from byol_ray.learn.data import ViewPair, load_splits, view_params
+from byol_ray.learn.methods import Method, build_method
+from byol_ray.learn.optim import build_optimizer, lr_at
+from byol_ray.runtime import tracking
+from byol_ray.runtime.weights import write_weights
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point: pretrain `loop_config["cfg"]`, logging to MLflow run `run_id`."""
+    cfg = from_dict(loop_config["cfg"])
+    run_id: str = loop_config["run_id"]
+    tracking_uri: str = loop_config["tracking_uri"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":  # as many threads as the CPUs Ray reserved for this worker
+        torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
+
+    splits = load_splits(cfg.data, cfg.augment)
+    layout = torch.channels_last if cfg.train.channels_last else torch.preserve_format
+    method = build_method(cfg).to(device, memory_format=layout)
+    method = with_sync_batchnorm(method, device, world)
+    is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
+    model = ray.train.torch.prepare_model(method) if is_training else method
+    if is_training and cfg.train.compile:  # the forward only; checkpoints keep `method`'s names
+        model = torch.compile(model)
+    torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # each worker its own augmentations
+
+    sampler = DistributedSampler(
+        splits.pretrain, num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed,
+        drop_last=True,
+    )
+    loader = DataLoader(
+        splits.pretrain, batch_size=cfg.data.batch_size // world, sampler=sampler,
+        drop_last=True, num_workers=cfg.data.loader_workers, pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.loader_workers > 0, collate_fn=splits.collate,
+    )
+    steps_per_epoch = len(loader)
+    if is_training and steps_per_epoch == 0:
+        raise ValueError(
+            f"data.batch_size: {cfg.data.batch_size} is larger than the pretraining split "
+            f"({len(splits.pretrain)} images); no full batch per epoch"
+        )
+    # An optimiser step (and a target update) every `accumulate` batches [P Fig. 3a]; the
+    # groups run across epochs, and a last incomplete group (its lr would be 0) is not run.
+    accumulate = cfg.train.accumulate_steps
+    total_steps = cfg.train.epochs * steps_per_epoch // accumulate
+    left_over = cfg.train.epochs * steps_per_epoch - total_steps * accumulate
+    if is_training and left_over >= steps_per_epoch:
+        raise ValueError(
+            f"train.accumulate_steps: {accumulate} batches per optimiser step leave the last "
+            f"{left_over} of the run's {cfg.train.epochs} x {steps_per_epoch} batches without a "
+            f"step; at most {steps_per_epoch - 1} (less than an epoch) may be left"
+        )
+    if is_training and left_over and rank == 0:
+        _say(f"[byol-ray] train.accumulate_steps={accumulate}: the run's last {left_over} "
+             "batches complete no optimiser step (their lr would be 0) and are not run")
+    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch / accumulate)
+    peak_lr = cfg.optim.lr(cfg.data.batch_size * accumulate)
+    # Loader batch -> T and T' on the device (ImageFolder batches arrive already cropped).
+    views = ViewPair(view_params(cfg.augment), cfg.data.image_size, splits.mean, splits.std)
+    views = views.to(device)
+    optimizer = build_optimizer(method, cfg.optim, peak_lr)
+    amp = cfg.train.amp and device.type == "cuda"
+
+    log = _Logger(cfg, run_id, tracking_uri, rank, loop_config.get("journal", ""))
+    clock = _Stopwatch()
+    if not is_training:  # the random-init baseline: one evaluation is the whole run
+        with clock("eval"):
+            final = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        log.epoch(0, final | clock.totals())
+        _log_weights(method, cfg, log)
+        _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
+        log.close()
+        return
+    start_epoch = _restore(method, optimizer)
+    if start_epoch == 0:  # the untrained encoder: where the curves start, and the baseline
+        with clock("eval"):
+            baseline = evaluate(method, splits, cfg, device, rank, world, linear=True)
+        log.epoch(0, baseline | {f"baseline/{k.removeprefix('eval/')}": v
+                                 for k, v in baseline.items()})
+
+    lr, extras = 0.0, {}
+    for epoch in range(start_epoch, cfg.train.epochs):
+        sampler.set_epoch(epoch)
+        model.train()
+        started, loss_sum, batches = time.perf_counter(), torch.zeros((), device=device), 0
+        for i, (batch, _) in enumerate(loader):
+            batch_index = epoch * steps_per_epoch + i
+            if batch_index >= total_steps * accumulate:
+                break
+            outputs, step = train_micro_batch(
+                model, optimizer, in_layout(views(batch), layout), batch_index, accumulate,
+                lambda k: lr_at(k, total_steps, warmup_steps, peak_lr), amp,
+            )
+            if step is not None:
+                lr = optimizer.param_groups[0]["lr"]
+                extras = method.after_step(step + 1, total_steps)
+            loss_sum += outputs["loss"].detach()
+            batches += 1
+        seconds = time.perf_counter() - started
+        clock.add("train", seconds)
+        loss = mean_over_workers(loss_sum / batches, world)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
+        metrics = {
+            "train/loss": loss,
+            "train/lr": lr,
+            "train/images_per_s": batches * cfg.data.batch_size / seconds,
+            **{f"train/{k}": v for k, v in extras.items()},
+        }
+        done = epoch + 1
+        eval_due = _due(done, cfg.eval.eval_every, cfg.train.epochs)
+        if eval_due:
+            with clock("eval"):
+                metrics |= evaluate(method, splits, cfg, device, rank, world,
+                                    linear=done == cfg.train.epochs)
+        log.epoch(done, metrics | clock.totals())
+        # Ray hears of evaluations and checkpoints only: each report waits for its controller.
+        checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
+        if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
+            _log_weights(method, cfg, log)
+        if eval_due or checkpoint_due:
+            # A group cut by the epoch's end: its gradients so far go into the checkpoint.
+            pending = (done * steps_per_epoch % accumulate and done < cfg.train.epochs
+                       and checkpoint_due)
+            grads = average_pending_gradients(method) if pending else None
+            _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due,
+                    grads)
+    log.close()
+
+
+def _log_weights(method: Method, cfg: Config, log: _Logger) -> None:
+    """Rank 0 saves the final encoder, projector and target to the run (`weights/`)."""
+    if log.run is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        log.run.log_weights(write_weights(method, cfg, Path(folder)))
+
+
+class _Stopwatch:
+    """Seconds spent per phase (train, eval), logged as `time/<phase>_s` running totals."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - started)
+
+    def totals(self) -> dict[str, float]:
+        return {f"time/{phase}_s": value for phase, value in self.seconds.items()}
+
+
+def in_layout(views: tuple[torch.Tensor, ...], layout: torch.memory_format
+              ) -> tuple[torch.Tensor, ...]:
+    """The views in the model's memory layout (`train.channels_last`); unchanged otherwise."""
+    if layout == torch.preserve_format:
+        return views
+    return tuple(v.contiguous(memory_format=layout) for v in views)
+
+
+def _due(epoch: int, every: int, last: int) -> bool:
+    """Whether a periodic action (eval, checkpoint) runs after `epoch`; always after the last."""
+    return epoch == last or (every > 0 and epoch % every == 0)
+
+
+def with_sync_batchnorm(model: nn.Module, device: torch.device, world: int) -> nn.Module:
+    """BatchNorm statistics over the global batch on several GPUs (SyncBN, as SimCLR's and
+    DeepMind's multi-device BYOL runs compute them), so per-GPU batch size does not change the
+    normalisation; unchanged on the CPU (gloo runs are tests and miniatures) or one worker."""
+    if device.type == "cuda" and world > 1:
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def mean_over_workers(value: torch.Tensor, world: int) -> float:
+    """A scalar averaged over the workers (all-reduce), as a float on every worker."""
+    if world > 1 and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
+
+
+def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
+    """Load the last checkpoint Ray hands over (after a failure or a resume); next epoch."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        state = load_state(Path(folder) / CHECKPOINT_FILE,
+                           shown_as=f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}")
+    method.load_state_dict(state["method"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("pending_grads") is not None:
+        restore_gradients(method, state["pending_grads"])
+    _say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
+    return int(state["epoch"])
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint Ray handed over cannot be read: the run stops instead of starting over."""
+
+
+def load_state(path: Path, shown_as: str) -> dict[str, Any]:
+    """The training state in a checkpoint's `state.pt`, or CorruptCheckpointError naming the
+    file (`shown_as`: where it lives in storage) when it is missing, truncated or damaged:
+    never a silent restart from epoch 0."""
+    advice = ("delete that checkpoint folder to resume from the one before it, or start a new "
+              "run under another name")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} is missing; {advice}") from None
+    except Exception as error:  # torch: "PytorchStreamReader failed reading zip archive", ...
+        _say(f"[byol-ray] reading {shown_as}: {type(error).__name__}: {error}")
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} cannot be read, it is truncated "
+                                     f"or damaged; {advice}") from None
+    missing = {"method", "optimizer", "epoch"} - set(state if isinstance(state, dict) else ())
+    if missing:
+        raise CorruptCheckpointError(f"checkpoint file {shown_as} lacks {sorted(missing)}; "
+                                     f"{advice}")
+    return state
+
+
+def _report(
+    metrics: dict[str, float],
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    rank: int,
+    checkpoint: bool,
+    pending_grads: list[torch.Tensor | None] | None = None,
+) -> None:
+    """Report to Ray from every worker (a barrier); rank 0 attaches the checkpoint.
+
+    `pending_grads`: the gradients of an accumulation group the epoch's end cut, if any.
+    """
+    if not (checkpoint and rank == 0):
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        state = {"method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                 "epoch": epoch, "pending_grads": pending_grads}
+        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+class _Logger:
+    """Rank 0's voice: MLflow metrics and one console line per logged epoch.
+
+    Metrics go through `tracking.RunLogger`: training never waits on the tracking server, and
+    the epochs a restarted worker trains again (between its checkpoint and the failure) are
+    not logged twice.
+    """
+
+    def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int, journal: str):
+        self.cfg = cfg
+        self.run = tracking.RunLogger(tracking_uri, run_id, journal) if rank == 0 else None
+        self.started = time.perf_counter()
+        self.first_epoch: int | None = None
+
+    def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.run is None:
+            return
+        self.run.log_epoch(metrics, epoch)
+        if self.first_epoch is None:
+            self.first_epoch, self.started = epoch, time.perf_counter()
+        if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
+            return
+        _say(self._line(epoch, metrics))
+
+    def _line(self, epoch: int, metrics: dict[str, float]) -> str:
+        parts = [f"[byol-ray] epoch {epoch}/{self.cfg.train.epochs}"]
+        names = {"train/loss": "loss {:.4f}", "train/lr": "lr {:.3g}", "train/tau": "tau {:.4f}",
+                 "train/images_per_s": "{:.0f} img/s"}
+        parts += [fmt.format(metrics[k]) for k, fmt in names.items() if k in metrics]
+        epochs_done = epoch - (self.first_epoch or 0)
+        if epochs_done > 0:
+            per_epoch = (time.perf_counter() - self.started) / epochs_done
+            parts.append(f"eta {_clock(per_epoch * (self.cfg.train.epochs - epoch))}")
+        parts += [f"{k.removeprefix('eval/')} {v:.2f}" for k, v in metrics.items()
+                  if k.startswith("eval/")]
+        return " | ".join(parts)
+
+    def close(self) -> None:
+        """Wait (bounded) until the buffered metrics reached the server; else say where they
+        are kept."""
+        if self.run is not None:
+            self.run.close()
+
+
+def _say(line: str) -> None:
+    """One console line. Not print(): Ray Train patches print and would show it twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

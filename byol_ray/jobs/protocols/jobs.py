@@ -1,0 +1,85 @@
+"""Driver side of the protocols: one classifier fit is one Ray Train job; a learning-rate grid
+is a small Ray Tune grid of such jobs (or, inside a sweep trial, the same jobs one by one)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from byol_ray.core.config import Config, to_dict
+from byol_ray.jobs.protocols.loop import classifier_worker
+from byol_ray.runtime.trainer import torch_trainer
+
+TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
+
+
+@dataclass
+class Job:
+    """One classifier fit: what `classifier_worker` receives (as a dict)."""
+
+    cfg: Config
+    encoder_state: Any  # the encoder's state_dict (CPU tensors), or a ray.put ref of it
+    mode: str  # linear | finetune
+    fit_indices: list[int]  # images of the train split to fit on
+    score_split: str  # train | test: where the scored images come from
+    score_indices: list[int] | None  # None: the whole split
+    lr: float
+    epochs: int
+    batch_size: int
+    weight_decay: float
+    seed: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for Ray (the config as a dict)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
+            "cfg": to_dict(self.cfg)}
+
+
+def fit(job: Job, name: str, storage: str) -> dict[str, float]:
+    """Run one job on `scaling.num_workers` workers; its reported metrics."""
+    trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg,
+                            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage)
+    return dict(trainer.fit().metrics or {})
+
+
+def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
+            with_tune: bool) -> dict[float, dict[str, float]]:
+    """The job's metrics at each learning rate: a Ray Tune grid (`with_tune`), else one job
+    after another (inside a Tune trial, where a second Tuner does not belong)."""
+    if not with_tune:
+        return {lr: fit(dataclasses.replace(job, lr=lr), f"{name}-lr{lr:g}", storage)
+                for lr in lrs}
+    from ray import tune
+
+    from byol_ray.jobs.pretrain.driver import cluster_capacity
+
+    s = job.cfg.scaling
+    fits = int(cluster_capacity().get("CPU", 0) // max(s.num_workers * s.cpus_per_worker, 1e-9))
+    tuner = tune.Tuner(
+        tune.with_resources(_lr_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
+        param_space={"lr": tune.grid_search(list(lrs)), "job": job, "name": name,
+                     "storage": storage},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max(1, min(fits, len(lrs)))),
+        run_config=tune.RunConfig(name=f"{name}-grid-{int(time.time())}", storage_path=storage,
+                                  verbose=0),
+    )
+    results = tuner.fit()
+    out = {}
+    for result in results:
+        if result.error:
+            raise result.error
+        out[result.config["lr"]] = {k: v for k, v in result.metrics.items()
+                                    if isinstance(v, int | float)}
+    return out
+
+
+def _lr_trial(config: dict[str, Any]) -> None:
+    """Tune trainable: the job at one learning rate, its metrics reported to Tune by this
+    function once the job has ended. (Through Train's TuneReportCallback the one report could
+    reach Tune after the function returned: the trial then ended without its metrics.)"""
+    from ray import tune
+
+    job = dataclasses.replace(config["job"], lr=config["lr"])
+    tune.report(fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"]))

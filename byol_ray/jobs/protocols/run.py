@@ -1,0 +1,297 @@
+"""`byol-ray eval PROTOCOL --run REF`: the paper's protocols on a trained encoder.
+
+Each protocol is its own MLflow run in the pretraining run's experiment, nested under it (tags
+`role=eval`, `protocol`, `pretrain_run_id`), with metrics `eval_<protocol>/<split>_top1`:
+
+- `linear` [P App. C.1]: the learning rate is chosen from `protocol.linear_lrs` by fitting on
+  the train split minus a held-out part and scoring on that part (a Ray Tune grid; the test
+  split is never seen), then the chosen rate is refit on the whole train split and scored on
+  test. Metrics `eval_linear/{val_top1, test_top1, lr, val_top1_lr_<lr>}`; the held-out
+  indices are the artifact `linear_holdout.json`.
+- `finetune` [P App. C.2]: the whole network on a class-balanced, seeded `protocol.fraction`
+  of the train labels, scored on test: `eval_finetune_1pct/test_top1` (10pct, ...); the
+  subset's indices are the artifact `finetune_1pct_subset.json`.
+- `transfer`: `linear` or `finetune` (`mode`) on another dataset than the pretraining one
+  (`--set data.dataset=... data.root=...`): `eval_transfer_linear/...`.
+- `segment`, `detect` [P §4, Table 4, App. D.4/D.5]: FCN and Faster R-CNN + FPN fine-tuned on
+  PASCAL VOC (`byol_ray.jobs.protocols.dense`): `eval_segment/val_miou`, `eval_detect/test_ap50`.
+
+`REF` is what `byol_ray.load_encoder` takes, or `random-init` (the untrained encoder of
+`--preset` at `train.seed`: the paper's 1.4% row), or for `segment` / `detect` `supervised`
+(torchvision's ImageNet weights of `--preset`'s encoder, read from `model.supervised_weights`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from byol_ray.core.config import Config, ConfigError, apply_overrides, validate
+from byol_ray.jobs.protocols.jobs import Job
+from byol_ray.jobs.protocols.splits import balanced_subset, holdout_split, labels_of
+
+PROTOCOLS = ("linear", "finetune", "transfer")
+DENSE_PROTOCOLS = ("segment", "detect")  # transfer to other vision tasks (Table 4)
+RANDOM_INIT_REF = "random-init"
+SUPERVISED_REF = "supervised"
+
+
+@dataclass
+class EvalRequest:
+    """What `byol-ray eval` (or a sweep trial's `--eval`) asks for."""
+
+    protocol: str  # one of PROTOCOLS
+    ref: str  # weights: run id, runs:/, models:/, folder, or "random-init"
+    preset: str = ""  # protocol settings (default: the run's preset)
+    overrides: list[str] = field(default_factory=list)
+    fraction: float | None = None  # finetune: share of train labels (default protocol.fraction)
+    mode: str = "linear"  # transfer: linear | finetune
+    tracking_uri: str = ""
+    storage: str = ""
+    address: str | None = None
+
+
+@dataclass
+class ProtocolResult:
+    """A finished protocol: its key (`linear`, `finetune_1pct`, ...), MLflow run, metrics."""
+
+    key: str
+    run_id: str
+    metrics: dict[str, float]
+    report: str  # what the command prints
+
+
+def run_protocol(request: EvalRequest, with_tune: bool = True,
+                 skip_finished: bool = False) -> ProtocolResult:
+    """Resolve weights and config (bad input raises ConfigError before Ray starts), run the
+    protocol as Ray Train jobs, and record it in its own MLflow run."""
+    import ray
+
+    from byol_ray.jobs.pretrain.driver import (
+        absolute_storage,
+        check_resources,
+        connect,
+        preflight,
+        root_cause,
+    )
+    from byol_ray.runtime import tracking
+
+    if request.protocol not in PROTOCOLS + DENSE_PROTOCOLS:
+        raise ConfigError("protocol", f"{request.protocol!r} is not one of: "
+                                      f"{', '.join(PROTOCOLS + DENSE_PROTOCOLS)}")
+    uri = tracking.resolve_tracking_uri(request.tracking_uri)
+    tracking.check_tracking_store(uri)  # before anything reads weights or logs there
+    if request.protocol in DENSE_PROTOCOLS:
+        from byol_ray.jobs.protocols.dense import run_dense
+
+        cfg, encoder, pretrain_id = _resolve_dense(request, uri)
+        dense = run_dense(cfg, request.protocol, encoder, request.ref, pretrain_id or None, uri,
+                          request.storage or None, request.address)
+        return ProtocolResult(request.protocol, dense.run_id, dense.metrics, dense.report)
+    cfg, state, pretrain_id, pretrain_dataset = _resolve(request, uri)
+    key = protocol_key(request, cfg)
+    preflight(cfg)
+    if skip_finished and pretrain_id:
+        done = tracking.finished_eval_run(uri, cfg.tracking.experiment, pretrain_id, key)
+        if done:
+            return ProtocolResult(key, done, {}, f"{key}: finished before (MLflow run {done})")
+    connect(request.address)
+    check_resources(cfg)
+    cfg.tracking.run_name = f"eval-{key}"
+    run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_id or None, tags={
+        "role": "eval", "protocol": key, "pretrain_run_id": pretrain_id or request.ref,
+        "weights_ref": request.ref, "eval_dataset": cfg.data.dataset,
+        "pretrain_dataset": pretrain_dataset,
+    })
+    storage = absolute_storage(request.storage or "~/ray_results")
+    name = f"eval-{key}-{run_id[:8]}"
+    try:
+        state_ref = ray.put(state)
+        mode = request.mode if request.protocol == "transfer" else request.protocol
+        if mode == "linear":
+            metrics, artifacts, lines = _linear(cfg, state_ref, key, name, storage, with_tune)
+        else:
+            metrics, artifacts, lines = _finetune(cfg, state_ref, key, name, storage)
+        tracking.log_metrics(uri, run_id, metrics, step=0)
+        for artifact, data in artifacts.items():
+            tracking.log_json(uri, run_id, artifact, data)
+    except BaseException as error:
+        tracking.end_run(uri, run_id, root_cause(error))
+        raise
+    tracking.end_run(uri, run_id)
+    source = f"run {pretrain_id}" if pretrain_id else request.ref
+    lines = [f"{key} evaluation of {source} ({cfg.method.name}, pretrained on "
+             f"{pretrain_dataset}) on {cfg.data.dataset}:", *lines,
+             f"  MLflow run {run_id} in experiment {cfg.tracking.experiment!r} ({uri}), "
+             f"tag pretrain_run_id={pretrain_id or request.ref}"]
+    return ProtocolResult(key, run_id, metrics, "\n".join(lines))
+
+
+def protocol_key(request: EvalRequest, cfg: Config) -> str:
+    """The protocol's name in tags and metric prefixes: linear, finetune_1pct, transfer_linear,
+    transfer_finetune_10pct."""
+    mode = request.mode if request.protocol == "transfer" else request.protocol
+    key = mode if mode == "linear" else f"finetune_{cfg.protocol.fraction * 100:g}pct"
+    return f"transfer_{key}" if request.protocol == "transfer" else key
+
+
+def _resolve_dense(request: EvalRequest, uri: str) -> tuple[Config, torch.nn.Module, str]:
+    """(eval config, encoder, pretraining run id or "") of `segment` / `detect`: as `_resolve`,
+    plus `supervised`; the pretraining dataset need not be on this machine."""
+    from byol_ray.core.presets import get_preset
+    from byol_ray.learn.models.dense import supervised_encoder
+    from byol_ray.learn.models.encoders import build_encoder
+
+    if request.ref == SUPERVISED_REF:
+        if not request.preset:
+            raise ConfigError("--preset", "needed with --run supervised: which encoder to "
+                                          "load torchvision's ImageNet weights into")
+        cfg = _eval_config(get_preset(request.preset), request, check_paths=False)
+        return cfg, supervised_encoder(cfg.model), ""
+    cfg, state, pretrain_id, _ = _resolve(request, uri, check_paths=False)
+    encoder = build_encoder(cfg.model)[0]
+    encoder.load_state_dict(state)
+    return cfg, encoder, pretrain_id
+
+
+def _resolve(request: EvalRequest, uri: str,
+             check_paths: bool = True) -> tuple[Config, dict, str, str]:
+    """(eval config, encoder state_dict, pretraining run id or "", pretraining dataset)."""
+    from byol_ray.core.presets import PRESETS, get_preset
+    from byol_ray.learn.methods import build_method
+    from byol_ray.runtime.weights import fetch_weights, read_config, read_state
+
+    if request.mode not in ("linear", "finetune"):
+        raise ConfigError("--mode", f"{request.mode!r} is not one of: linear, finetune")
+    if request.ref == RANDOM_INIT_REF:
+        if not request.preset:
+            raise ConfigError("--preset", "needed with --run random-init: which encoder to "
+                                          "initialise")
+        cfg = _eval_config(get_preset(request.preset), request, ["method.name=random_init"],
+                           check_paths)
+        torch.manual_seed(cfg.train.seed)  # as a random_init pretraining run at this seed
+        state = build_method(cfg).encoder.state_dict()
+        return cfg, state, "", cfg.data.dataset
+    with fetch_weights(request.ref, uri) as (folder, run_id):
+        pretrained = read_config(folder, request.ref)
+        state = read_state(folder, "encoder", request.ref)
+    preset = request.preset or pretrained.preset
+    if preset in PRESETS:  # the protocols' settings scaled for this preset
+        settings = get_preset(preset)
+        pretrained.protocol, pretrained.segment, pretrained.detect = (
+            settings.protocol, settings.segment, settings.detect)
+    cfg = _eval_config(pretrained, request, check_paths=check_paths)
+    same = cfg.data.dataset == pretrained.data.dataset
+    if request.protocol == "transfer" and same:
+        raise ConfigError("data.dataset", f"transfer needs another dataset than the "
+                          f"pretraining one ({pretrained.data.dataset}); e.g. --set "
+                          "data.dataset=cifar10 --set data.root=DIR")
+    if request.protocol != "transfer" and not same:
+        raise ConfigError("data.dataset", f"{cfg.data.dataset} is not the pretraining "
+                          f"dataset ({pretrained.data.dataset}): use `eval transfer`")
+    return cfg, state, run_id or "", pretrained.data.dataset
+
+
+def _eval_config(base: Config, request: EvalRequest, extra: list[str] = (),
+                 check_paths: bool = True) -> Config:
+    """The pretraining config with every labelled image in play, the request's fraction and
+    overrides applied, validated (`check_paths`: its dataset's folder too)."""
+    overrides = ["data.max_eval_images=0", *extra, *request.overrides]
+    if request.fraction is not None:
+        overrides.append(f"protocol.fraction={request.fraction}")
+    return validate(apply_overrides(base, overrides), check_paths=check_paths)
+
+
+def _linear(cfg: Config, state_ref, key: str, name: str, storage: str,
+            with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
+    """Choose the lr on the held-out part of train, refit on all of train, score on test."""
+    from byol_ray.jobs.protocols.jobs import fit, lr_grid
+    from byol_ray.learn.data import load_splits
+
+    labels = labels_of(load_splits(cfg.data).train)
+    choice, final = linear_jobs(cfg, state_ref, labels)
+    lrs = cfg.protocol.linear_lrs
+    per_lr = lr_grid(choice, lrs, name, storage, with_tune)
+    val = {lr: per_lr[lr]["top1"] for lr in lrs}
+    best = choose_lr(val)
+    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
+    prefix = f"eval_{key}"
+    metrics = {f"{prefix}/val_top1": val[best], f"{prefix}/test_top1": test["top1"],
+               f"{prefix}/lr": best, f"{prefix}/val_images": float(len(choice.score_indices)),
+               f"{prefix}/train_images": float(len(final.fit_indices)),
+               f"{prefix}/test_images": test["scored"]}
+    metrics |= {f"{prefix}/val_top1_lr_{lr:g}": v for lr, v in val.items()}
+    per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
+    lines = [
+        f"  learning rate chosen on a held-out part of train ({len(choice.score_indices)} "
+        f"images; val top-1 per lr {per_lr_text}): {best:g}",
+        f"  val top-1 {val[best]:.2f} %   test top-1 {test['top1']:.2f} % (refit on all "
+        f"{len(final.fit_indices)} train images, {cfg.protocol.linear_epochs} epochs; "
+        f"{int(test['scored'])} test images)",
+    ]
+    holdout = {"held_out": choice.score_indices, "seed": cfg.protocol.subset_seed,
+               "val_fraction": cfg.protocol.val_fraction}
+    return metrics, {f"{key}_holdout.json": holdout}, lines
+
+
+def linear_jobs(cfg: Config, state_ref, labels: torch.Tensor) -> tuple[Job, Job]:
+    """The linear protocol's two kinds of job: the lr choice (fit on train minus the held-out
+    part, scored on that part) and the final fit (all of train, scored on test); lr unset."""
+    p = cfg.protocol
+    fit_part, held_out = holdout_split(labels, p.val_fraction, p.subset_seed)
+    choice = Job(cfg, state_ref, "linear", fit_part, "train", held_out, lr=0.0,
+                 epochs=p.linear_epochs, batch_size=p.linear_batch_size, weight_decay=0.0,
+                 seed=cfg.train.seed)
+    final = dataclasses.replace(choice, fit_indices=list(range(len(labels))),
+                                score_split="test", score_indices=None)
+    return choice, final
+
+
+def choose_lr(val_top1: dict[float, float]) -> float:
+    """The learning rate with the best held-out top-1; ties go to the one listed first."""
+    return max(val_top1, key=lambda lr: val_top1[lr])
+
+
+def _finetune(cfg: Config, state_ref, key: str, name: str,
+              storage: str) -> tuple[dict[str, float], dict, list[str]]:
+    """Fine-tune the whole network on a class-balanced label subset, score on test."""
+    from byol_ray.jobs.protocols.jobs import fit
+    from byol_ray.learn.data import load_splits
+
+    p = cfg.protocol
+    labels = labels_of(load_splits(cfg.data).train)
+    subset = balanced_subset(labels, p.fraction, p.subset_seed)
+    job = Job(cfg, state_ref, "finetune", subset, "test", None, lr=p.finetune_lr,
+              epochs=p.finetune_epochs, batch_size=p.finetune_batch_size,
+              weight_decay=p.finetune_weight_decay, seed=cfg.train.seed)
+    result = fit(job, name, storage)
+    prefix = f"eval_{key}"
+    metrics = {f"{prefix}/test_top1": result["top1"],
+               f"{prefix}/train_images": float(len(subset)),
+               f"{prefix}/test_images": result["scored"]}
+    lines = [f"  fine-tuned on {len(subset)} labelled train images ({p.fraction:.0%}, "
+             f"class-balanced, seed {p.subset_seed}) for {p.finetune_epochs} epochs at lr "
+             f"{p.finetune_lr:g}: test top-1 {result['top1']:.2f} % "
+             f"({int(result['scored'])} test images)"]
+    artifact = {"indices": subset, "fraction": p.fraction, "seed": p.subset_seed}
+    return metrics, {f"{key}_subset.json": artifact}, lines
+
+
+def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage: str,
+                   overrides: list[str]) -> None:
+    """A sweep trial's `--eval`: the protocols on its finished run, one after another inside the
+    trial (no Tune grid of its own), skipping those already FINISHED (a resumed trial)."""
+    for protocol in protocols:
+        request = EvalRequest(protocol, run_id, overrides=overrides, tracking_uri=tracking_uri,
+                              storage=storage)
+        _say(run_protocol(request, with_tune=False, skip_finished=True).report)
+
+
+def _say(text: str) -> None:
+    """Console lines from inside a Ray worker (its patched print would show them twice)."""
+    import sys
+
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

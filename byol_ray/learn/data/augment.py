@@ -1,0 +1,279 @@
+"""BYOL's view distributions T and T' [P Table 6], batched on tensors.
+
+One `BatchAugment` call augments a whole uint8 batch on its own device, drawing every random
+parameter per sample (crop box, flip, jitter factors and order, grey, blur sigma, solarise):
+no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
+`augmentations.py`), all deliberate and small:
+
+- crop boxes are continuous (not rounded to whole pixels) and resampled with `roi_align`, which
+  averages ceil(box / output) points per output pixel: bilinear when upsampling, box-filtered
+  (antialiased) when downsampling;
+- brightness is multiplicative (x * f, as torchvision), contrast/saturation blend with the
+  ITU-R 601 grey image / its mean, hue is an exact HSV hue rotation; the four jitter ops run in
+  a random order drawn per sample;
+- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
+  output pixels, U[0.1, 2] as in the paper, at every image size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import roi_align
+
+from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig
+
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """One view distribution with every component explicit (probability 0 = off)."""
+
+    crop_scale: tuple[float, float]  # area fraction of the random resized crop
+    crop_ratio: tuple[float, float]  # aspect ratio w/h, sampled log-uniformly
+    flip_p: float
+    jitter_p: float
+    brightness: float
+    contrast: float
+    saturation: float
+    hue: float
+    grey_p: float
+    blur_p: float
+    blur_sigma: tuple[float, float]
+    solarize_p: float
+
+
+# Probabilities each Fig. 3b recipe sets to 0 (in both views).
+RECIPE_OFF: dict[str, tuple[str, ...]] = {
+    "baseline": (),
+    "remove_flip": ("flip_p",),
+    "remove_blur": ("blur_p",),
+    "remove_colour": ("jitter_p", "grey_p"),
+    "remove_colour_jitter": ("jitter_p",),
+    "remove_grey": ("grey_p",),
+    "crop_only": ("flip_p", "jitter_p", "grey_p", "blur_p", "solarize_p"),
+    "crop_flip": ("jitter_p", "grey_p", "blur_p", "solarize_p"),
+    "crop_colour": ("flip_p", "blur_p", "solarize_p"),
+}
+assert set(RECIPE_OFF) == set(AUGMENT_RECIPES), "RECIPE_OFF must cover config.AUGMENT_RECIPES"
+
+
+def view_params(cfg: AugmentConfig) -> tuple[ViewParams, ViewParams]:
+    """T and T' after applying cfg.recipe (Fig. 3b removal) and cfg.strength.
+
+    strength scales the four jitter magnitudes (hue clipped to 0.5); strength 0 turns jitter off.
+    """
+    if cfg.recipe not in RECIPE_OFF:
+        raise ValueError(f"augment.recipe: {cfg.recipe!r} is not one of: {', '.join(RECIPE_OFF)}")
+    s = cfg.strength
+    views = []
+    for i in (0, 1):
+        view = ViewParams(
+            crop_scale=tuple(cfg.crop_scale),
+            crop_ratio=tuple(cfg.crop_ratio),
+            flip_p=cfg.flip_p,
+            jitter_p=cfg.jitter_p if s > 0 else 0.0,
+            brightness=cfg.brightness * s,
+            contrast=cfg.contrast * s,
+            saturation=cfg.saturation * s,
+            hue=min(cfg.hue * s, 0.5),
+            grey_p=cfg.grey_p,
+            blur_p=cfg.blur_p[i],
+            blur_sigma=tuple(cfg.blur_sigma),
+            solarize_p=cfg.solarize_p[i],
+        )
+        views.append(dataclasses.replace(view, **dict.fromkeys(RECIPE_OFF[cfg.recipe], 0.0)))
+    return views[0], views[1]
+
+
+class _Random:
+    """Per-sample random draws from `generator` (on its device), moved to `device`."""
+
+    def __init__(self, generator: torch.Generator | None, device: torch.device):
+        self.generator = generator
+        self.device = device
+        self.source = generator.device if generator is not None else device
+
+    def uniform(self, shape: tuple[int, ...], low: float, high: float) -> Tensor:
+        u = torch.rand(shape, generator=self.generator, device=self.source).to(self.device)
+        return low + (high - low) * u
+
+    def coin(self, n: int, p: float) -> Tensor:
+        return self.uniform((n,), 0.0, 1.0) < p
+
+
+def _to_unit(images: Tensor) -> Tensor:
+    """uint8 [0, 255] or float [0, 1] (B, 3, H, W) -> float32 [0, 1]."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    return images.float()
+
+
+def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return (x - mean.to(x.device)) / std.to(x.device)
+
+
+def _grey(x: Tensor) -> Tensor:
+    """(B, 3, H, W) -> luma (B, 1, H, W)."""
+    r, g, b = x.unbind(1)
+    w = GREY_WEIGHTS
+    return (w[0] * r + w[1] * g + w[2] * b).unsqueeze(1)
+
+
+def _crop_boxes(rand: _Random, n: int, height: int, width: int, p: ViewParams) -> Tensor:
+    """RandomResizedCrop boxes (n, 5) = (index, x0, y0, x1, y1), as torchvision samples them.
+
+    Ten candidate (area, log-ratio) draws per sample; the first that fits wins, else the
+    torchvision fallback (whole image, ratio clamped to crop_ratio).
+    """
+    tries = 10
+    area = height * width * rand.uniform((n, tries), *p.crop_scale)
+    log_lo, log_hi = math.log(p.crop_ratio[0]), math.log(p.crop_ratio[1])
+    ratio = torch.exp(rand.uniform((n, tries), log_lo, log_hi))
+    w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+    fits = (w <= width) & (h <= height)
+    first = fits.int().argmax(dim=1, keepdim=True)  # first fitting try (0 if none)
+    in_ratio = width / height
+    if in_ratio < p.crop_ratio[0]:
+        fall_w, fall_h = width, width / p.crop_ratio[0]
+    elif in_ratio > p.crop_ratio[1]:
+        fall_w, fall_h = height * p.crop_ratio[1], height
+    else:
+        fall_w, fall_h = width, height
+    any_fit = fits.any(dim=1)
+    w = torch.where(any_fit, w.gather(1, first).squeeze(1), fall_w)
+    h = torch.where(any_fit, h.gather(1, first).squeeze(1), fall_h)
+    x0 = rand.uniform((n,), 0.0, 1.0) * (width - w)
+    y0 = rand.uniform((n,), 0.0, 1.0) * (height - h)
+    index = torch.arange(n, device=w.device, dtype=w.dtype)
+    return torch.stack([index, x0, y0, x0 + w, y0 + h], dim=1)
+
+
+def _shift_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate hue by `shift` (B,) turns in HSV space, keeping value and saturation."""
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue6 = torch.where(
+        maxc == r, (g - b) / safe, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    hue6 = torch.remainder(hue6 + 6 * shift.view(-1, 1, 1), 6.0)
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + hue6.unsqueeze(1), 6.0)
+    return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
+def _colour_jitter(x: Tensor, rand: _Random, p: ViewParams) -> Tensor:
+    """With prob jitter_p per sample: brightness, contrast, saturation, hue in a random order."""
+    n = x.shape[0]
+    on = rand.coin(n, p.jitter_p)
+    factors = [
+        rand.uniform((n,), max(0.0, 1 - m), 1 + m)
+        for m in (p.brightness, p.contrast, p.saturation)
+    ]
+    hue = rand.uniform((n,), -p.hue, p.hue)
+    order = torch.argsort(rand.uniform((n, 4), 0.0, 1.0), dim=1)  # per-sample op permutation
+    if p.jitter_p <= 0:
+        return x
+    for stage in range(4):
+        # Each sample runs one op per stage; the other ops get identity factors (exact no-ops).
+        active = [on & (order[:, stage] == op) for op in range(4)]
+        fb, fc, fs = (
+            torch.where(a, f, torch.ones_like(f)).view(-1, 1, 1, 1)
+            for a, f in zip(active[:3], factors, strict=True)
+        )
+        x = (x * fb).clamp(0, 1)
+        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+        x = (fc * x + (1 - fc) * mean).clamp(0, 1)
+        x = (fs * x + (1 - fs) * _grey(x)).clamp(0, 1)
+        if p.hue > 0:
+            x = torch.where(active[3].view(-1, 1, 1, 1), _shift_hue(x, hue), x).clamp(0, 1)
+    return x
+
+
+def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
+    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], reflect pad."""
+    n, c, height, width = x.shape
+    on = rand.coin(n, p.blur_p)
+    sigma = rand.uniform((n,), *p.blur_sigma)
+    if p.blur_p <= 0:
+        return x
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-(offsets**2) / (2 * sigma.view(-1, 1) ** 2))
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).to(x.dtype).expand_as(kernel)
+    kernel = torch.where(on.view(-1, 1), kernel, identity).repeat_interleave(c, dim=0)
+    flat = x.reshape(1, n * c, height, width)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
+                    kernel.view(n * c, 1, 1, -1), groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
+                    kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, height, width)
+
+
+class BatchAugment(torch.nn.Module):
+    """One view distribution applied to a batch: crop, flip, jitter, grey, blur, solarise, norm."""
+
+    def __init__(self, params: ViewParams, image_size: int, mean, std):
+        super().__init__()
+        self.params = params
+        self.image_size = image_size
+        self.blur_radius = max(1, image_size // 20)  # kernel 2r+1 ~ image_size/10, odd
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+
+    @torch.no_grad()
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, crop: bool = True
+    ) -> Tensor:
+        """uint8 (B,3,H,W) (or float in [0,1]) -> float32 normalised (B,3,S,S), S=image_size.
+
+        Every sample draws its own crop/flip/jitter/grey/blur/solarise; all randomness comes from
+        `generator` (if given), so a seeded generator reproduces the batch exactly. crop=False
+        takes views already cropped to S x S from their full image (ImageFolder's loaders).
+        """
+        x = _to_unit(images)
+        n, _, height, width = x.shape
+        p = self.params
+        rand = _Random(generator, x.device)
+        if crop:
+            boxes = _crop_boxes(rand, n, height, width, p)
+            x = roi_align(x, boxes, output_size=self.image_size, spatial_scale=1.0,
+                          sampling_ratio=-1, aligned=True)
+        elif (height, width) != (self.image_size, self.image_size):
+            raise ValueError(f"crop=False needs views of {self.image_size}x{self.image_size}, "
+                             f"got {height}x{width}")
+        flip = rand.coin(n, p.flip_p).view(-1, 1, 1, 1)
+        x = torch.where(flip, x.flip(-1), x)
+        x = _colour_jitter(x, rand, p)
+        grey = rand.coin(n, p.grey_p).view(-1, 1, 1, 1)
+        x = torch.where(grey, _grey(x).expand_as(x), x)
+        x = _blur(x, rand, p, self.blur_radius)
+        solar = rand.coin(n, p.solarize_p).view(-1, 1, 1, 1)
+        x = torch.where(solar & (x >= 0.5), 1 - x, x)
+        return _normalise(x, self.mean, self.std)
+
+    def extra_repr(self) -> str:
+        return f"image_size={self.image_size}, {self.params}"
+
+
+def eval_transform(images: Tensor, image_size: int, mean, std) -> Tensor:
+    """Deterministic evaluation view: resize to image_size (bilinear, antialias), normalise."""
+    x = _to_unit(images)
+    if x.shape[-2:] != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                          align_corners=False, antialias=True)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return _normalise(x, mean_t, std_t)

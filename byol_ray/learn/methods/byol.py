@@ -1,0 +1,85 @@
+"""BYOL (Grill et al. 2020): an online network predicts a slow-moving target network.
+
+online:  view -> encoder f_theta -> projector g_theta -> predictor q_theta -> q
+target:  view -> encoder f_xi    -> projector g_xi                          -> z'
+loss:    L(q(v1), sg(z'(v2))) + L(q(v2), sg(z'(v1)))                         [P eq. 2]
+         (beta > 0: the paper's InfoNCE_{alpha,beta} over the global batch, `byol_loss`)
+update:  xi <- tau xi + (1 - tau) theta after each optimiser step            [P §3.2]
+
+The Table 5 ablations are config switches: `predictor=False` (q is the identity),
+`tau_base` with `tau_schedule="constant"` (tau=1: fixed random target; tau=0: the target is
+a stop-gradient copy of the online network), `target_network=False` (the target side is the
+online projection, with gradients, as in SimCLR) and `beta > 0` (contrastive term).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from byol_ray.core.config import MethodConfig, ModelConfig
+from byol_ray.learn.methods.base import Method
+from byol_ray.learn.methods.losses import byol_loss
+from byol_ray.learn.models import mlp
+from byol_ray.learn.optim import tau_at
+
+
+class BYOL(Method):
+    """BYOL and its Table 5 variants around `encoder` (feature size `feat_dim`)."""
+
+    def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
+                 method: MethodConfig):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim)
+        self.predictor = (
+            mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim)
+            if method.predictor else nn.Identity()
+        )
+        # The target starts as an exact copy of the online encoder + projector [P §3.2].
+        self.target: nn.Module | None = None
+        if method.target_network:
+            self.target = copy.deepcopy(self._online_target_part()).requires_grad_(False)
+        self.tau_base = method.tau_base
+        self.tau_schedule = method.tau_schedule
+        self.temperature = method.temperature
+        self.beta = method.beta
+
+    def _online_target_part(self) -> nn.Sequential:
+        """The online modules the target mirrors (encoder + projector), in the same order."""
+        return nn.Sequential(self.encoder, self.projector)
+
+    def _targets(self, view: Tensor, online_z: Tensor) -> Tensor:
+        """z' for one view: the stop-gradient target projection, or the online one."""
+        if self.target is None:
+            return online_z  # no stop-gradient: gradients flow through both sides
+        with torch.no_grad():
+            return self.target(view)
+
+    def forward(self, view1: Tensor, view2: Tensor) -> dict[str, Tensor]:
+        """Symmetrised loss of the two views (the target side without autograd)."""
+        z1 = self.projector(self.encoder(view1))  # views kept apart: per-view BN statistics
+        z2 = self.projector(self.encoder(view2))
+        q1, q2 = self.predictor(z1), self.predictor(z2)
+        t1, t2 = self._targets(view1, z1), self._targets(view2, z2)
+        return {"loss": byol_loss(q1, q2, t1, t2, self.temperature, self.beta)}
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> dict[str, float]:
+        """EMA update xi <- tau xi + (1 - tau) theta of the target, tau from `tau_at`.
+
+        Call once after each optimiser step; `step` is the k of `tau_at` (e.g. the number of
+        optimiser steps taken so far, so the last update uses tau = 1). Buffers (BN running
+        statistics) are copied. Without a target network there is nothing to update.
+        """
+        if self.target is None:
+            return {}
+        tau = tau_at(step, total_steps, self.tau_base, self.tau_schedule)
+        online = self._online_target_part()
+        target_params, online_params = list(self.target.parameters()), list(online.parameters())
+        torch._foreach_mul_(target_params, tau)  # one fused call over all parameters
+        torch._foreach_add_(target_params, online_params, alpha=1.0 - tau)
+        torch._foreach_copy_(list(self.target.buffers()), list(online.buffers()))
+        return {"tau": tau}
