@@ -1,0 +1,278 @@
+"""Can one MLflow server hold a cluster's trials? A load test of the tracking store.
+
+N simulated trials (threads spread over a few client processes, each its own MLflow run) log a
+batch of metrics every `--interval` seconds for `--seconds` to one `mlflow server` on 127.0.0.1
+(`--workers 2`, as cluster/gpu.yaml starts it), once over a sqlite file and once over PostgreSQL
+(Debian's server, started here as the unprivileged `postgres` user in a temporary folder). Then
+every run's metric histories are read back and counted. Per store and N it prints: errors the
+clients saw (after MLflow's own retries), metric points lost and duplicated, and the p50/p99
+latency of `log_batch`. Nothing here talks to another host; the servers stop when it ends.
+
+Usage: python benchmarks/tracking_load.py [--trials 8 32 64] [--seconds 60] [--stores sqlite
+postgresql] [--out tracking_load.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+METRICS = ("train/loss", "train/lr", "train/tau", "train/images_per_s", "epoch")
+# uvicorn kills a worker that misses a 5 s health check, which a busy head (it also runs the
+# trial drivers) can: cluster/gpu.yaml gives MLflow's workers the same 60 s.
+HEALTHCHECK = "--timeout-worker-healthcheck 60"
+CLIENT_PROCESSES = 4  # the trials' threads are spread over this many client processes
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, what: str, timeout_s: float = 60.0) -> None:
+    """Poll `check()` until it is true; fail naming `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not come up within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pg_bin(name: str) -> str:
+    """A PostgreSQL server binary: Debian keeps them under /usr/lib/postgresql/VERSION/bin."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if found:
+        return str(found[-1])
+    if path := shutil.which(name):
+        return path
+    raise FileNotFoundError(f"{name}: install Debian's postgresql package (apt-get install "
+                            "postgresql)")
+
+
+@contextmanager
+def postgres(folder: Path):
+    """A PostgreSQL server on 127.0.0.1 in `folder`, run as `postgres` when we are root
+    (initdb refuses root); yields its SQLAlchemy URI for MLflow and stops it (by its pid)."""
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = folder / "pgdata"
+    folder.mkdir(parents=True, exist_ok=True)
+    if as_user:
+        pw = pwd.getpwnam("postgres")
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+        os.chmod(folder.parent, 0o711)  # a private temporary folder: let `postgres` pass through
+    _run([*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "-A", "trust",
+          "--no-sync"])
+    port = free_port()
+    with open(folder / "postgres.log", "wb") as log:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            [*as_user, _pg_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+             "-k", str(folder), "-c", "max_connections=300"],
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        wait_for(lambda: _listening(port), "PostgreSQL")
+        time.sleep(0.5)
+        _run([*as_user, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow",
+              "mlflow"])
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        _stop(server)
+
+
+def _run(command: list[str]) -> None:
+    """Run a set-up command; fail with its own words."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)}: {(done.stderr or done.stdout).strip()}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End a server we started, and its process group, by its id."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
+def mlflow_server(store_uri: str, folder: Path, workers: int = 2):
+    """`mlflow server` on 127.0.0.1 over `store_uri`, as the cluster's head runs it."""
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    with open(folder / "mlflow-server.log", "wb") as log:
+        server = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
+             str(workers), "--backend-store-uri", store_uri, "--artifacts-destination",
+             str(folder / "artifacts"), "--uvicorn-opts", HEALTHCHECK],
+            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        import requests
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        try:
+            wait_for(healthy, "mlflow server", 300)
+        except TimeoutError as error:
+            log = (folder / "mlflow-server.log").read_text(errors="replace")[-2000:]
+            raise TimeoutError(f"{error}; its log ends:\n{log}") from None
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(server)
+
+
+def _trial(uri: str, experiment_id: str, seconds: float, interval: float, out: list) -> None:
+    """One simulated trial: a run that logs METRICS at steps 0, 1, ... every `interval`."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    latencies, errors, steps = [], [], 0
+    try:
+        run_id = client.create_run(experiment_id).info.run_id
+    except Exception as error:  # noqa: BLE001 - a client error is a result here
+        out.append({"run_id": None, "latencies": [], "errors": [repr(error)], "steps": 0})
+        return
+    start = time.monotonic()
+    while (now := time.monotonic()) - start < seconds:
+        ms = int(time.time() * 1000)
+        batch = [Metric(name, float(steps), ms, steps) for name in METRICS]
+        try:
+            client.log_batch(run_id, metrics=batch)
+            latencies.append(time.monotonic() - now)
+            steps += 1
+        except Exception as error:  # noqa: BLE001
+            errors.append(type(error).__name__ + ": " + str(error)[:200])
+        time.sleep(max(0.0, interval - (time.monotonic() - now)))
+    out.append({"run_id": run_id, "latencies": latencies, "errors": errors, "steps": steps})
+
+
+def _client_process(uri: str, experiment_id: str, trials: int, seconds: float, interval: float,
+                    queue) -> None:
+    results: list[dict] = []
+    threads = [threading.Thread(target=_trial, args=(uri, experiment_id, seconds, interval,
+                                                     results)) for _ in range(trials)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put(results)
+
+
+def _count(uri: str, results: list[dict]) -> tuple[int, int]:
+    """Metric points lost and duplicated: each run's history against the steps it logged."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    lost = duplicated = 0
+    for result in results:
+        if result["run_id"] is None:
+            continue
+        for name in METRICS:
+            seen = Counter(m.step for m in client.get_metric_history(result["run_id"], name))
+            lost += sum(1 for step in range(result["steps"]) if step not in seen)
+            duplicated += sum(n - 1 for n in seen.values() if n > 1)
+    return lost, duplicated
+
+
+def load(uri: str, trials: int, seconds: float, interval: float) -> dict:
+    """Run `trials` simulated trials against `uri` and count what came through."""
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = MlflowClient(uri).create_experiment(f"load-{trials}-{time.time_ns()}")
+    queue = mp.get_context("spawn").Queue()
+    per = [trials // CLIENT_PROCESSES + (i < trials % CLIENT_PROCESSES)
+           for i in range(CLIENT_PROCESSES)]
+    processes = [mp.get_context("spawn").Process(
+        target=_client_process, args=(uri, experiment_id, n, seconds, interval, queue))
+        for n in per if n]
+    for process in processes:
+        process.start()
+    results = [r for _ in processes for r in queue.get(timeout=seconds + 600)]
+    for process in processes:
+        process.join()
+    lost, duplicated = _count(uri, results)
+    latencies = sorted(x for r in results for x in r["latencies"])
+    errors = [e for r in results for e in r["errors"]]
+
+    def quantile(q: float) -> float:
+        return 1000 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies \
+            else float("nan")
+
+    return {"trials": trials, "batches": len(latencies), "points": len(latencies) * len(METRICS),
+            "errors": len(errors), "first_errors": sorted(set(errors))[:3], "lost": lost,
+            "duplicated": duplicated, "p50_ms": quantile(0.5), "p99_ms": quantile(0.99),
+            "mean_ms": 1000 * statistics.fmean(latencies) if latencies else float("nan")}
+
+
+@contextmanager
+def store(kind: str, folder: Path):
+    """The backend store URI of `kind` (sqlite file or a fresh PostgreSQL database)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'mlflow.db'}"
+    else:
+        with postgres(folder / "pg") as uri:
+            yield uri
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Each store x each N: one server, the load, the counts; a table and a JSON file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, nargs="+", default=[8, 32, 64])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"],
+                        choices=["sqlite", "postgresql"])
+    parser.add_argument("--out", type=Path, default=Path("tracking_load.json"))
+    args = parser.parse_args(argv)
+    rows = []
+    print(f"load: {os.getloadavg()[0]:.1f} (1-min average) on {os.cpu_count()} CPUs")
+    print(f"{'store':<11}{'trials':>7}{'log_batch calls':>16}{'errors':>8}{'lost':>7}"
+          f"{'duplicated':>11}{'p50 ms':>8}{'p99 ms':>8}")
+    for kind in args.stores:
+        for trials in args.trials:
+            with tempfile.TemporaryDirectory(prefix=f"load-{kind}-") as tmp, \
+                    store(kind, Path(tmp)) as backend, \
+                    mlflow_server(backend, Path(tmp)) as uri:
+                row = {"store": kind, **load(uri, trials, args.seconds, args.interval)}
+            rows.append(row)
+            print(f"{kind:<11}{trials:>7}{row['batches']:>16}{row['errors']:>8}{row['lost']:>7}"
+                  f"{row['duplicated']:>11}{row['p50_ms']:>8.0f}{row['p99_ms']:>8.0f}",
+                  flush=True)
+            for error in row["first_errors"]:
+                print(f"    e.g. {error}")
+    args.out.write_text(json.dumps({"seconds": args.seconds, "interval": args.interval,
+                                    "loadavg": os.getloadavg(), "rows": rows}, indent=1))
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
