@@ -8,11 +8,15 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 - crop boxes are continuous (not rounded to whole pixels) and resampled with `roi_align`, which
   averages ceil(box / output) points per output pixel: bilinear when upsampling, box-filtered
   (antialiased) when downsampling;
-- brightness is multiplicative (x * f, as torchvision), contrast/saturation blend with the
-  ITU-R 601 grey image / its mean, hue is an exact HSV hue rotation; the four jitter ops run in
-  a random order drawn per sample;
+- colour jitter follows `colour_ops`: "reference" (default) as the reference's TF ops: brightness
+  adds a delta, contrast scales each channel around its image mean, saturation scales S in HSV
+  (clipped to [0, 1]), hue shifts H modulo 1, greyscale uses luma (0.2989, 0.587, 0.114);
+  "torchvision" as ColorJitter: brightness multiplies, contrast/saturation blend with the
+  ITU-R 601 grey image / its mean. Both: the four in a random order per sample, clipped to
+  [0, 1] after each; contrast and saturation factors are floored at 0 (at strength > 2.5);
 - the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
-  output pixels, U[0.1, 2] as in the paper, at every image size.
+  output pixels, U[0.1, 2] as in the paper, at every image size; padding reflects (the
+  reference pads with zeros).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from torchvision.ops import roi_align
 
 from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig
 
-GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+# Luma of each colour_ops: the reference's _to_grayscale; ITU-R 601 as torchvision's.
+GREY_WEIGHTS = {"reference": (0.2989, 0.587, 0.114), "torchvision": (0.299, 0.587, 0.114)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class ViewParams:
     blur_p: float
     blur_sigma: tuple[float, float]
     solarize_p: float
+    colour_ops: str = "reference"  # one of config.COLOUR_OPS
 
 
 # Probabilities each Fig. 3b recipe sets to 0 (in both views).
@@ -87,6 +93,7 @@ def view_params(cfg: AugmentConfig) -> tuple[ViewParams, ViewParams]:
             blur_p=cfg.blur_p[i],
             blur_sigma=tuple(cfg.blur_sigma),
             solarize_p=cfg.solarize_p[i],
+            colour_ops=cfg.colour_ops,
         )
         views.append(dataclasses.replace(view, **dict.fromkeys(RECIPE_OFF[cfg.recipe], 0.0)))
     return views[0], views[1]
@@ -121,11 +128,10 @@ def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (x - mean.to(x.device)) / std.to(x.device)
 
 
-def _grey(x: Tensor) -> Tensor:
+def _grey(x: Tensor, colour_ops: str = "reference") -> Tensor:
     """(B, 3, H, W) -> luma (B, 1, H, W)."""
-    r, g, b = x.unbind(1)
-    w = GREY_WEIGHTS
-    return (w[0] * r + w[1] * g + w[2] * b).unsqueeze(1)
+    w = GREY_WEIGHTS[colour_ops]
+    return (w[0] * x[:, 0] + w[1] * x[:, 1] + w[2] * x[:, 2]).unsqueeze(1)
 
 
 def _crop_boxes(rand: _Random, n: int, height: int, width: int, p: ViewParams) -> Tensor:
@@ -172,32 +178,59 @@ def _shift_hue(x: Tensor, shift: Tensor) -> Tensor:
     return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
-def _colour_jitter(x: Tensor, rand: _Random, p: ViewParams) -> Tensor:
-    """With prob jitter_p per sample: brightness, contrast, saturation, hue in a random order."""
-    n = x.shape[0]
+def _saturate(x: Tensor, f: Tensor) -> Tensor:
+    """HSV saturation S -> min(S f, 1), same H and V: each channel moves from/to V by S'/S."""
+    value = x.amax(dim=1, keepdim=True)
+    ratio = torch.minimum(f, value / (value - x.amin(dim=1, keepdim=True)).clamp_min(1e-12))
+    return x + (value - x) * (1 - ratio)
+
+
+# colour_ops -> (brightness, contrast, saturation)(x, per-sample factor), each the identity at
+# its factor's identity value (reference brightness 0, every other 1).
+JITTER_OPS = {
+    "reference": (
+        lambda x, d: x + d,
+        lambda x, f: f * x + (1 - f) * x.mean(dim=(2, 3), keepdim=True),
+        _saturate,
+    ),
+    "torchvision": (
+        lambda x, f: x * f,
+        lambda x, f: f * x + (1 - f) * _grey(x, "torchvision").mean(dim=(1, 2, 3), keepdim=True),
+        lambda x, f: f * x + (1 - f) * _grey(x, "torchvision"),
+    ),
+}
+
+
+def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Tensor], Tensor]:
+    """Per sample: jitter on (prob jitter_p), the four ops' factors, the order of the ops."""
     on = rand.coin(n, p.jitter_p)
-    factors = [
-        rand.uniform((n,), max(0.0, 1 - m), 1 + m)
-        for m in (p.brightness, p.contrast, p.saturation)
-    ]
-    hue = rand.uniform((n,), -p.hue, p.hue)
+    b = p.brightness
+    bounds = (-b, b) if p.colour_ops == "reference" else (max(0.0, 1 - b), 1 + b)
+    factors = [rand.uniform((n,), *bounds)]
+    factors += [rand.uniform((n,), max(0.0, 1 - m), 1 + m) for m in (p.contrast, p.saturation)]
+    factors.append(rand.uniform((n,), -p.hue, p.hue))
     order = torch.argsort(rand.uniform((n, 4), 0.0, 1.0), dim=1)  # per-sample op permutation
-    if p.jitter_p <= 0:
-        return x
+    return on, factors, order
+
+
+def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: ViewParams) -> Tensor:
+    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`."""
+    identity = (0.0 if p.colour_ops == "reference" else 1.0, 1.0, 1.0)
     for stage in range(4):
         # Each sample runs one op per stage; the other ops get identity factors (exact no-ops).
         active = [on & (order[:, stage] == op) for op in range(4)]
-        fb, fc, fs = (
-            torch.where(a, f, torch.ones_like(f)).view(-1, 1, 1, 1)
-            for a, f in zip(active[:3], factors, strict=True)
-        )
-        x = (x * fb).clamp(0, 1)
-        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = (fc * x + (1 - fc) * mean).clamp(0, 1)
-        x = (fs * x + (1 - fs) * _grey(x)).clamp(0, 1)
+        for op, a, f, same in zip(JITTER_OPS[p.colour_ops], active[:3], factors, identity,
+                                  strict=False):
+            x = op(x, torch.where(a, f, same).view(-1, 1, 1, 1)).clamp(0, 1)
         if p.hue > 0:
-            x = torch.where(active[3].view(-1, 1, 1, 1), _shift_hue(x, hue), x).clamp(0, 1)
+            x = torch.where(active[3].view(-1, 1, 1, 1), _shift_hue(x, factors[3]), x).clamp(0, 1)
     return x
+
+
+def _colour_jitter(x: Tensor, rand: _Random, p: ViewParams) -> Tensor:
+    """With prob jitter_p per sample: brightness, contrast, saturation, hue in a random order."""
+    on, factors, order = _jitter_draws(rand, x.shape[0], p)
+    return _jitter(x, on, factors, order, p) if p.jitter_p > 0 else x
 
 
 def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
@@ -258,7 +291,7 @@ class BatchAugment(torch.nn.Module):
         x = torch.where(flip, x.flip(-1), x)
         x = _colour_jitter(x, rand, p)
         grey = rand.coin(n, p.grey_p).view(-1, 1, 1, 1)
-        x = torch.where(grey, _grey(x).expand_as(x), x)
+        x = torch.where(grey, _grey(x, p.colour_ops).expand_as(x), x)
         x = _blur(x, rand, p, self.blur_radius)
         solar = rand.coin(n, p.solarize_p).view(-1, 1, 1, 1)
         x = torch.where(solar & (x >= 0.5), 1 - x, x)
