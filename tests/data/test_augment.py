@@ -252,16 +252,13 @@ def test_each_reference_colour_op_matches_its_formula(op):
     factors = ([-0.3, -0.05, 0.0, 0.1, 0.4], [0.6, 0.9, 1.0, 1.2, 1.4],
                [0.0, 0.8, 1.0, 1.2, 3.0], [-0.1, -0.02, 0.0, 0.05, 0.5])[op]
     f = torch.tensor(factors)
-    if op < 3:
-        out = JITTER_OPS["reference"][op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
-    else:
-        out = _shift_hue(x, f).clamp(0, 1)
+    out = JITTER_OPS["reference"][op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
     for i, factor in enumerate(factors):
         expected = np.clip(NP_OPS[op](x[i].double().numpy(), factor), 0, 1)
         np.testing.assert_allclose(out[i].numpy(), expected, atol=2e-6)
-    if op < 3:  # identity factors are exact no-ops (the jitter runs every op on every row)
-        identity = factors.index(0.0 if op == 0 else 1.0)
-        assert torch.equal(out[identity], x[identity])
+    # The identity factor is an exact no-op (the jitter runs every op on every row).
+    identity = factors.index(0.0 if op in (0, 3) else 1.0)
+    assert torch.equal(out[identity], x[identity])
 
 
 def test_jitter_runs_each_row_in_its_own_order_and_order_matters():

@@ -22,6 +22,7 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -175,7 +176,8 @@ def _shift_hue(x: Tensor, shift: Tensor) -> Tensor:
     hue6 = torch.remainder(hue6 + 6 * shift.view(-1, 1, 1), 6.0)
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
     k = torch.remainder(n + hue6.unsqueeze(1), 6.0)
-    return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+    out = maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+    return torch.where(shift.view(-1, 1, 1, 1) == 0, x, out)  # shift 0: exactly x
 
 
 def _saturate(x: Tensor, f: Tensor) -> Tensor:
@@ -185,20 +187,23 @@ def _saturate(x: Tensor, f: Tensor) -> Tensor:
     return x + (value - x) * (1 - ratio)
 
 
-# colour_ops -> (brightness, contrast, saturation)(x, per-sample factor), each the identity at
-# its factor's identity value (reference brightness 0, every other 1).
+# colour_ops -> brightness, contrast, saturation, hue as op(x, per-sample factor (B, 1, 1, 1)),
+# each exactly x at its identity factor (JITTER_IDENTITY).
 JITTER_OPS = {
     "reference": (
         lambda x, d: x + d,
         lambda x, f: f * x + (1 - f) * x.mean(dim=(2, 3), keepdim=True),
         _saturate,
+        _shift_hue,
     ),
     "torchvision": (
         lambda x, f: x * f,
         lambda x, f: f * x + (1 - f) * _grey(x, "torchvision").mean(dim=(1, 2, 3), keepdim=True),
         lambda x, f: f * x + (1 - f) * _grey(x, "torchvision"),
+        _shift_hue,
     ),
 }
+JITTER_IDENTITY = {"reference": (0.0, 1.0, 1.0, 0.0), "torchvision": (1.0, 1.0, 1.0, 0.0)}
 
 
 def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Tensor], Tensor]:
@@ -214,23 +219,16 @@ def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Te
 
 
 def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: ViewParams) -> Tensor:
-    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`."""
-    identity = (0.0 if p.colour_ops == "reference" else 1.0, 1.0, 1.0)
-    for stage in range(4):
-        # Each sample runs one op per stage; the other ops get identity factors (exact no-ops).
-        active = [on & (order[:, stage] == op) for op in range(4)]
-        for op, a, f, same in zip(JITTER_OPS[p.colour_ops], active[:3], factors, identity,
-                                  strict=False):
-            x = op(x, torch.where(a, f, same).view(-1, 1, 1, 1)).clamp(0, 1)
-        if p.hue > 0:
-            x = torch.where(active[3].view(-1, 1, 1, 1), _shift_hue(x, factors[3]), x).clamp(0, 1)
+    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`.
+
+    Each sample runs one op per stage; the other ops get identity factors (exact no-ops).
+    """
+    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    used = [op for op, m in enumerate((p.brightness, p.contrast, p.saturation, p.hue)) if m > 0]
+    for stage, op in itertools.product(range(4), used):
+        f = torch.where(on & (order[:, stage] == op), factors[op], identity[op])
+        x = ops[op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
     return x
-
-
-def _colour_jitter(x: Tensor, rand: _Random, p: ViewParams) -> Tensor:
-    """With prob jitter_p per sample: brightness, contrast, saturation, hue in a random order."""
-    on, factors, order = _jitter_draws(rand, x.shape[0], p)
-    return _jitter(x, on, factors, order, p) if p.jitter_p > 0 else x
 
 
 def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
@@ -289,7 +287,8 @@ class BatchAugment(torch.nn.Module):
                              f"got {height}x{width}")
         flip = rand.coin(n, p.flip_p).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
-        x = _colour_jitter(x, rand, p)
+        jitter = _jitter_draws(rand, n, p)
+        x = _jitter(x, *jitter, p) if p.jitter_p > 0 else x
         grey = rand.coin(n, p.grey_p).view(-1, 1, 1, 1)
         x = torch.where(grey, _grey(x, p.colour_ops).expand_as(x), x)
         x = _blur(x, rand, p, self.blur_radius)
