@@ -1,14 +1,11 @@
 """The global batch of a multi-worker run, as the contrastive losses see it.
 
-`gather` concatenates every worker's rows in rank order, and its backward sends each worker
-the gradient of *all* workers' losses with respect to its rows (an all-gather whose backward
-sums the gradient over workers and keeps this worker's rows). A loss that averages over its
-*local* rows against the *gathered* columns then has, once DDP averages the parameter gradients
-over the W workers, exactly the gradient of the single-process loss on the global batch:
-(1/W) * sum_k mean_{rows of worker k} = mean over all rows. Our own autograd function (as
-solo-learn's `gather`), so it holds on every torch version and backend: torch's functional
-all-gather returned no gradient in some versions. Without a process group, or with one
-worker, nothing is communicated.
+`gather` concatenates every worker's rows in rank order; its backward sends each worker the
+gradient of *all* workers' losses with respect to its rows (our autograd function, as
+solo-learn's: torch's functional all-gather has no gradient in some versions). A loss that
+averages over its *local* rows against the *gathered* columns then has, once DDP averages the
+parameter gradients over the W workers, the single-process gradient on the global batch:
+(1/W) * sum_k mean_{rows of worker k} = mean over all rows. One worker communicates nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ class _Gather(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows: Tensor) -> Tensor:
-        parts = [torch.empty_like(rows) for _ in range(rank_and_world()[1])]
+        parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
         dist.all_gather(parts, rows)
         return torch.cat(parts)
 
@@ -38,21 +35,14 @@ class _Gather(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.clone()  # all_reduce works in place; autograd owns grad
         dist.all_reduce(grad)
-        rank, world = rank_and_world()
-        return grad.chunk(world)[rank]
+        return grad.chunk(dist.get_world_size())[dist.get_rank()]
 
 
 def gather(rows: Tensor) -> Tensor:
-    """Every worker's `rows` concatenated in rank order, differentiable back to each worker.
-
-    Every worker must call it, with the same shape, and run its backward.
-    """
-    if rank_and_world()[1] == 1:
-        return rows
-    return _Gather.apply(rows.contiguous())
+    """Every worker's `rows` in rank order, differentiable; every worker calls it, same shape."""
+    return rows if rank_and_world()[1] == 1 else _Gather.apply(rows.contiguous())
 
 
 def own_columns(local_rows: int, device: torch.device) -> Tensor:
     """Indices of this worker's rows in a gathered batch: rank * n, ..., rank * n + n - 1."""
-    rank, _ = rank_and_world()
-    return torch.arange(rank * local_rows, (rank + 1) * local_rows, device=device)
+    return rank_and_world()[0] * local_rows + torch.arange(local_rows, device=device)
