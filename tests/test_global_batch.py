@@ -1,7 +1,9 @@
 """Two real workers (gloo on CPU, DDP) each holding half of a batch compute what one process
 computes on the whole batch: the same loss and gradients for SimCLR's NT-Xent and for BYOL's
 beta > 0 variants, no all-gather for beta = 0, and the same update when a step accumulates
-micro-batches (under DDP's no_sync) as one step on the larger batch.
+micro-batches (under DDP's no_sync) as one step on the larger batch; and with a gather that
+returns no gradient (what torch's functional all-gather did in some versions) substituted for
+ours, the gradients differ: these tests would catch it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from byol_ray.jobs.pretrain.step import (
     restore_gradients,
     train_micro_batch,
 )
-from byol_ray.learn.methods import BYOL, Method, SimCLR
+from byol_ray.learn.methods import BYOL, Method, SimCLR, losses
 from byol_ray.learn.optim import build_optimizer
 
 WORLD = 2
@@ -88,8 +90,8 @@ def _accumulated_update(rank: int, world: int, resume_mid_step: bool = False) ->
             "first_grads": first_grads}
 
 
-def _worker(rank: int, world: int, out_dir: str) -> None:
-    """One gloo rank: every scenario on its half of the batch, then the accumulated steps."""
+def _scenarios(rank: int, world: int) -> dict:
+    """Each scenario's loss and DDP-averaged gradients on this rank's half of the batch."""
     results: dict = {}
     for key, switches in SCENARIOS.items():
         method = _method(**switches)
@@ -100,9 +102,29 @@ def _worker(rank: int, world: int, out_dir: str) -> None:
             loss.backward()
         gathered = any("all_gather" in event.name for event in prof.events())
         results[key] = {"loss": loss.item(), "grads": _grads(method), "gathered": gathered}
+    return results
+
+
+def _worker(rank: int, world: int, out_dir: str) -> None:
+    """One gloo rank: every scenario on its half of the batch, then the accumulated steps."""
+    results = _scenarios(rank, world)
     results["accumulation"] = _accumulated_update(rank, world)
     results["accumulation_resumed"] = _accumulated_update(rank, world, resume_mid_step=True)
     torch.save(results, Path(out_dir) / f"{rank}.pt")
+
+
+def _gather_without_gradient(rows: torch.Tensor) -> torch.Tensor:
+    """Right rows, no gradient through them: the all-gather of torch versions without autograd."""
+    parts = [torch.empty_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, rows.detach().contiguous())
+    return torch.cat(parts)
+
+
+def _worker_gradient_free_gather(rank: int, world: int, out_dir: str) -> None:
+    """The scenarios with the losses' gather (our injection point) replaced by one without
+    gradient, in this spawned process only."""
+    losses.gather = _gather_without_gradient
+    torch.save(_scenarios(rank, world), Path(out_dir) / f"{rank}.pt")
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +135,20 @@ def ranks(tmp_path_factory) -> list[dict]:
     return [torch.load(out / f"{r}.pt") for r in range(WORLD)]
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("key", SCENARIOS)
-def test_two_workers_compute_the_global_batch_loss_and_gradients(ranks, key):
+def _single_process(key: str) -> tuple[float, dict[str, torch.Tensor]]:
+    """The loss and gradients of one process holding the whole batch."""
     method = _method(**SCENARIOS[key])
     loss = method(*_views())["loss"]
     loss.backward()
-    expected = _grads(method)
+    return loss.item(), _grads(method)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("key", SCENARIOS)
+def test_two_workers_compute_the_global_batch_loss_and_gradients(ranks, key):
+    loss, expected = _single_process(key)
     # The workers' mean loss (what train/loss logs) is the loss of the whole batch ...
-    assert sum(r[key]["loss"] for r in ranks) / WORLD == pytest.approx(loss.item(), rel=1e-5)
+    assert sum(r[key]["loss"] for r in ranks) / WORLD == pytest.approx(loss, rel=1e-5)
     # ... and after DDP's averaging every worker holds the whole batch's gradient.
     for r in ranks:
         assert r[key]["grads"].keys() == expected.keys()
@@ -159,3 +186,19 @@ def test_accumulated_micro_batches_update_as_one_larger_batch_on_one_and_two_wor
     # no_sync: after the first micro-batch each worker still holds its own gradient.
     first = [r["accumulation"]["first_grads"] for r in ranks]
     assert any(not torch.allclose(first[0][n], first[1][n]) for n in first[0])
+
+
+@pytest.mark.timeout(300)
+def test_a_gather_without_gradient_gives_other_gradients(tmp_path):
+    """The check above fails for a gather that returns no gradient (same losses, other
+    gradients) wherever gradient flows through the gathered columns: SimCLR and beta = 1
+    without a target network (a target network's columns carry no gradient anyway)."""
+    run_gloo(_worker_gradient_free_gather, WORLD, tmp_path)
+    ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(WORLD)]
+    for key in ("simclr", "byol_beta1_no_predictor_no_target"):
+        loss, expected = _single_process(key)
+        assert sum(r[key]["loss"] for r in ranks) / WORLD == pytest.approx(loss, rel=1e-5)
+        for r in ranks:
+            assert r[key]["gathered"]
+            assert any(not torch.allclose(r[key]["grads"][name], grad, rtol=1e-5, atol=1e-6)
+                       for name, grad in expected.items()), key

@@ -38,6 +38,7 @@ AUGMENT_RECIPES = (
     "crop_flip",
     "crop_colour",
 )
+COLOUR_OPS = ("reference", "torchvision")  # DeepMind's augmentations.py [P Table 6]; ColorJitter
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,7 @@ class AugmentConfig:
 
     recipe: str = "baseline"  # one of AUGMENT_RECIPES (Fig. 3b removals)
     strength: float = 1.0  # scales the colour-jitter magnitudes
+    colour_ops: str = "reference"  # one of COLOUR_OPS: how the jitter's four ops compute
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -468,6 +470,7 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
 
     _choice("augment.recipe", a.recipe, AUGMENT_RECIPES)
     _range("augment.strength", a.strength, 0.0, 10.0)
+    _choice("augment.colour_ops", a.colour_ops, COLOUR_OPS)
     lo, hi = a.crop_scale
     if not (0 < lo <= hi <= 1):
         raise ConfigError("augment.crop_scale", f"{list(a.crop_scale)}: need 0 < min <= max <= 1")

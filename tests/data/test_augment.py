@@ -1,16 +1,28 @@
-"""BYOL's batched view augmentations: shapes, per-sample randomness, recipes, components."""
+"""BYOL's batched view augmentations: shapes, per-sample randomness, recipes, components, and
+the colour ops against the reference's formulas (DeepMind's augmentations.py, TF's adjust_*)
+written here in numpy / colorsys, independent of the implementation."""
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
+import itertools
 
+import numpy as np
 import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig
+from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig, ConfigError, validate
+from byol_ray.core.presets import PRESETS, get_preset
 from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, view_params
-from byol_ray.learn.data.augment import _shift_hue
+from byol_ray.learn.data.augment import (
+    JITTER_OPS,
+    _jitter,
+    _jitter_draws,
+    _Random,
+    _shift_hue,
+)
 
 ID = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # mean/std that leave [0, 1] values as they are
 T, T_PRIME = view_params(AugmentConfig())
@@ -200,3 +212,132 @@ def test_cuda_batch_stays_on_device():
     gpu_gen = torch.Generator(device="cuda").manual_seed(0)
     assert BatchAugment(T, 16, *ID)(x, gpu_gen).device == x.device
     assert eval_transform(x, 12, *ID).device == x.device
+
+
+# ------------------------------------------------ colour ops as the reference computes them
+
+
+def _np_hsv_map(x: np.ndarray, fn) -> np.ndarray:
+    """Apply fn(h, s, v) -> (h, s, v) to every pixel of a (3, H, W) image through colorsys."""
+    out = np.empty_like(x)
+    for i, j in np.ndindex(*x.shape[1:]):
+        out[:, i, j] = colorsys.hsv_to_rgb(*fn(*colorsys.rgb_to_hsv(*x[:, i, j])))
+    return out
+
+
+# The reference's four jitter ops on one (3, H, W) float64 image [DM augmentations.py, TF
+# adjust_brightness / adjust_contrast / adjust_saturation / adjust_hue].
+NP_OPS = (
+    lambda x, delta: x + delta,
+    lambda x, f: (x - x.mean(axis=(1, 2), keepdims=True)) * f + x.mean(axis=(1, 2), keepdims=True),
+    lambda x, f: _np_hsv_map(x, lambda h, s, v: (h, min(max(s * f, 0.0), 1.0), v)),
+    lambda x, delta: _np_hsv_map(x, lambda h, s, v: ((h + delta) % 1.0, s, v)),
+)
+
+
+def _np_jitter(x: np.ndarray, factors, order) -> np.ndarray:
+    """The reference's jitter: each op in `order`, clipped to [0, 1] after each."""
+    for op in order:
+        x = np.clip(NP_OPS[op](x, factors[op]), 0.0, 1.0)
+    return x
+
+
+def _colours(n: int, side: int = 5, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, side, side, generator=seeded(seed))
+
+
+@pytest.mark.parametrize("op", range(4))
+def test_each_reference_colour_op_matches_its_formula(op):
+    x = _colours(5)
+    factors = ([-0.3, -0.05, 0.0, 0.1, 0.4], [0.6, 0.9, 1.0, 1.2, 1.4],
+               [0.0, 0.8, 1.0, 1.2, 3.0], [-0.1, -0.02, 0.0, 0.05, 0.5])[op]
+    f = torch.tensor(factors)
+    out = JITTER_OPS["reference"][op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
+    for i, factor in enumerate(factors):
+        expected = np.clip(NP_OPS[op](x[i].double().numpy(), factor), 0, 1)
+        np.testing.assert_allclose(out[i].numpy(), expected, atol=2e-6)
+    # The identity factor is an exact no-op (the jitter runs every op on every row).
+    identity = factors.index(0.0 if op in (0, 3) else 1.0)
+    assert torch.equal(out[identity], x[identity])
+
+
+def test_jitter_runs_each_row_in_its_own_order_and_order_matters():
+    orders = list(itertools.permutations(range(4)))
+    x = _colours(1, side=6, seed=3).expand(24, -1, -1, -1)
+    factors = (0.15, 1.35, 0.7, 0.08)  # brightness delta, contrast, saturation, hue delta
+    draws = [torch.full((24,), f) for f in factors]
+    out = _jitter(x, torch.ones(24, dtype=torch.bool), draws, torch.tensor(orders), T)
+    expected = [_np_jitter(x[0].double().numpy(), factors, order) for order in orders]
+    for got, want in zip(out, expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+    # Saturation and hue commute in HSV and brightness commutes with hue: the others do not.
+    distinct = {tuple(np.round(e, 4).ravel()) for e in expected}
+    assert len(distinct) == len({tuple(np.round(o.numpy(), 4).ravel()) for o in out}) >= 12
+    off = _jitter(x, torch.zeros(24, dtype=torch.bool), draws, torch.tensor(orders), T)
+    assert torch.equal(off, x)  # the jitter is one event: off means every op off
+
+
+def test_jitter_draws_every_order_and_the_reference_ranges_scaled_by_strength():
+    n = 2400
+    for strength in (1.0, 2.0):
+        t, _ = view_params(AugmentConfig(strength=strength))
+        on, factors, order = _jitter_draws(_Random(seeded(), torch.device("cpu")), n, t)
+        counts = {perm: 0 for perm in itertools.permutations(range(4))}
+        for row in order.tolist():
+            counts[tuple(row)] += 1
+        assert len(counts) == 24 and all(60 <= c <= 140 for c in counts.values())  # ~100 each
+        assert on.float().mean().item() == pytest.approx(0.8, abs=0.03)
+        s = strength
+        bounds = [(-0.4 * s, 0.4 * s), (max(0, 1 - 0.4 * s), 1 + 0.4 * s),
+                  (1 - 0.2 * s, 1 + 0.2 * s), (-0.1 * s, 0.1 * s)]
+        for f, (low, high) in zip(factors, bounds, strict=True):
+            assert low <= f.min() < low + 0.02 * s and high - 0.02 * s < f.max() <= high
+
+
+@pytest.mark.parametrize("colour_ops", ["reference", "torchvision"])
+def test_brightness_alone_adds_a_delta_by_default_and_multiplies_as_torchvision(colour_ops):
+    x = torch.full((64, 3, 4, 4), 0.5) + torch.linspace(-0.05, 0.05, 16).view(1, 1, 4, 4)
+    params = only(jitter_p=1.0, contrast=0.0, saturation=0.0, hue=0.0, colour_ops=colour_ops)
+    out = BatchAugment(params, 4, *ID)(x, seeded())
+    delta, ratio = out - x, out / x
+    per_sample, identity = (delta, 0.0) if colour_ops == "reference" else (ratio, 1.0)
+    spread = per_sample.flatten(1).amax(1) - per_sample.flatten(1).amin(1)
+    assert spread.max() < 1e-5  # one delta (reference) or one factor (torchvision) per image
+    assert (per_sample - identity).abs().amax() > 0.3  # drawn from [-0.4, 0.4] / [0.6, 1.4]
+
+
+def test_grey_uses_the_reference_luma():
+    x = _colours(4)
+    out = BatchAugment(only(grey_p=1.0), 5, *ID)(x, seeded())
+    r, g, b = x.double().numpy().transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(out[:, 0].numpy(), 0.2989 * r + 0.5870 * g + 0.1140 * b, atol=1e-6)
+
+
+def test_every_preset_uses_the_reference_colour_ops_and_bad_choices_name_the_field():
+    for name in PRESETS:
+        assert all(v.colour_ops == "reference" for v in view_params(get_preset(name).augment))
+    assert view_params(AugmentConfig(colour_ops="torchvision"))[1].colour_ops == "torchvision"
+    cfg = get_preset("cpu-mini")
+    cfg.augment.colour_ops = "hsv"
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert error.value.field == "augment.colour_ops"
+    assert "reference, torchvision" in str(error.value)
+
+
+@pytest.mark.parametrize("size", [32, 96, 224])
+def test_blur_kernel_is_the_references(size):
+    """2 * int(size / 10 / 2) + 1 taps (23 at 224), a normalised Gaussian, separable."""
+    taps = 2 * int(size / 10 / 2) + 1
+    assert {32: 3, 96: 9, 224: 23}[size] == taps
+    x = torch.zeros(1, 3, size, size)
+    x[:, :, size // 2, size // 2] = 1.0  # an impulse: the output is the kernel itself
+    out = BatchAugment(only(blur_p=1.0, blur_sigma=(3.0, 3.0)), size, *ID)(x, seeded(), crop=False)
+    offsets = np.arange(taps) - taps // 2
+    kernel = np.exp(-(offsets**2) / (2 * 3.0**2))
+    kernel /= kernel.sum()
+    window = slice(size // 2 - taps // 2, size // 2 + taps // 2 + 1)
+    np.testing.assert_allclose(out[0, :, window, window].numpy(),
+                               np.broadcast_to(np.outer(kernel, kernel), (3, taps, taps)),
+                               atol=1e-7)
+    assert out[0, :, window, window].sum().item() == pytest.approx(3.0, abs=1e-5)  # nothing out

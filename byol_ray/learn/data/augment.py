@@ -8,16 +8,17 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 - crop boxes are continuous (not rounded to whole pixels) and resampled with `roi_align`, which
   averages ceil(box / output) points per output pixel: bilinear when upsampling, box-filtered
   (antialiased) when downsampling;
-- brightness is multiplicative (x * f, as torchvision), contrast/saturation blend with the
-  ITU-R 601 grey image / its mean, hue is an exact HSV hue rotation; the four jitter ops run in
-  a random order drawn per sample;
-- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
-  output pixels, U[0.1, 2] as in the paper, at every image size.
+- `colour_ops`: "reference" (default) as TF's adjust_*: brightness adds a delta, contrast scales
+  each channel about its mean, saturation and hue act in HSV; "torchvision" as ColorJitter
+  (brightness multiplies, grey blends); contrast/saturation factors are floored at 0;
+- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3, reflect-padded
+  (the reference pads zeros); sigma is in output pixels, U[0.1, 2], at every image size.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from torchvision.ops import roi_align
 
 from byol_ray.core.config import AUGMENT_RECIPES, AugmentConfig
 
-GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # the reference's luma (torchvision's: 0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ViewParams:
     blur_p: float
     blur_sigma: tuple[float, float]
     solarize_p: float
+    colour_ops: str = "reference"  # one of config.COLOUR_OPS
 
 
 # Probabilities each Fig. 3b recipe sets to 0 (in both views).
@@ -75,18 +77,11 @@ def view_params(cfg: AugmentConfig) -> tuple[ViewParams, ViewParams]:
     views = []
     for i in (0, 1):
         view = ViewParams(
-            crop_scale=tuple(cfg.crop_scale),
-            crop_ratio=tuple(cfg.crop_ratio),
-            flip_p=cfg.flip_p,
-            jitter_p=cfg.jitter_p if s > 0 else 0.0,
-            brightness=cfg.brightness * s,
-            contrast=cfg.contrast * s,
-            saturation=cfg.saturation * s,
-            hue=min(cfg.hue * s, 0.5),
-            grey_p=cfg.grey_p,
-            blur_p=cfg.blur_p[i],
-            blur_sigma=tuple(cfg.blur_sigma),
-            solarize_p=cfg.solarize_p[i],
+            crop_scale=tuple(cfg.crop_scale), crop_ratio=tuple(cfg.crop_ratio), flip_p=cfg.flip_p,
+            jitter_p=cfg.jitter_p if s > 0 else 0.0, brightness=cfg.brightness * s,
+            contrast=cfg.contrast * s, saturation=cfg.saturation * s, hue=min(cfg.hue * s, 0.5),
+            grey_p=cfg.grey_p, blur_p=cfg.blur_p[i], blur_sigma=tuple(cfg.blur_sigma),
+            solarize_p=cfg.solarize_p[i], colour_ops=cfg.colour_ops,
         )
         views.append(dataclasses.replace(view, **dict.fromkeys(RECIPE_OFF[cfg.recipe], 0.0)))
     return views[0], views[1]
@@ -96,8 +91,7 @@ class _Random:
     """Per-sample random draws from `generator` (on its device), moved to `device`."""
 
     def __init__(self, generator: torch.Generator | None, device: torch.device):
-        self.generator = generator
-        self.device = device
+        self.generator, self.device = generator, device
         self.source = generator.device if generator is not None else device
 
     def uniform(self, shape: tuple[int, ...], low: float, high: float) -> Tensor:
@@ -112,13 +106,7 @@ def _to_unit(images: Tensor) -> Tensor:
     """uint8 [0, 255] or float [0, 1] (B, 3, H, W) -> float32 [0, 1]."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    return images.float()
-
-
-def _normalise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    return (x - mean.to(x.device)) / std.to(x.device)
+    return images.float() / (255.0 if images.dtype == torch.uint8 else 1.0)
 
 
 def _grey(x: Tensor) -> Tensor:
@@ -141,13 +129,8 @@ def _crop_boxes(rand: _Random, n: int, height: int, width: int, p: ViewParams) -
     w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
     fits = (w <= width) & (h <= height)
     first = fits.int().argmax(dim=1, keepdim=True)  # first fitting try (0 if none)
-    in_ratio = width / height
-    if in_ratio < p.crop_ratio[0]:
-        fall_w, fall_h = width, width / p.crop_ratio[0]
-    elif in_ratio > p.crop_ratio[1]:
-        fall_w, fall_h = height * p.crop_ratio[1], height
-    else:
-        fall_w, fall_h = width, height
+    fall_ratio = min(max(width / height, p.crop_ratio[0]), p.crop_ratio[1])  # clamped to range
+    fall_w, fall_h = min(width, height * fall_ratio), min(height, width / fall_ratio)
     any_fit = fits.any(dim=1)
     w = torch.where(any_fit, w.gather(1, first).squeeze(1), fall_w)
     h = torch.where(any_fit, h.gather(1, first).squeeze(1), fall_h)
@@ -169,34 +152,47 @@ def _shift_hue(x: Tensor, shift: Tensor) -> Tensor:
     hue6 = torch.remainder(hue6 + 6 * shift.view(-1, 1, 1), 6.0)
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device).view(1, 3, 1, 1)
     k = torch.remainder(n + hue6.unsqueeze(1), 6.0)
-    return maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+    out = maxc.unsqueeze(1) - delta.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
+    return torch.where(shift.view(-1, 1, 1, 1) == 0, x, out)  # shift 0: exactly x
 
 
-def _colour_jitter(x: Tensor, rand: _Random, p: ViewParams) -> Tensor:
-    """With prob jitter_p per sample: brightness, contrast, saturation, hue in a random order."""
-    n = x.shape[0]
+def _saturate(x: Tensor, f: Tensor) -> Tensor:
+    """HSV saturation S -> min(S f, 1), same H and V: each channel moves from/to V by S'/S."""
+    value = x.amax(dim=1, keepdim=True)
+    ratio = torch.minimum(f, value / (value - x.amin(dim=1, keepdim=True)).clamp_min(1e-12))
+    return x + (value - x) * (1 - ratio)
+
+
+# colour_ops -> brightness, contrast, saturation, hue(x, factor (B,1,1,1)); x at JITTER_IDENTITY.
+JITTER_OPS = {
+    "reference": (torch.add, lambda x, f: f * x + (1 - f) * x.mean(dim=(2, 3), keepdim=True),
+                  _saturate, _shift_hue),
+    "torchvision": (torch.mul,
+                    lambda x, f: f * x + (1 - f) * _grey(x).mean(dim=(1, 2, 3), keepdim=True),
+                    lambda x, f: f * x + (1 - f) * _grey(x), _shift_hue),
+}
+JITTER_IDENTITY = {"reference": (0.0, 1.0, 1.0, 0.0), "torchvision": (1.0, 1.0, 1.0, 0.0)}
+
+
+def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Tensor], Tensor]:
+    """Per sample: jitter on (prob jitter_p), the four ops' factors, the order of the ops."""
     on = rand.coin(n, p.jitter_p)
-    factors = [
-        rand.uniform((n,), max(0.0, 1 - m), 1 + m)
-        for m in (p.brightness, p.contrast, p.saturation)
-    ]
-    hue = rand.uniform((n,), -p.hue, p.hue)
+    b = p.brightness
+    bounds = [(-b, b) if p.colour_ops == "reference" else (max(0.0, 1 - b), 1 + b)]
+    bounds += [(max(0.0, 1 - m), 1 + m) for m in (p.contrast, p.saturation)] + [(-p.hue, p.hue)]
+    factors = [rand.uniform((n,), *bound) for bound in bounds]
     order = torch.argsort(rand.uniform((n, 4), 0.0, 1.0), dim=1)  # per-sample op permutation
-    if p.jitter_p <= 0:
-        return x
-    for stage in range(4):
-        # Each sample runs one op per stage; the other ops get identity factors (exact no-ops).
-        active = [on & (order[:, stage] == op) for op in range(4)]
-        fb, fc, fs = (
-            torch.where(a, f, torch.ones_like(f)).view(-1, 1, 1, 1)
-            for a, f in zip(active[:3], factors, strict=True)
-        )
-        x = (x * fb).clamp(0, 1)
-        mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-        x = (fc * x + (1 - fc) * mean).clamp(0, 1)
-        x = (fs * x + (1 - fs) * _grey(x)).clamp(0, 1)
-        if p.hue > 0:
-            x = torch.where(active[3].view(-1, 1, 1, 1), _shift_hue(x, hue), x).clamp(0, 1)
+    return on, factors, order
+
+
+def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: ViewParams) -> Tensor:
+    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`; at each
+    stage every row runs every op, all but its own at the identity factor (an exact no-op)."""
+    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    magnitudes = (p.brightness, p.contrast, p.saturation, p.hue) if p.jitter_p > 0 else ()
+    for stage, op in itertools.product(range(4), [k for k, m in enumerate(magnitudes) if m > 0]):
+        f = torch.where(on & (order[:, stage] == op), factors[op], identity[op])
+        x = ops[op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
     return x
 
 
@@ -213,10 +209,8 @@ def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
     identity = (offsets == 0).to(x.dtype).expand_as(kernel)
     kernel = torch.where(on.view(-1, 1), kernel, identity).repeat_interleave(c, dim=0)
     flat = x.reshape(1, n * c, height, width)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"),
-                    kernel.view(n * c, 1, 1, -1), groups=n * c)
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"),
-                    kernel.view(n * c, 1, -1, 1), groups=n * c)
+    for pad, hw in (((radius, radius, 0, 0), (1, -1)), ((0, 0, radius, radius), (-1, 1))):
+        flat = F.conv2d(F.pad(flat, pad, mode="reflect"), kernel.view(n * c, 1, *hw), groups=n * c)
     return flat.view(n, c, height, width)
 
 
@@ -228,15 +222,12 @@ class BatchAugment(torch.nn.Module):
         self.params = params
         self.image_size = image_size
         self.blur_radius = max(1, image_size // 20)  # kernel 2r+1 ~ image_size/10, odd
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        for name, v in (("mean", mean), ("std", std)):
+            self.register_buffer(name, torch.tensor(v).float().view(1, 3, 1, 1), persistent=False)
 
     @torch.no_grad()
-    def forward(
-        self, images: Tensor, generator: torch.Generator | None = None, crop: bool = True
-    ) -> Tensor:
+    def forward(self, images: Tensor, generator: torch.Generator | None = None,
+                crop: bool = True) -> Tensor:
         """uint8 (B,3,H,W) (or float in [0,1]) -> float32 normalised (B,3,S,S), S=image_size.
 
         Every sample draws its own crop/flip/jitter/grey/blur/solarise; all randomness comes from
@@ -256,13 +247,13 @@ class BatchAugment(torch.nn.Module):
                              f"got {height}x{width}")
         flip = rand.coin(n, p.flip_p).view(-1, 1, 1, 1)
         x = torch.where(flip, x.flip(-1), x)
-        x = _colour_jitter(x, rand, p)
+        x = _jitter(x, *_jitter_draws(rand, n, p), p)
         grey = rand.coin(n, p.grey_p).view(-1, 1, 1, 1)
         x = torch.where(grey, _grey(x).expand_as(x), x)
         x = _blur(x, rand, p, self.blur_radius)
         solar = rand.coin(n, p.solarize_p).view(-1, 1, 1, 1)
         x = torch.where(solar & (x >= 0.5), 1 - x, x)
-        return _normalise(x, self.mean, self.std)
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     def extra_repr(self) -> str:
         return f"image_size={self.image_size}, {self.params}"
@@ -274,6 +265,5 @@ def eval_transform(images: Tensor, image_size: int, mean, std) -> Tensor:
     if x.shape[-2:] != (image_size, image_size):
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
                           align_corners=False, antialias=True)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return _normalise(x, mean_t, std_t)
+    mean_t, std_t = (torch.tensor(v, device=x.device).float().view(1, 3, 1, 1) for v in (mean, std))
+    return (x - mean_t) / std_t
