@@ -13,6 +13,7 @@ from byol_ray.core.config import (
     apply_overrides,
     flatten,
     from_dict,
+    leaves,
     to_dict,
     validate,
 )
@@ -183,3 +184,19 @@ def test_any_override_either_validates_or_raises_config_error(overrides, preset)
         return
     for name, value in flatten(cfg).items():
         assert all(math.isfinite(x) for x in _numbers(value)), (name, value)
+
+
+def test_show_config_explain_gives_each_field_its_value_meaning_limits_and_paper_section(capsys):
+    from byol_ray.cli.main import main
+
+    assert main(["show-config", "--preset", "cpu-mini", "--set", "data.batch_size=128",
+                 "--explain"]) == 0
+    out = capsys.readouterr().out
+    tau = out.split("\nmethod.tau_base = ")[1].splitlines()[:4]
+    assert tau[0] == "0.99" and "target EMA decay" in tau[1] and "[P §3" in tau[1]
+    assert tau[2:] == ["    allowed: [0.0, 1.0]", "    paper: §3, Table 5a"]
+    assert "\ndata.batch_size = 128\n" in out  # the value with --set applied
+    assert "\nmethod.name = \"byol\"\n" in out and "    allowed: byol, simclr, random_init" in out
+    assert "\nmethod.predictor = true\n" in out and "    allowed: true, false" in out
+    assert all(f"\n{name} = " in out for name in flatten(Config()) if "." in name)
+    assert all(info.description for _, _, info in leaves(Config()))

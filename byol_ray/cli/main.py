@@ -13,6 +13,7 @@ from byol_ray.cli import sweep as sweep_cli
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.cli.tables import add_tables_command
 from byol_ray.core.config import Config, ConfigError, apply_overrides, to_dict, validate
+from byol_ray.core.explain import explain
 from byol_ray.core.presets import DESCRIPTIONS, PRESETS, get_preset
 
 
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show-config", help="print the fully resolved config")
     add_config_options(show)
     show.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    show.add_argument("--explain", action="store_true", help="every field instead: its value, "
+                      "description, allowed values or range, and the paper section it cites")
     show.set_defaults(handler=_show_config)
 
     train = commands.add_parser("train", help="run one pretraining run under Ray Train")
@@ -110,11 +113,13 @@ def _presets(_: argparse.Namespace) -> int:
 
 
 def _show_config(args: argparse.Namespace) -> int:
-    cfg = to_dict(resolve_config(args.preset, args.overrides, check_paths=False))
-    if args.format == "json":
-        print(json.dumps(cfg, indent=2))
+    cfg = resolve_config(args.preset, args.overrides, check_paths=False)
+    if args.explain:
+        print(explain(cfg))
+    elif args.format == "json":
+        print(json.dumps(to_dict(cfg), indent=2))
     else:
-        print(yaml.safe_dump(cfg, sort_keys=False), end="")
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from byol_ray.core.config import Config
 from byol_ray.core.presets import PRESETS
 
 
@@ -12,7 +13,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
-                        help="override one config value, e.g. method.tau_base=0.99 (repeatable)")
+                        help="override one config value, e.g. method.tau_base=0.99 (repeatable); "
+                        f"sections: {', '.join(n for n in Config.model_fields if n != 'preset')}; "
+                        "every key: byol-ray show-config --preset P --explain")
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
