@@ -1,28 +1,118 @@
 """Fig. 3b: BYOL and SimCLR with augmentations removed, and over colour strength [P Fig. 3b].
 
 `recipe` cells are the paper's removals; `strength` cells scale the colour-jitter magnitudes
-(strength 1.0 is the baseline recipe cell).
+(strength 1.0 is the baseline recipe cell). The tables: each method's top-1 and drop from its
+full recipe per removal (the paper's BYOL loses less than SimCLR), and, when the strength was
+swept, the drop from strength 1 (no paper values; its claim in §5 is the same).
 """
 
-from byol_ray.core.config import AUGMENT_RECIPES
-from byol_ray.jobs.sweep.run import Cell, Grid
+import pandas as pd
 
+from byol_ray.core.config import AUGMENT_RECIPES
+from byol_ray.experiments.grid import Cell, Grid, number
+from byol_ray.report import table
+from byol_ray.report.cells import describe, find_cell, numeric
+from byol_ray.report.reference import Reference
+from byol_ray.report.table import Inputs, Table
+from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, Noise, check
+
+RECIPE, STRENGTH = "recipe", "strength"
+BASELINE = "baseline"
+# (recipe, label, BYOL top-1, SimCLR top-1), in the paper's order [P Fig. 3b]
+FIG_3B = (("baseline", "Baseline", 72.5, 67.9), ("remove_flip", "Remove flip", 71.9, 67.3),
+          ("remove_blur", "Remove blur", 71.2, 65.2),
+          ("remove_colour", "Remove colour (jittering and grayscale)", 63.4, 45.7),
+          ("remove_colour_jitter", "Remove colour jittering", 71.8, 63.7),
+          ("remove_grey", "Remove grayscale", 70.3, 61.9), ("crop_only", "Crop only", 59.4, 40.3),
+          ("crop_flip", "Crop and flip only", 60.1, 40.2),
+          ("crop_colour", "Crop and colour only", 70.7, 64.2))
 STRENGTHS = (0.0, 0.5, 1.5)
 # cpu-mini's digits are grey: hue and saturation jitter do nothing there, so its strength axis
 # would show noise only.
-REDUCED = {"cpu-mini": (("baseline", "crop_only"), ())}
+REDUCED = {"cpu-mini": ((BASELINE, "crop_only"), ())}
 
 
 def cells(preset: str) -> list[Cell]:
     """Each removal recipe and each strength, for BYOL and SimCLR."""
     recipes, strengths = REDUCED.get(preset, (AUGMENT_RECIPES, STRENGTHS))
     out = []
-    for method in ("byol", "simclr"):
-        out += [Cell(method, "recipe", r, (f"augment.recipe={r}",)) for r in recipes]
-        out += [Cell(method, "strength", f"{s:g}", (f"augment.strength={s}",))
-                for s in strengths]
+    for method in table.METHODS:
+        out += [Cell(method, RECIPE, r, (f"augment.recipe={r}",)) for r in recipes]
+        out += [Cell(method, STRENGTH, f"{s:g}", (f"augment.strength={s}",)) for s in strengths]
     return out
 
 
 GRID = Grid("augmentations", "Fig. 3b: top-1 with augmentations removed, BYOL vs SimCLR",
-            cells)
+            cells, {STRENGTH: number})
+
+SOURCE = {"byol": "arXiv 2006.07733, Fig. 3b (ImageNet, ResNet-50, 300 epochs, linear top-1)",
+          "simclr": "arXiv 2006.07733, Fig. 3b (ImageNet, ResNet-50, 300 epochs, linear top-1; "
+                    "SimCLR as reproduced by the authors)"}
+REFERENCE = [Reference("fig_3b", recipe, method, top1, False, label, SOURCE[method])
+             for recipe, label, *values in FIG_3B
+             for method, top1 in zip(table.METHODS, values, strict=True)]
+
+
+def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
+          noise: Noise | None = None) -> Table:
+    """Fig. 3b as a table: the paper's removals in its order (then any other recipe we ran),
+    each method's top-1 and drop from its `baseline` recipe."""
+    refs = {(r.row, r.method): r for r in REFERENCE}
+    labels = {recipe: label for recipe, label, *_ in FIG_3B}
+    ours = cells[cells["ablation"].eq(RECIPE) & cells["method"].isin(table.METHODS)]
+    names = [*labels, *sorted(set(ours["ablation_value"]) - set(labels))]
+    data, display = table.drop_frames("augmentations",
+                                [(n, labels.get(n, n.replace("_", " "))) for n in names],
+                                lambda row, method: find_cell(cells, RECIPE, row, method),
+                                refs, dict.fromkeys(table.METHODS, BASELINE), BASELINE)
+    return Table.of(
+        "fig_3b", "Fig. 3b: augmentations removed, BYOL vs SimCLR (top-1 and drop from baseline)",
+        f"{describe(metric)} Drop = top-1 with the full recipe (baseline) minus top-1 with the "
+        f"removal. Paper values: {table.sources(data)}.", display, data,
+        table.drop_checks(data, "removals", "recipes", table.noise_or_pooled(cells, noise)))
+
+
+def build_strength(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
+                   noise: Noise | None = None) -> Table:
+    """Top-1 against colour strength for BYOL and SimCLR, drop from strength 1 (the baseline
+    recipe cell stands for strength 1 when no strength-1 cell ran). No paper values."""
+    ours = cells[cells["ablation"].eq(STRENGTH) & cells["method"].isin(table.METHODS)]
+    values = sorted(set(ours["ablation_value"]) | {"1"}, key=numeric)
+
+    def lookup(row: str, method: str) -> dict | None:
+        cell = find_cell(cells, STRENGTH, row, method)
+        if cell is None and row == "1":
+            cell = find_cell(cells, RECIPE, BASELINE, method)
+        return cell
+
+    data, display = table.drop_frames("colour strength", [(v, v) for v in values], lookup, {},
+                                dict.fromkeys(table.METHODS, "1"), None)
+    return Table.of(
+        "fig_3b_strength", "Fig. 3b (extension): colour-jitter strength, BYOL vs SimCLR",
+        f"{describe(metric)} Drop = top-1 at strength 1 (the baseline recipe) minus top-1 at "
+        "this strength. The paper has no values on this axis; its claim (§5) is that BYOL is "
+        "less sensitive to the augmentations than SimCLR.", display, data,
+        strength_checks(data, table.noise_or_pooled(cells, noise)))
+
+
+def strength_checks(data: pd.DataFrame, noise: Noise) -> list[Check]:
+    """BYOL's largest drop smaller than SimCLR's, and BYOL losing less at each strength."""
+    what = "BYOL's largest drop smaller than SimCLR's"
+    worst = {}
+    for method in table.METHODS:
+        part = data[data["method"].eq(method) & data["drop"].notna()
+                    & ~data["row"].eq(data["drop_from"])]
+        worst[method] = part.loc[part["drop"].idxmax(), "row"] if len(part) else None
+    if None in worst.values():
+        return [Check(NO_RUNS, what)]
+    diff = table.drops_apart(data, worst["simclr"], worst["byol"], noise)
+    return [check(diff, f"{what} (at strength {worst['byol']} vs {worst['simclr']})"),
+            table.byol_loses_less(data, "strengths", noise)]
+
+
+def tables(inputs: Inputs) -> list[Table]:
+    """Fig. 3b, and its strength axis where a run swept it."""
+    built = [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]
+    if inputs.cells["ablation"].eq(STRENGTH).any():
+        built.append(build_strength(inputs.cells, inputs.metric, inputs.floor, inputs.noise))
+    return built

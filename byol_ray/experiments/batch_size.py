@@ -2,21 +2,76 @@
 
 The learning rate follows the batch (lr = base_lr x batch / 256). For the paper's gradient
 accumulation (the target updated once every N batches) add `--set train.accumulate_steps=N`.
+The table: a row per batch size (the paper's and ours, largest first), each method's top-1
+and drop from its largest batch; the paper's BYOL loses less than SimCLR down to batch 128.
 """
 
-from byol_ray.jobs.sweep.run import Cell, Grid
+import pandas as pd
 
-PAPER = (4096, 2048, 1024, 512, 256, 128, 64)
+from byol_ray.experiments.grid import Cell, Grid, integer
+from byol_ray.report import table
+from byol_ray.report.cells import describe, find_cell, numeric
+from byol_ray.report.reference import Reference
+from byol_ray.report.table import Inputs, Table
+from byol_ray.report.verdicts import Estimate, Noise
+
+AXIS = "batch_size"
+# (batch, BYOL top-1, SimCLR top-1), largest first [P Fig. 3a]
+FIG_3A = ((4096, 72.5, 67.9), (2048, 72.4, 67.8), (1024, 72.2, 67.4), (512, 72.2, 66.5),
+          (256, 71.8, 64.3), (128, 69.6, 63.6), (64, 59.7, 59.2))
+PAPER = tuple(batch for batch, *_ in FIG_3A)
 REDUCED = {"cpu-mini": (256, 64)}  # digits: 1437 training images
 
 
 def cells(preset: str) -> list[Cell]:
     """BYOL and SimCLR at each batch size."""
     return [
-        Cell(method, "batch_size", str(batch), (f"data.batch_size={batch}",))
-        for method in ("byol", "simclr")
+        Cell(method, AXIS, str(batch), (f"data.batch_size={batch}",))
+        for method in table.METHODS
         for batch in REDUCED.get(preset, PAPER)
     ]
 
 
-GRID = Grid("batch_size", "Fig. 3a: top-1 against batch size, BYOL vs SimCLR", cells)
+GRID = Grid("batch_size", "Fig. 3a: top-1 against batch size, BYOL vs SimCLR", cells,
+            {AXIS: integer})
+
+SOURCE = {"byol": "arXiv 2006.07733, Fig. 3a (ImageNet, ResNet-50, 300 epochs, linear top-1)",
+          "simclr": "arXiv 2006.07733, Fig. 3a (ImageNet, ResNet-50, 300 epochs, linear top-1; "
+                    "SimCLR as reproduced by the authors)"}
+REFERENCE = [Reference("fig_3a", str(batch), method, values[i], False, "", SOURCE[method])
+             for i, method in enumerate(table.METHODS) for batch, *values in FIG_3A]
+
+
+def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
+          noise: Noise | None = None) -> Table:
+    """Fig. 3a as a table: a row per batch size (the paper's and ours, largest first); drops
+    are from each method's largest batch that finished (the paper's: from 4096)."""
+    refs = {(r.row, r.method): r for r in REFERENCE}
+    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
+    values = sorted({row for row, _ in refs} | set(ours["ablation_value"]), key=numeric,
+                    reverse=True)
+    finished = ours[ours["status"].eq("ok")]
+    ours_from = {
+        m: max(finished.loc[finished["method"].eq(m), "ablation_value"], key=numeric,
+               default=None)
+        for m in table.METHODS
+    }
+    data, display = table.drop_frames("batch size", [(v, v) for v in values],
+                                lambda row, method: find_cell(cells, AXIS, row, method),
+                                refs, ours_from, str(PAPER[0]))
+    notes = table.failure_notes(data)
+    if len({v for v in ours_from.values() if v}) > 1:
+        notes.append("Our drops start from different batches: "
+                     + ", ".join(f"{m} from {v}" for m, v in ours_from.items()))
+    return Table.of(
+        "fig_3a", "Fig. 3a: batch size, BYOL vs SimCLR (top-1 and drop from the largest batch)",
+        f"{describe(metric)} Drop = top-1 at the largest batch minus top-1 at this batch "
+        f"(ours: each method's largest finished batch; paper: 4096). "
+        f"Paper values: {table.sources(data)}.", display, data,
+        table.drop_checks(data, "smaller batches", "batch sizes",
+                          table.noise_or_pooled(cells, noise)), notes)
+
+
+def tables(inputs: Inputs) -> list[Table]:
+    """Fig. 3a."""
+    return [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
+from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report import build_tables
-from byol_ray.report.builders import build_table_5a
 from byol_ray.report.cells import aggregate
 from byol_ray.report.render import latex_escape, markdown_grid, to_latex, to_markdown
 from byol_ray.report.runs import normalise_runs

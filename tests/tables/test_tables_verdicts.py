@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
-from byol_ray.report.builders import build_table_5a
+from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report.cells import aggregate
 from byol_ray.report.runs import normalise_runs
 from byol_ray.report.verdicts import (

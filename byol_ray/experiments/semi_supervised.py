@@ -1,0 +1,59 @@
+"""Table 2: semi-supervised fine-tuning on 1% and 10% of the labels [P Table 2a, App. C.2].
+
+Only where trials ran the paper's protocol (`byol-ray eval finetune`, a sweep's `--eval
+finetune`): BYOL and SimCLR at the preset's setting and random-init, beside the paper's
+ImageNet values for BYOL.
+"""
+
+import pandas as pd
+
+from byol_ray.experiments.baseline import protocol_rows
+from byol_ray.report import table
+from byol_ray.report.cells import aggregate, describe, has_protocol
+from byol_ray.report.reference import Reference
+from byol_ray.report.table import Inputs, Table
+from byol_ray.report.verdicts import Noise, above, check
+
+SHARES = ("1pct", "10pct")
+REFERENCE = [
+    Reference("table_2", share, "byol", top1, False, f"{share.removesuffix('pct')}% of the labels",
+              f"arXiv 2006.07733, Table 2a (ImageNet, ResNet-50, fine-tuned on "
+              f"{share.removesuffix('pct')}% of the labels, top-1)")
+    for share, top1 in zip(SHARES, (53.2, 68.8), strict=True)
+]
+
+
+def build(runs: pd.DataFrame, noise: Noise | None = None) -> Table:
+    """Table 2 (semi-supervised): fine-tuning on 1% and 10% of the labels, our trials'
+    `eval_finetune_{1,10}pct/test_top1` beside the paper's 53.2% / 68.8% (BYOL)."""
+    refs = {r.row: r for r in REFERENCE}
+    records, checks, columns = [], [], {}
+    for share in SHARES:
+        cells = aggregate(runs, f"finetune_{share}")
+        part = [table.cell_record(f"{row}_{share}", label, row, cell,
+                            refs[share] if row == "byol" else None)
+                for row, label, cell in protocol_rows(cells)]
+        records += part
+        percent = share.removesuffix("pct")
+        columns[f"ours: {percent}% labels"] = [r["cell"] for r in part]
+        columns[f"paper: {percent}% labels"] = [table.format_paper(refs[share]) if r["method"] ==
+                                                "byol" else table.NOT_IN_PAPER for r in part]
+        found = table.estimates(table.data_frame(part))
+        trained, floor = found.get(f"byol_{share}"), found.get(f"random_init_{share}")
+        pooled = table.noise_or_pooled(cells, noise)
+        difference = above(trained, floor, pooled) if trained and floor else None
+        checks.append(check(difference, f"BYOL above the random-init encoder fine-tuned on "
+                                        f"{percent}% of the labels"))
+    data = table.data_frame(records)
+    labels = [label for _, label, _ in protocol_rows(aggregate(runs, "finetune_1pct"))]
+    protocols = [table.row_protocol([a, b]) for a, b in zip(records[:3], records[3:], strict=True)]
+    display = pd.DataFrame({"method": labels, **columns, "protocol (ours)": protocols})
+    return Table.of("table_2", "Table 2: semi-supervised fine-tuning (1% / 10% of the labels)",
+                    f"{describe('finetune_1pct')} Paper values: {table.sources(data)}.",
+                    display, data, checks)
+
+
+def tables(inputs: Inputs) -> list[Table]:
+    """Table 2 where trials ran the paper's fine-tuning on 1% or 10% of the labels."""
+    ran = any(has_protocol(inputs.runs, f"finetune_{share}") for share in SHARES)
+    return [build(inputs.runs, inputs.noise)] if ran else []
