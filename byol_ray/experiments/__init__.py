@@ -1,10 +1,10 @@
 """The paper's tables and figures, one module each, in the order the report shows them.
 
 Each module holds its `REFERENCE` (the paper's values, citing their table or figure) and
-`tables(inputs)` (its builder and checks: `report.table.Inputs` -> its `Table`s); the four
-ablations also hold their sweep `GRID` with its row keys. The sweep CLI (`grids`) and the
-report (`paper_experiments`, `canonical_value`) both read them from here. The modules are imported
-on first use: they build on the report's table machinery, which reads this registry.
+`TABLES`, its builders with their checks (`report.table.Inputs` -> a `Table`, or None where it
+has nothing to show); the four ablations also hold their sweep `GRID` and its row keys. The
+sweep CLI (`grids`) and the report (`paper_experiments`, `canonical_value`) read them here.
+Modules load on first use: they build on the report's machinery, which reads this registry.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell, numeric
 from byol_ray.report.reference import Reference
 from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, Noise, check
+from byol_ray.report.verdicts import NO_RUNS, Check, Noise, check
 
 RECIPE, STRENGTH = "recipe", "strength"
 BASELINE = "baseline"
@@ -53,11 +53,10 @@ REFERENCE = [Reference("fig_3b", recipe, method, top1, False, label, SOURCE[meth
              for method, top1 in zip(table.METHODS, values, strict=True)]
 
 
-def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
-          noise: Noise | None = None) -> Table:
+def build(inputs: Inputs) -> Table:
     """Fig. 3b as a table: the paper's removals in its order (then any other recipe we ran),
     each method's top-1 and drop from its `baseline` recipe."""
-    refs = {(r.row, r.method): r for r in REFERENCE}
+    cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
     labels = {recipe: label for recipe, label, *_ in FIG_3B}
     ours = cells[cells["ablation"].eq(RECIPE) & cells["method"].isin(table.METHODS)]
     names = [*labels, *sorted(set(ours["ablation_value"]) - set(labels))]
@@ -67,15 +66,18 @@ def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = 
                                 refs, dict.fromkeys(table.METHODS, BASELINE), BASELINE)
     return Table.of(
         "fig_3b", "Fig. 3b: augmentations removed, BYOL vs SimCLR (top-1 and drop from baseline)",
-        f"{describe(metric)} Drop = top-1 with the full recipe (baseline) minus top-1 with the "
-        f"removal. Paper values: {table.sources(data)}.", display, data,
-        table.drop_checks(data, "removals", "recipes", table.noise_or_pooled(cells, noise)))
+        f"{describe(inputs.metric)} Drop = top-1 with the full recipe (baseline) minus top-1 "
+        f"with the removal. Paper values: {table.sources(data)}.", display, data,
+        table.drop_checks(data, "removals", "recipes", inputs.noise))
 
 
-def build_strength(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
-                   noise: Noise | None = None) -> Table:
+def build_strength(inputs: Inputs) -> Table | None:
     """Top-1 against colour strength for BYOL and SimCLR, drop from strength 1 (the baseline
-    recipe cell stands for strength 1 when no strength-1 cell ran). No paper values."""
+    recipe cell stands for strength 1 when no strength-1 cell ran), where a run swept the
+    strength. No paper values."""
+    cells = inputs.cells
+    if not cells["ablation"].eq(STRENGTH).any():
+        return None
     ours = cells[cells["ablation"].eq(STRENGTH) & cells["method"].isin(table.METHODS)]
     values = sorted(set(ours["ablation_value"]) | {"1"}, key=numeric)
 
@@ -89,10 +91,10 @@ def build_strength(cells: pd.DataFrame, metric: str = "linear", floor: Estimate 
                                 dict.fromkeys(table.METHODS, "1"), None)
     return Table.of(
         "fig_3b_strength", "Fig. 3b (extension): colour-jitter strength, BYOL vs SimCLR",
-        f"{describe(metric)} Drop = top-1 at strength 1 (the baseline recipe) minus top-1 at "
-        "this strength. The paper has no values on this axis; its claim (§5) is that BYOL is "
-        "less sensitive to the augmentations than SimCLR.", display, data,
-        strength_checks(data, table.noise_or_pooled(cells, noise)))
+        f"{describe(inputs.metric)} Drop = top-1 at strength 1 (the baseline recipe) minus "
+        "top-1 at this strength. The paper has no values on this axis; its claim (§5) is that "
+        "BYOL is less sensitive to the augmentations than SimCLR.", display, data,
+        strength_checks(data, inputs.noise))
 
 
 def strength_checks(data: pd.DataFrame, noise: Noise) -> list[Check]:
@@ -110,9 +112,4 @@ def strength_checks(data: pd.DataFrame, noise: Noise) -> list[Check]:
             table.byol_loses_less(data, "strengths", noise)]
 
 
-def tables(inputs: Inputs) -> list[Table]:
-    """Fig. 3b, and its strength axis where a run swept it."""
-    built = [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]
-    if inputs.cells["ablation"].eq(STRENGTH).any():
-        built.append(build_strength(inputs.cells, inputs.metric, inputs.floor, inputs.noise))
-    return built
+TABLES = (build, build_strength)

@@ -12,7 +12,7 @@ from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell
 from byol_ray.report.reference import Reference
 from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import Noise, above, check
+from byol_ray.report.verdicts import above, check
 
 RANDOM_INIT_LABEL = "random-init encoder (its own run, no training)"
 NOT_A_SWEEP_CELL = "not run by the sweeps"
@@ -45,18 +45,17 @@ def protocol_rows(cells: pd.DataFrame) -> list[tuple[str, str, dict | None]]:
             ("random_init", RANDOM_INIT_LABEL, table.random_init_cell(cells))]
 
 
-def build(cells: pd.DataFrame, runs: pd.DataFrame | None = None, metric: str = "linear",
-          noise: Noise | None = None) -> Table:
+def build(inputs: Inputs) -> Table:
     """The random-init rows (its own run; every trial at epoch 0) beside trained BYOL and the
     paper's 1.4% / 72.5% / 74.3% (1000 epochs, not a sweep cell)."""
-    random_init, byol_1000 = REFERENCE
+    cells, (random_init, byol_1000) = inputs.cells, REFERENCE
     paper_byol = next(r for r in augmentations.REFERENCE
                       if (r.row, r.method) == (augmentations.BASELINE, "byol"))
     byol_cell, byol_label = trained_byol(cells)
     rows = [
         ("random_init", RANDOM_INIT_LABEL, table.random_init_cell(cells), random_init),
         ("untrained", "untrained encoder of every trial (epoch 0; n = trials)",
-         table.untrained_cell(runs, metric), random_init),
+         table.untrained_cell(inputs.runs, inputs.metric), random_init),
         ("byol_default", byol_label, byol_cell, paper_byol),
         ("byol_1000_epochs", byol_1000.label, None, byol_1000),
     ]
@@ -64,24 +63,16 @@ def build(cells: pd.DataFrame, runs: pd.DataFrame | None = None, metric: str = "
                for row, label, cell, ref in rows]
     records[-1]["cell"] = NOT_A_SWEEP_CELL
     data = table.data_frame(records)
-    display = pd.DataFrame({
-        "encoder": [r["label"] for r in records],
-        "ours: top-1 (%)": [r["cell"] for r in records],
-        "protocol (ours)": [table.row_protocol([r]) for r in records],
-        table.PAPER_TOP1: [table.format_paper(ref) for *_, ref in rows],
-    })
-    found = table.estimates(data)
-    floor, trained = found.get("random_init") or found.get("untrained"), found.get("byol_default")
+    display = table.cell_display({"encoder": [r["label"] for r in records]}, records,
+                                 [ref for *_, ref in rows])
+    floor, trained = inputs.floor, table.estimates(data).get("byol_default")
     what = "trained BYOL far above the random-init encoder"
-    noise = table.noise_or_pooled(cells, noise)
-    difference = above(trained, floor, noise) if floor and trained else None
+    difference = above(trained, floor, inputs.noise) if floor and trained else None
     detail = (f"{what} ({trained.mean:.1f} vs {floor.mean:.1f}; paper +71.1)" if difference
               else what)
     return Table.of("baseline", "Random-init baseline",
-                    f"{describe(metric)} Paper values: {table.sources(data)}.", display, data,
-                    [check(difference, detail)])
+                    f"{describe(inputs.metric)} Paper values: {table.sources(data)}.", display,
+                    data, [check(difference, detail)])
 
 
-def tables(inputs: Inputs) -> list[Table]:
-    """The random-init baseline."""
-    return [build(inputs.cells, inputs.runs, inputs.metric, inputs.noise)]
+TABLES = (build,)

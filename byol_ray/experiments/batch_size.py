@@ -6,14 +6,12 @@ The table: a row per batch size (the paper's and ours, largest first), each meth
 and drop from its largest batch; the paper's BYOL loses less than SimCLR down to batch 128.
 """
 
-import pandas as pd
 
 from byol_ray.experiments.grid import Cell, Grid, integer
 from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell, numeric
 from byol_ray.report.reference import Reference
 from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import Estimate, Noise
 
 AXIS = "batch_size"
 # (batch, BYOL top-1, SimCLR top-1), largest first [P Fig. 3a]
@@ -42,11 +40,10 @@ REFERENCE = [Reference("fig_3a", str(batch), method, values[i], False, "", SOURC
              for i, method in enumerate(table.METHODS) for batch, *values in FIG_3A]
 
 
-def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
-          noise: Noise | None = None) -> Table:
+def build(inputs: Inputs) -> Table:
     """Fig. 3a as a table: a row per batch size (the paper's and ours, largest first); drops
     are from each method's largest batch that finished (the paper's: from 4096)."""
-    refs = {(r.row, r.method): r for r in REFERENCE}
+    cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
     ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
     values = sorted({row for row, _ in refs} | set(ours["ablation_value"]), key=numeric,
                     reverse=True)
@@ -65,13 +62,10 @@ def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = 
                      + ", ".join(f"{m} from {v}" for m, v in ours_from.items()))
     return Table.of(
         "fig_3a", "Fig. 3a: batch size, BYOL vs SimCLR (top-1 and drop from the largest batch)",
-        f"{describe(metric)} Drop = top-1 at the largest batch minus top-1 at this batch "
+        f"{describe(inputs.metric)} Drop = top-1 at the largest batch minus top-1 at this batch "
         f"(ours: each method's largest finished batch; paper: 4096). "
         f"Paper values: {table.sources(data)}.", display, data,
-        table.drop_checks(data, "smaller batches", "batch sizes",
-                          table.noise_or_pooled(cells, noise)), notes)
+        table.drop_checks(data, "smaller batches", "batch sizes", inputs.noise), notes)
 
 
-def tables(inputs: Inputs) -> list[Table]:
-    """Fig. 3a."""
-    return [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]
+TABLES = (build,)

@@ -1,27 +1,17 @@
 """Table 5a: the target network's decay rate tau, held constant [P §5, Table 5a].
 
 tau = 1 never updates the target (a fixed random network); tau = 0 copies the online network
-at every step (no EMA): both should fall far below tau around 0.99. The table: BYOL against
-τ_base, a row per τ of the paper or of our runs, largest first.
+at every step (no EMA): both should fall far below tau around 0.99.
 """
 
 import pandas as pd
 
 from byol_ray.experiments.grid import Cell, Grid, number
-from byol_ray.report import table
+from byol_ray.report import table, verdicts
 from byol_ray.report.cells import describe, find_cell, numeric
 from byol_ray.report.reference import Reference
 from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import (
-    NO_RUNS,
-    Check,
-    Estimate,
-    Noise,
-    above,
-    check,
-    far_below,
-    order_check,
-)
+from byol_ray.report.verdicts import NO_RUNS, Check, check
 
 AXIS = "tau_base"
 PAPER = (1.0, 0.999, 0.996, 0.99, 0.9, 0.0)  # Table 5a, plus the 1000-epoch run's 0.996
@@ -43,7 +33,6 @@ def cells(preset: str) -> list[Cell]:
 
 GRID = Grid("ema_decay", "Table 5a: top-1 against the target's EMA decay rate", cells,
             {AXIS: number})
-
 SOURCE = "arXiv 2006.07733, Table 5a (ImageNet, ResNet-50, 300 epochs, linear top-1)"
 REFERENCE = [Reference("table_5a", row(tau), "byol", top1, tau == 0, label, SOURCE)
              for tau, top1, label in ((1.0, 18.8, "constant random network"),
@@ -56,39 +45,29 @@ REFERENCE = [Reference("table_5a", row(tau), "byol", top1, tau == 0, label, SOUR
 def _label(tau: float) -> str:
     if tau == 1:
         return "constant random network"
-    if tau == 0:
-        return "stop gradient of online (no EMA)"
-    return "moving average of online"
+    return "stop gradient of online (no EMA)" if tau == 0 else "moving average of online"
 
 
-def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
-          noise: Noise | None = None) -> Table:
-    """Table 5a from averaged cells (see `cells.aggregate`): one row per τ_base of the paper
-    or of our runs, largest first. `floor` is the random-init cell ("far below" is measured
-    from it; 0 when unknown); `noise` the seeds' noise (default: pooled from `cells`)."""
-    refs = {r.row: r for r in REFERENCE}
+def build(inputs: Inputs) -> Table:
+    """Table 5a: BYOL, one row per τ_base of the paper or of our runs, largest first."""
+    cells, refs = inputs.cells, {r.row: r for r in REFERENCE}
     ours = cells.loc[cells["ablation"].eq(AXIS) & cells["method"].eq("byol"), "ablation_value"]
     rows = sorted(set(refs) | set(ours), key=numeric, reverse=True)
-    records = [table.cell_record(r, _label(numeric(r)), "byol", find_cell(cells, AXIS, r, "byol"),
-                           refs.get(r)) for r in rows]
+    records = [table.cell_record(r, _label(numeric(r)), "byol",
+                                 find_cell(cells, AXIS, r, "byol"), refs.get(r)) for r in rows]
     data = table.data_frame(records)
-    display = pd.DataFrame({
-        "τ_base": rows,
-        "target": [r["label"] for r in records],
-        "ours: BYOL top-1 (%)": [r["cell"] for r in records],
-        "protocol (ours)": [table.row_protocol([r]) for r in records],
-        table.PAPER_TOP1: [table.format_paper(refs.get(r)) for r in rows],
-    })
+    display = table.cell_display({"τ_base": rows, "target": [r["label"] for r in records]},
+                                 records, [refs.get(r) for r in rows], "ours: BYOL top-1 (%)")
     return Table.of(
         "table_5a", "Table 5a: EMA decay rate τ_base of the target network (BYOL)",
-        f"{describe(metric)} Paper values: {table.sources(data)}.", display, data,
-        checks(data, floor, table.noise_or_pooled(cells, noise)))
+        f"{describe(inputs.metric)} Paper values: {table.sources(data)}.", display, data,
+        checks(data, inputs))
 
 
-def checks(data: pd.DataFrame, floor: Estimate | None, noise: Noise) -> list[Check]:
+def checks(data: pd.DataFrame, inputs: Inputs) -> list[Check]:
     """The paper's shape: the best τ strictly inside (0, 1), τ = 0 and τ = 1 far below it
-    (far: under half the best's gain over `floor`), and the rows ordered as the paper's."""
-    ours = table.estimates(data)
+    (under half the best's gain over the random-init floor), rows ordered as the paper's."""
+    ours, floor, noise = table.estimates(data), inputs.floor, inputs.noise
     interior = {r: e for r, e in ours.items() if 0 < numeric(r) < 1}
     extremes = {r: ours[r] for r in ("0", "1") if r in ours}
     best_what = "the best τ_base lies strictly between 0 and 1 (paper: 0.99)"
@@ -96,21 +75,17 @@ def checks(data: pd.DataFrame, floor: Estimate | None, noise: Noise) -> list[Che
         return [Check(NO_RUNS, best_what), Check(NO_RUNS, "τ_base = 0 far below the best"),
                 Check(NO_RUNS, "τ_base = 1 far below the best")]
     best = max(interior, key=lambda r: interior[r].mean)
-    top_extreme = max(extremes, key=lambda r: extremes[r].mean, default=None)
-    found = [check(above(interior[best], extremes[top_extreme], noise) if top_extreme else None,
-                   f"{best_what}: τ_base = {best} above τ_base = {top_extreme}")]
+    top = max(extremes, key=lambda r: extremes[r].mean, default=None)
+    found = [check(verdicts.above(interior[best], extremes[top], noise) if top else None,
+                   f"{best_what}: τ_base = {best} above τ_base = {top}")]
     for extreme in ("0", "1"):
         what = f"τ_base = {extreme} far below the best"
-        if extreme not in ours:
-            found.append(Check(NO_RUNS, what))
-            continue
         found.append(check(
-            far_below(ours[extreme], interior[best], floor, noise),
+            verdicts.far_below(ours[extreme], interior[best], floor, noise),
             f"{what} ({ours[extreme].mean:.1f} vs {interior[best].mean:.1f}; far = under half "
-            f"the gain over {table.floor_text(floor)})"))
-    return [*found, order_check(ours, table.paper_values(data), "τ_base rows", noise)]
+            f"the gain over {table.floor_text(floor)})") if extreme in ours
+            else Check(NO_RUNS, what))
+    return [*found, verdicts.order_check(ours, table.paper_values(data), "τ_base rows", noise)]
 
 
-def tables(inputs: Inputs) -> list[Table]:
-    """Table 5a."""
-    return [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]
+TABLES = (build,)

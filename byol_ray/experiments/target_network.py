@@ -13,25 +13,11 @@ from typing import NamedTuple
 import pandas as pd
 
 from byol_ray.experiments.grid import Cell, Grid
-from byol_ray.report import table
+from byol_ray.report import table, verdicts
 from byol_ray.report.cells import describe, find_cell
 from byol_ray.report.reference import Reference
 from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import (
-    AGREES,
-    DISAGREES,
-    NO_RUNS,
-    Check,
-    Difference,
-    Estimate,
-    Noise,
-    above,
-    all_of,
-    check,
-    far_below,
-    order_check,
-    tally,
-)
+from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, all_of, check, tally
 
 AXIS = "target_network"
 
@@ -105,11 +91,10 @@ def _method_name(row: str, method: str) -> str:
     return "BYOL" if row == BYOL.tag else f"{method.upper() if method else '?'} variant"
 
 
-def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = None,
-          noise: Noise | None = None) -> Table:
-    """Table 5b from averaged cells: the paper's eight rows in its order (a row per method
-    where both a BYOL variant and SimCLR ran it), then any rows only we ran."""
-    refs = {r.row: r for r in REFERENCE}
+def build(inputs: Inputs) -> Table:
+    """Table 5b: the paper's eight rows in its order (a row per method where both a BYOL
+    variant and SimCLR ran it), then any rows only we ran."""
+    cells, refs = inputs.cells, {r.row: r for r in REFERENCE}
     ours = cells[cells["ablation"].eq(AXIS)]
     switches: dict[str, Switches | None] = {s.tag: s for s, *_ in PAPER}
     for row in sorted(set(ours["ablation_value"]) - set(refs)):
@@ -119,33 +104,29 @@ def build(cells: pd.DataFrame, metric: str = "linear", floor: Estimate | None = 
         methods = sorted(ours.loc[ours["ablation_value"].eq(row), "method"].unique())
         keys += [(row, m) for m in methods or [refs[row].method]]
     records = [table.cell_record(row, _method_name(row, m), m, find_cell(cells, AXIS, row, m),
-                           refs.get(row)) for row, m in keys]
+                                 refs.get(row)) for row, m in keys]
     data = table.data_frame(records)
     shown = [switches[row] for row, _ in keys]
     tick = {True: "✓", False: "–", None: "?"}
-    display = pd.DataFrame({
+    display = table.cell_display({
         "predictor": [tick[s.predictor if s else None] for s in shown],
         "target network": [tick[s.target if s else None] for s in shown],
         "β": [f"{s.beta:g}" if s else "?" for s in shown],
-        "method": [r["label"] for r in records],
-        "ours: top-1 (%)": [r["cell"] for r in records],
-        "protocol (ours)": [table.row_protocol([r]) for r in records],
-        table.PAPER_TOP1: [table.format_paper(refs.get(row)) for row, _ in keys],
-    })
+        "method": [r["label"] for r in records]}, records, [refs.get(row) for row, _ in keys])
     return Table.of(
         "table_5b",
         "Table 5b: predictor, target network and contrastive weight β (SimCLR included)",
-        f"{describe(metric)} Paper values: {table.sources(data)}. Rows that match a paper row by "
-        "(predictor, target network, β) carry its value; SimCLR is the paper's (–, –, 1) row.",
-        display, data, checks(data, switches, floor, table.noise_or_pooled(cells, noise)))
+        f"{describe(inputs.metric)} Paper values: {table.sources(data)}. Rows that match a "
+        "paper row by (predictor, target network, β) carry its value; SimCLR is the paper's "
+        "(–, –, 1) row.", display, data, checks(data, switches, inputs))
 
 
-def checks(data: pd.DataFrame, switches: dict[str, Switches | None], floor: Estimate | None,
-           noise: Noise) -> list[Check]:
+def checks(data: pd.DataFrame, switches: dict[str, Switches | None],
+           inputs: Inputs) -> list[Check]:
     """BYOL the best row; β = 0 without predictor or target collapsed or far below the best;
     β = 1 rows neither; the BYOL variants ordered as the paper's (`switches`: row -> key)."""
-    ok = data[data["status"].eq("ok")].to_dict("records")
-    cells = {(r["row"], r["method"]): r for r in ok}
+    floor, noise = inputs.floor, inputs.noise
+    cells = {(r["row"], r["method"]): r for r in data[data["status"].eq("ok")].to_dict("records")}
     means = {k: Estimate.of(r) for k, r in cells.items()}
     byol = means.get((BYOL.tag, "byol"))
     others = {k: v for k, v in means.items() if k != (BYOL.tag, "byol")}
@@ -154,34 +135,30 @@ def checks(data: pd.DataFrame, switches: dict[str, Switches | None], floor: Esti
         found = [Check(NO_RUNS, what)]
     else:
         runner_up = max(others.values(), key=lambda e: e.mean)
-        found = [check(above(byol, runner_up, noise),
+        found = [check(verdicts.above(byol, runner_up, noise),
                        f"{what} ({byol.mean:.1f} vs next {runner_up.mean:.1f})")]
     best = max(means.values(), key=lambda e: e.mean, default=None)
-
-    def collapsed(key: tuple[str, str]) -> bool:
-        return cells[key]["n_collapsed"] == cells[key]["n_seeds"]
-
-    def rows(beta: float) -> list[tuple[str, str]]:
-        return [k for k in means if (s := switches[k[0]]) and s.beta == beta and s != BYOL]
-
-    fell = [AGREES if collapsed(k) else far_below(means[k], best, floor, noise).outcome
-            for k in rows(0)]
-    what = "β = 0 without predictor or target collapses or falls far below the best"
-    found.append(Check(all_of(fell), f"{what}: {tally(fell)} of {len(fell)} rows") if fell
-                 else Check(NO_RUNS, what))
-    held = [DISAGREES if collapsed(k) else _negate(far_below(means[k], best, floor, noise))
-            for k in rows(1)]
-    what = "β = 1 rows (SimCLR included) neither collapse nor fall far below the best"
-    found.append(Check(all_of(held), f"{what}: {tally(held)} of {len(held)} rows") if held
-                 else Check(NO_RUNS, what))
-    return [*found, order_check(table.estimates(data, "byol"), table.paper_values(data, "byol"),
-                                "BYOL-variant rows", noise)]
+    for beta, collapse, what in (
+            (0, verdicts.AGREES, "β = 0 without predictor or target collapses or falls far "
+                                 "below the best"),
+            (1, verdicts.DISAGREES, "β = 1 rows (SimCLR included) neither collapse nor fall far "
+                                    "below the best")):
+        rows = [k for k in means if (s := switches[k[0]]) and s.beta == beta and s != BYOL]
+        # far below the best: as the paper's β = 0 rows, unlike its β = 1 rows
+        outcomes = [collapse if cells[k]["n_collapsed"] == cells[k]["n_seeds"] else
+                    _far(verdicts.far_below(means[k], best, floor, noise), beta == 0)
+                    for k in rows]
+        found.append(Check(all_of(outcomes), f"{what}: {tally(outcomes)} of {len(outcomes)} "
+                                             "rows") if outcomes else Check(NO_RUNS, what))
+    return [*found, verdicts.order_check(table.estimates(data, "byol"),
+                                         table.paper_values(data, "byol"), "BYOL-variant rows",
+                                         noise)]
 
 
-def _negate(difference: Difference) -> str:
-    return Difference(-difference.value, difference.se).outcome
+def _far(difference: verdicts.Difference, expected: bool) -> str:
+    """✓ when the row is far below the best as `expected` (✗ when the other way)."""
+    sign = 1.0 if expected else -1.0
+    return verdicts.Difference(sign * difference.value, difference.se).outcome
 
 
-def tables(inputs: Inputs) -> list[Table]:
-    """Table 5b."""
-    return [build(inputs.cells, inputs.metric, inputs.floor, inputs.noise)]
+TABLES = (build,)

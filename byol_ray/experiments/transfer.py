@@ -90,7 +90,10 @@ def build(runs: pd.DataFrame) -> Table:
         pd.DataFrame(display_rows), data, checks, [f"{len(runs)} dense-protocol runs"])
 
 
-def tables(inputs: Inputs) -> list[Table]:
+def from_inputs(inputs: Inputs) -> Table | None:
     """Table 4a where the store holds runs of the dense protocols."""
     dense = inputs.eval_runs
-    return [build(dense)] if dense is not None and len(dense) else []
+    return build(dense) if dense is not None and len(dense) else None
+
+
+TABLES = (from_inputs,)

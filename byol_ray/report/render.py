@@ -43,8 +43,9 @@ def build_tables(runs: pd.DataFrame, metric: str | None = None,
     metric = resolve_metric(metric, runs)
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")
-    inputs = Inputs(runs, metric, eval_runs)
-    return {t.key: t for module in paper_experiments() for t in module.tables(inputs)}
+    inputs = Inputs.of(runs, metric, eval_runs)
+    built = [build(inputs) for module in paper_experiments() for build in module.TABLES]
+    return {t.key: t for t in built if t is not None}
 
 
 def markdown_grid(frame: pd.DataFrame) -> str:

@@ -4,8 +4,7 @@ A `Table` holds two frames: `display` (text, as Markdown and LaTeX show it: ever
 formatted, missing and failed cells spelled out) and `data` (numbers, one `cell_record` per
 cell beside the paper's value: the CSV), its caption (the protocols) and a verdict on whether
 its shape agrees with the paper, from the noise-aware checks of `verdicts`. `Inputs` is what
-the builders read; its `floor` is the random-init encoder's top-1, from which "far below the
-best" is measured.
+the builders read; its `floor` is what "far below the best" is measured from.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -63,31 +61,26 @@ class Table:
                    failure_notes(data) if notes is None else notes)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Inputs:
-    """What the builders read: tidy trial runs (`runs.load_runs`), the metric, and the
-    dense-protocol runs (`runs.load_eval_runs`; None: not read). The cells, the seeds' noise
-    (pooled over every cell: one estimate serves every verdict) and the floor follow."""
+    """What every builder reads: tidy trial runs (`runs.load_runs`), the metric, the cells
+    averaged from them, the seeds' noise pooled over every cell (one estimate serves every
+    verdict), the random-init floor and the dense-protocol runs (None: not read)."""
 
     runs: pd.DataFrame
     metric: str
+    cells: pd.DataFrame
+    noise: Noise
+    floor: Estimate | None  # our random-init top-1: its own run, else the trials' epoch 0
     eval_runs: pd.DataFrame | None = None
 
-    @cached_property
-    def cells(self) -> pd.DataFrame:
-        """The runs averaged over seeds (`cells.aggregate`) under the metric."""
-        return aggregate(self.runs, self.metric)
-
-    @cached_property
-    def noise(self) -> Noise:
-        """The seeds' noise pooled over every cell."""
-        return Noise.of(self.cells)
-
-    @cached_property
-    def floor(self) -> Estimate | None:
-        """Our random-init top-1: its own run, else the trials' epoch 0."""
-        return (Estimate.of(random_init_cell(self.cells))
-                or Estimate.of(untrained_cell(self.runs, self.metric)))
+    @classmethod
+    def of(cls, runs: pd.DataFrame, metric: str = "linear",
+           eval_runs: pd.DataFrame | None = None) -> Inputs:
+        """The inputs of `runs` under `metric`: cells, noise and floor derived from them."""
+        cells = aggregate(runs, metric)
+        floor = Estimate.of(random_init_cell(cells)) or Estimate.of(untrained_cell(runs, metric))
+        return cls(runs, metric, cells, Noise.of(cells), floor, eval_runs)
 
 
 def format_paper(ref: Reference | None) -> str:
@@ -100,26 +93,26 @@ def format_paper(ref: Reference | None) -> str:
 def cell_record(row: str, label: str, method: str, cell: dict[str, Any] | None,
                 ref: Reference | None) -> dict[str, Any]:
     """One row of a table's `data`: our cell's numbers (NaN when missing) and the paper's."""
-    nan = float("nan")
-    ours = cell or {}
-    return {
-        "row": row,
-        "label": label,
-        "method": method,
-        "mean": ours.get("mean", nan),
-        "std": ours.get("std", nan),
-        "n_seeds": ours.get("n_seeds", 0),
-        "n_failed": ours.get("n_failed", 0),
-        "n_pending": ours.get("n_pending", 0),
-        "n_collapsed": ours.get("n_collapsed", 0),
-        "status": ours.get("status", "missing"),
-        "cell": format_cell(cell),
-        "protocol": ours.get("protocol", ""),
-        "failure_reasons": ours.get("failure_reasons", ""),
-        "paper_top1": ref.top1 if ref else nan,
-        "paper_collapsed": ref.collapsed if ref else False,
-        "paper_source": ref.source if ref else "",
-    }
+    ours, nan = cell or {}, math.nan
+    missing = {"mean": nan, "std": nan, "n_seeds": 0, "n_failed": 0, "n_pending": 0,
+               "n_collapsed": 0, "status": "missing"}
+    return {"row": row, "label": label, "method": method,
+            **{k: ours.get(k, default) for k, default in missing.items()},
+            "cell": format_cell(cell), "protocol": ours.get("protocol", ""),
+            "failure_reasons": ours.get("failure_reasons", ""),
+            "paper_top1": ref.top1 if ref else nan,
+            "paper_collapsed": ref.collapsed if ref else False,
+            "paper_source": ref.source if ref else ""}
+
+
+def cell_display(leading: dict[str, list[str]], records: list[dict[str, Any]],
+                 refs: list[Reference | None], ours: str = "ours: top-1 (%)",
+                 paper: str = PAPER_TOP1) -> pd.DataFrame:
+    """The display of a table with one of our cells per row: the `leading` columns, our
+    cell, its protocol and the paper's value."""
+    return pd.DataFrame({**leading, ours: [r["cell"] for r in records],
+                         "protocol (ours)": [row_protocol([r]) for r in records],
+                         paper: [format_paper(ref) for ref in refs]})
 
 
 def data_frame(records: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -167,22 +160,15 @@ def floor_text(floor: Estimate | None) -> str:
     return f"random-init {floor.mean:.1f}" if floor else "random-init unknown: 0"
 
 
-def noise_or_pooled(cells: pd.DataFrame, noise: Noise | None) -> Noise:
-    """`noise`, else the noise pooled over `cells` (a builder called on its own)."""
-    return noise if noise is not None else Noise.of(cells)
-
-
 def random_init_cell(cells: pd.DataFrame) -> dict | None:
     """The random-init run's cell (its own run, no training), or None."""
     found = cells[cells["method"].eq(RANDOM_INIT)]
     return found.iloc[0].to_dict() if len(found) else None
 
 
-def untrained_cell(runs: pd.DataFrame | None, metric: str) -> dict | None:
+def untrained_cell(runs: pd.DataFrame, metric: str) -> dict | None:
     """Every trained trial's epoch-0 evaluation (baseline/*) pooled into one cell: n counts
     trials, not seeds."""
-    if runs is None:
-        return None
     has_value = runs[BASELINE_COLUMN[metric]].notna() & ~runs["method"].eq(RANDOM_INIT).fillna(
         False)
     frame = runs[has_value].copy()
@@ -201,33 +187,6 @@ def untrained_cell(runs: pd.DataFrame | None, metric: str) -> dict | None:
 DROP_COLUMNS = ("drop", "drop_from", "paper_drop")
 
 CellLookup = Callable[[str, str], dict[str, Any] | None]  # (row, method) -> cell or None
-
-
-def drop_records(
-    rows: list[tuple[str, str]],
-    lookup: CellLookup,
-    refs: dict[tuple[str, str], Reference],
-    ours_from: dict[str, str | None],
-    paper_from: str | None,
-) -> list[dict[str, Any]]:
-    """`cell_record`s for every (row, method), each with its drop from the method's reference
-    row: `ours_from[method]` for our cells, `paper_from` for the paper's (NaN when either
-    value is missing: a drop is never computed from a missing cell)."""
-    records = []
-    for method in METHODS:
-        base = lookup(ours_from[method], method) if ours_from[method] else None
-        base_mean = base["mean"] if base and base["status"] == "ok" else math.nan
-        paper_base = refs.get((paper_from, method)) if paper_from else None
-        for row, label in rows:
-            cell = lookup(row, method)
-            ref = refs.get((row, method))
-            record = cell_record(row, label, method, cell, ref)
-            record["drop"] = round(base_mean - record["mean"], 6)
-            record["drop_from"] = ours_from[method] or ""
-            record["paper_drop"] = (round(paper_base.top1 - ref.top1, 6) if paper_base and ref
-                                    else math.nan)
-            records.append(record)
-    return records
 
 
 def _format_drop(record: dict[str, Any]) -> str:
@@ -251,10 +210,25 @@ def _format_paper_drop(record: dict[str, Any], paper_from: str | None) -> str:
 def drop_frames(axis: str, rows: list[tuple[str, str]], lookup: CellLookup,
                 refs: dict[tuple[str, str], Reference], ours_from: dict[str, str | None],
                 paper_from: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A drop table's `data` (the common CSV columns plus drop, drop_from and paper_drop) and
-    `display`: per (row, label) of `rows`, ours (top-1, drop) for BYOL and SimCLR, the
-    protocol of those cells, then the paper's top-1 and drop (none when `refs` is empty)."""
-    records = drop_records(rows, lookup, refs, ours_from, paper_from)
+    """A drop table's `data` and `display`. Per (row, label) of `rows` and method, a
+    `cell_record` with its drop from the method's reference row: `ours_from[method]` for our
+    cells, `paper_from` for the paper's (NaN when either value is missing: a drop is never
+    computed from a missing cell). `display` shows per row ours (top-1, drop) for BYOL and
+    SimCLR, the protocol of those cells, then the paper's top-1 and drop (none without
+    `refs`); `data` has the common CSV columns plus drop, drop_from and paper_drop."""
+    records = []
+    for method in METHODS:
+        base = lookup(ours_from[method], method) if ours_from[method] else None
+        base_mean = base["mean"] if base and base["status"] == "ok" else math.nan
+        paper_base = refs.get((paper_from, method)) if paper_from else None
+        for row, label in rows:
+            ref = refs.get((row, method))
+            record = cell_record(row, label, method, lookup(row, method), ref)
+            record["drop"] = round(base_mean - record["mean"], 6)
+            record["drop_from"] = ours_from[method] or ""
+            record["paper_drop"] = (round(paper_base.top1 - ref.top1, 6) if paper_base and ref
+                                    else math.nan)
+            records.append(record)
     by_key = {(r["row"], r["method"]): r for r in records}
     columns: dict[str, list[str]] = {axis: [label for _, label in rows]}
     for method in METHODS:
