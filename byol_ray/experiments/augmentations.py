@@ -1,9 +1,7 @@
 """Fig. 3b: BYOL and SimCLR with augmentations removed, and over colour strength [P Fig. 3b].
 
 `recipe` cells are the paper's removals; `strength` cells scale the colour-jitter magnitudes
-(strength 1.0 is the baseline recipe cell). The tables: each method's top-1 and drop from its
-full recipe per removal (the paper's BYOL loses less than SimCLR), and, when the strength was
-swept, the drop from strength 1 (no paper values; its claim in §5 is the same).
+(strength 1.0 is the baseline recipe cell). The paper's BYOL loses less than SimCLR.
 """
 
 import pandas as pd
@@ -12,20 +10,11 @@ from byol_ray.core.config import AUGMENT_RECIPES
 from byol_ray.experiments.grid import Cell, Grid, number
 from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import NO_RUNS, Check, Noise, check
 
 RECIPE, STRENGTH = "recipe", "strength"
 BASELINE = "baseline"
-# (recipe, label, BYOL top-1, SimCLR top-1), in the paper's order [P Fig. 3b]
-FIG_3B = (("baseline", "Baseline", 72.5, 67.9), ("remove_flip", "Remove flip", 71.9, 67.3),
-          ("remove_blur", "Remove blur", 71.2, 65.2),
-          ("remove_colour", "Remove colour (jittering and grayscale)", 63.4, 45.7),
-          ("remove_colour_jitter", "Remove colour jittering", 71.8, 63.7),
-          ("remove_grey", "Remove grayscale", 70.3, 61.9), ("crop_only", "Crop only", 59.4, 40.3),
-          ("crop_flip", "Crop and flip only", 60.1, 40.2),
-          ("crop_colour", "Crop and colour only", 70.7, 64.2))
 STRENGTHS = (0.0, 0.5, 1.5)
 # cpu-mini's digits are grey: hue and saturation jitter do nothing there, so its strength axis
 # would show noise only.
@@ -45,33 +34,28 @@ def cells(preset: str) -> list[Cell]:
 GRID = Grid("augmentations", "Fig. 3b: top-1 with augmentations removed, BYOL vs SimCLR",
             cells, {STRENGTH: number})
 
-SOURCE = {"byol": "arXiv 2006.07733, Fig. 3b (ImageNet, ResNet-50, 300 epochs, linear top-1)",
-          "simclr": "arXiv 2006.07733, Fig. 3b (ImageNet, ResNet-50, 300 epochs, linear top-1; "
-                    "SimCLR as reproduced by the authors)"}
-REFERENCE = [Reference("fig_3b", recipe, method, top1, False, label, SOURCE[method])
-             for recipe, label, *values in FIG_3B
-             for method, top1 in zip(table.METHODS, values, strict=True)]
+REFERENCE = references("fig_3b")  # the recipes in the paper's order, with their labels
 
 
-def build(inputs: Inputs) -> Table:
+def build(inputs: table.Inputs) -> table.Table:
     """Fig. 3b as a table: the paper's removals in its order (then any other recipe we ran),
     each method's top-1 and drop from its `baseline` recipe."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
-    labels = {recipe: label for recipe, label, *_ in FIG_3B}
+    labels = {r.row: r.label for r in REFERENCE}
     ours = cells[cells["ablation"].eq(RECIPE) & cells["method"].isin(table.METHODS)]
     names = [*labels, *sorted(set(ours["ablation_value"]) - set(labels))]
-    data, display = table.drop_frames("augmentations",
-                                [(n, labels.get(n, n.replace("_", " "))) for n in names],
-                                lambda row, method: find_cell(cells, RECIPE, row, method),
-                                refs, dict.fromkeys(table.METHODS, BASELINE), BASELINE)
-    return Table.of(
+    data, display = table.drop_frames(
+        "augmentations", [(n, labels.get(n, n.replace("_", " "))) for n in names],
+        lambda row, method: find_cell(cells, RECIPE, row, method), refs,
+        dict.fromkeys(table.METHODS, BASELINE), BASELINE)
+    return table.make(
         "fig_3b", "Fig. 3b: augmentations removed, BYOL vs SimCLR (top-1 and drop from baseline)",
         f"{describe(inputs.metric)} Drop = top-1 with the full recipe (baseline) minus top-1 "
         f"with the removal. Paper values: {table.sources(data)}.", display, data,
         table.drop_checks(data, "removals", "recipes", inputs.noise))
 
 
-def build_strength(inputs: Inputs) -> Table | None:
+def build_strength(inputs: table.Inputs) -> table.Table | None:
     """Top-1 against colour strength for BYOL and SimCLR, drop from strength 1 (the baseline
     recipe cell stands for strength 1 when no strength-1 cell ran), where a run swept the
     strength. No paper values."""
@@ -88,8 +72,8 @@ def build_strength(inputs: Inputs) -> Table | None:
         return cell
 
     data, display = table.drop_frames("colour strength", [(v, v) for v in values], lookup, {},
-                                dict.fromkeys(table.METHODS, "1"), None)
-    return Table.of(
+                                      dict.fromkeys(table.METHODS, "1"), None)
+    return table.make(
         "fig_3b_strength", "Fig. 3b (extension): colour-jitter strength, BYOL vs SimCLR",
         f"{describe(inputs.metric)} Drop = top-1 at strength 1 (the baseline recipe) minus "
         "top-1 at this strength. The paper has no values on this axis; its claim (§5) is that "

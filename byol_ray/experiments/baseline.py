@@ -1,8 +1,5 @@
-"""The random-init baseline: the untrained encoder under the same protocol [P §3: 1.4%].
-
-Its own run (the sweeps' `random-init` trial) and every trained trial's epoch-0 evaluation,
-beside BYOL trained at the preset's setting and the paper's 1000-epoch BYOL. The random-init
-top-1 is also the floor from which the other tables measure "far below the best".
+"""The random-init baseline: the untrained encoder under the same protocol [P §3: 1.4%],
+beside BYOL trained at the preset's setting (also what Tables 1 and 2 list: `protocol_rows`).
 """
 
 import pandas as pd
@@ -10,20 +7,12 @@ import pandas as pd
 from byol_ray.experiments import augmentations, target_network
 from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import above, check
 
 RANDOM_INIT_LABEL = "random-init encoder (its own run, no training)"
 NOT_A_SWEEP_CELL = "not run by the sweeps"
-RANDOM_INIT_SOURCE = ("arXiv 2006.07733, §3 Method (linear evaluation of a fixed randomly "
-                      "initialised ResNet-50 on ImageNet)")
-REFERENCE = [
-    Reference("baseline", "random_init", "random_init", 1.4, False,
-              "randomly initialised encoder", RANDOM_INIT_SOURCE),
-    Reference("baseline", "byol_1000_epochs", "byol", 74.3, False, "BYOL ResNet-50, 1000 epochs",
-              "arXiv 2006.07733, Table 1a (ImageNet, ResNet-50, 1000 epochs, linear top-1)"),
-]
+REFERENCE = references("baseline")  # random_init, byol_1000_epochs
 
 
 def trained_byol(cells: pd.DataFrame) -> tuple[dict | None, str]:
@@ -45,7 +34,7 @@ def protocol_rows(cells: pd.DataFrame) -> list[tuple[str, str, dict | None]]:
             ("random_init", RANDOM_INIT_LABEL, table.random_init_cell(cells))]
 
 
-def build(inputs: Inputs) -> Table:
+def build(inputs: table.Inputs) -> table.Table:
     """The random-init rows (its own run; every trial at epoch 0) beside trained BYOL and the
     paper's 1.4% / 72.5% / 74.3% (1000 epochs, not a sweep cell)."""
     cells, (random_init, byol_1000) = inputs.cells, REFERENCE
@@ -70,9 +59,9 @@ def build(inputs: Inputs) -> Table:
     difference = above(trained, floor, inputs.noise) if floor and trained else None
     detail = (f"{what} ({trained.mean:.1f} vs {floor.mean:.1f}; paper +71.1)" if difference
               else what)
-    return Table.of("baseline", "Random-init baseline",
-                    f"{describe(inputs.metric)} Paper values: {table.sources(data)}.", display,
-                    data, [check(difference, detail)])
+    return table.make("baseline", "Random-init baseline",
+                      f"{describe(inputs.metric)} Paper values: {table.sources(data)}.",
+                      display, data, [check(difference, detail)])
 
 
 TABLES = (build,)

@@ -2,22 +2,16 @@
 
 The learning rate follows the batch (lr = base_lr x batch / 256). For the paper's gradient
 accumulation (the target updated once every N batches) add `--set train.accumulate_steps=N`.
-The table: a row per batch size (the paper's and ours, largest first), each method's top-1
-and drop from its largest batch; the paper's BYOL loses less than SimCLR down to batch 128.
 """
 
 
 from byol_ray.experiments.grid import Cell, Grid, integer
 from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 
 AXIS = "batch_size"
-# (batch, BYOL top-1, SimCLR top-1), largest first [P Fig. 3a]
-FIG_3A = ((4096, 72.5, 67.9), (2048, 72.4, 67.8), (1024, 72.2, 67.4), (512, 72.2, 66.5),
-          (256, 71.8, 64.3), (128, 69.6, 63.6), (64, 59.7, 59.2))
-PAPER = tuple(batch for batch, *_ in FIG_3A)
+PAPER = (4096, 2048, 1024, 512, 256, 128, 64)  # Fig. 3a, largest first
 REDUCED = {"cpu-mini": (256, 64)}  # digits: 1437 training images
 
 
@@ -33,14 +27,10 @@ def cells(preset: str) -> list[Cell]:
 GRID = Grid("batch_size", "Fig. 3a: top-1 against batch size, BYOL vs SimCLR", cells,
             {AXIS: integer})
 
-SOURCE = {"byol": "arXiv 2006.07733, Fig. 3a (ImageNet, ResNet-50, 300 epochs, linear top-1)",
-          "simclr": "arXiv 2006.07733, Fig. 3a (ImageNet, ResNet-50, 300 epochs, linear top-1; "
-                    "SimCLR as reproduced by the authors)"}
-REFERENCE = [Reference("fig_3a", str(batch), method, values[i], False, "", SOURCE[method])
-             for i, method in enumerate(table.METHODS) for batch, *values in FIG_3A]
+REFERENCE = references("fig_3a")
 
 
-def build(inputs: Inputs) -> Table:
+def build(inputs: table.Inputs) -> table.Table:
     """Fig. 3a as a table: a row per batch size (the paper's and ours, largest first); drops
     are from each method's largest batch that finished (the paper's: from 4096)."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
@@ -54,13 +44,13 @@ def build(inputs: Inputs) -> Table:
         for m in table.METHODS
     }
     data, display = table.drop_frames("batch size", [(v, v) for v in values],
-                                lambda row, method: find_cell(cells, AXIS, row, method),
-                                refs, ours_from, str(PAPER[0]))
+                                      lambda row, method: find_cell(cells, AXIS, row, method),
+                                      refs, ours_from, str(PAPER[0]))
     notes = table.failure_notes(data)
     if len({v for v in ours_from.values() if v}) > 1:
         notes.append("Our drops start from different batches: "
                      + ", ".join(f"{m} from {v}" for m, v in ours_from.items()))
-    return Table.of(
+    return table.make(
         "fig_3a", "Fig. 3a: batch size, BYOL vs SimCLR (top-1 and drop from the largest batch)",
         f"{describe(inputs.metric)} Drop = top-1 at the largest batch minus top-1 at this batch "
         f"(ours: each method's largest finished batch; paper: 4096). "

@@ -9,8 +9,7 @@ import pandas as pd
 from byol_ray.experiments.grid import Cell, Grid, number
 from byol_ray.report import table, verdicts
 from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import NO_RUNS, Check, check
 
 AXIS = "tau_base"
@@ -18,28 +17,17 @@ PAPER = (1.0, 0.999, 0.996, 0.99, 0.9, 0.0)  # Table 5a, plus the 1000-epoch run
 REDUCED = {"cpu-mini": (1.0, 0.99, 0.0)}
 
 
-def row(tau: float) -> str:
-    """A τ's row key and `ablation_value` tag: '1', '0.99', '0'."""
-    return f"{tau:g}"
-
-
 def cells(preset: str) -> list[Cell]:
     """BYOL at each constant tau."""
     return [
-        Cell("byol", AXIS, row(tau), (f"method.tau_base={tau}", "method.tau_schedule=constant"))
+        Cell("byol", AXIS, f"{tau:g}", (f"method.tau_base={tau}", "method.tau_schedule=constant"))
         for tau in REDUCED.get(preset, PAPER)
     ]
 
 
 GRID = Grid("ema_decay", "Table 5a: top-1 against the target's EMA decay rate", cells,
             {AXIS: number})
-SOURCE = "arXiv 2006.07733, Table 5a (ImageNet, ResNet-50, 300 epochs, linear top-1)"
-REFERENCE = [Reference("table_5a", row(tau), "byol", top1, tau == 0, label, SOURCE)
-             for tau, top1, label in ((1.0, 18.8, "constant random network"),
-                                      (0.999, 69.8, "moving average of online"),
-                                      (0.99, 72.5, "moving average of online"),
-                                      (0.9, 68.4, "moving average of online"),
-                                      (0.0, 0.3, "stop gradient of online (tau = 0)"))]
+REFERENCE = references("table_5a")
 
 
 def _label(tau: float) -> str:
@@ -48,7 +36,7 @@ def _label(tau: float) -> str:
     return "stop gradient of online (no EMA)" if tau == 0 else "moving average of online"
 
 
-def build(inputs: Inputs) -> Table:
+def build(inputs: table.Inputs) -> table.Table:
     """Table 5a: BYOL, one row per τ_base of the paper or of our runs, largest first."""
     cells, refs = inputs.cells, {r.row: r for r in REFERENCE}
     ours = cells.loc[cells["ablation"].eq(AXIS) & cells["method"].eq("byol"), "ablation_value"]
@@ -58,13 +46,13 @@ def build(inputs: Inputs) -> Table:
     data = table.data_frame(records)
     display = table.cell_display({"τ_base": rows, "target": [r["label"] for r in records]},
                                  records, [refs.get(r) for r in rows], "ours: BYOL top-1 (%)")
-    return Table.of(
+    return table.make(
         "table_5a", "Table 5a: EMA decay rate τ_base of the target network (BYOL)",
         f"{describe(inputs.metric)} Paper values: {table.sources(data)}.", display, data,
         checks(data, inputs))
 
 
-def checks(data: pd.DataFrame, inputs: Inputs) -> list[Check]:
+def checks(data: pd.DataFrame, inputs: table.Inputs) -> list[Check]:
     """The paper's shape: the best τ strictly inside (0, 1), τ = 0 and τ = 1 far below it
     (under half the best's gain over the random-init floor), rows ordered as the paper's."""
     ours, floor, noise = table.estimates(data), inputs.floor, inputs.noise

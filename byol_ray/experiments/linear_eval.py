@@ -1,28 +1,18 @@
-"""Table 1: the paper's linear evaluation [P Table 1a, App. C.1], where trials ran it.
-
-Only where trials ran the paper's protocol (`byol-ray eval linear`, a sweep's `--eval
-linear`): BYOL and SimCLR at the preset's setting and random-init, beside the paper's ImageNet
-values. Elsewhere the `linear` metric also takes this evaluation where a trial has it.
-"""
+"""Table 1: the paper's linear evaluation [P Table 1a, App. C.1] where trials ran it
+(`byol-ray eval linear`, a sweep's `--eval linear`); elsewhere the `linear` metric also takes
+this evaluation where a trial has it."""
 
 
-from byol_ray.experiments.baseline import RANDOM_INIT_SOURCE, protocol_rows
+from byol_ray.experiments.baseline import protocol_rows
 from byol_ray.report import table
 from byol_ray.report.cells import PAPER_LINEAR, aggregate, describe, has_protocol
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import above, check
 
-REFERENCE = [
-    Reference("table_1", "byol", "byol", 74.3, False, "BYOL ResNet-50, 1000 epochs",
-              "arXiv 2006.07733, Table 1a (ImageNet, ResNet-50, 1000 epochs, linear "
-              "evaluation, top-1)"),
-    Reference("table_1", "random_init", "random_init", 1.4, False,
-              "randomly initialised encoder", RANDOM_INIT_SOURCE),
-]
+REFERENCE = references("table_1")
 
 
-def build(inputs: Inputs) -> Table | None:
+def build(inputs: table.Inputs) -> table.Table | None:
     """Table 1 (linear evaluation), where trials ran it: our trials' `eval_linear/test_top1`
     beside the paper's 74.3% (BYOL, 1000 epochs) and 1.4% (random-init)."""
     if not has_protocol(inputs.runs, PAPER_LINEAR):
@@ -39,9 +29,9 @@ def build(inputs: Inputs) -> Table | None:
     trained, floor = found.get("byol"), found.get("random_init")
     what = "BYOL far above the random-init encoder under the linear evaluation"
     difference = above(trained, floor, inputs.noise) if trained and floor else None
-    return Table.of("table_1", "Table 1: linear evaluation",
-                    f"{describe(PAPER_LINEAR)} Paper values: {table.sources(data)}.", display, data,
-                    [check(difference, what)])
+    return table.make("table_1", "Table 1: linear evaluation",
+                      f"{describe(PAPER_LINEAR)} Paper values: {table.sources(data)}.",
+                      display, data, [check(difference, what)])
 
 
 TABLES = (build,)

@@ -1,29 +1,19 @@
-"""Table 2: semi-supervised fine-tuning on 1% and 10% of the labels [P Table 2a, App. C.2].
-
-Only where trials ran the paper's protocol (`byol-ray eval finetune`, a sweep's `--eval
-finetune`): BYOL and SimCLR at the preset's setting and random-init, beside the paper's
-ImageNet values for BYOL.
-"""
+"""Table 2: semi-supervised fine-tuning on 1% and 10% of the labels [P Table 2a, App. C.2]
+where trials ran it (`byol-ray eval finetune`, a sweep's `--eval finetune`)."""
 
 import pandas as pd
 
 from byol_ray.experiments.baseline import protocol_rows
 from byol_ray.report import table
 from byol_ray.report.cells import aggregate, describe, has_protocol
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import above, check
 
 SHARES = ("1pct", "10pct")
-REFERENCE = [
-    Reference("table_2", share, "byol", top1, False, f"{share.removesuffix('pct')}% of the labels",
-              f"arXiv 2006.07733, Table 2a (ImageNet, ResNet-50, fine-tuned on "
-              f"{share.removesuffix('pct')}% of the labels, top-1)")
-    for share, top1 in zip(SHARES, (53.2, 68.8), strict=True)
-]
+REFERENCE = references("table_2")
 
 
-def build(inputs: Inputs) -> Table | None:
+def build(inputs: table.Inputs) -> table.Table | None:
     """Table 2 (semi-supervised), where trials ran it: fine-tuning on 1% and 10% of the
     labels, our trials' `eval_finetune_{1,10}pct/test_top1` beside the paper's 53.2% / 68.8%
     (BYOL)."""
@@ -35,7 +25,7 @@ def build(inputs: Inputs) -> Table | None:
     for share in SHARES:
         cells = aggregate(runs, f"finetune_{share}")
         part = [table.cell_record(f"{row}_{share}", label, row, cell,
-                            refs[share] if row == "byol" else None)
+                                  refs[share] if row == "byol" else None)
                 for row, label, cell in protocol_rows(cells)]
         records += part
         percent = share.removesuffix("pct")
@@ -51,9 +41,9 @@ def build(inputs: Inputs) -> Table | None:
     labels = [label for _, label, _ in protocol_rows(aggregate(runs, "finetune_1pct"))]
     protocols = [table.row_protocol([a, b]) for a, b in zip(records[:3], records[3:], strict=True)]
     display = pd.DataFrame({"method": labels, **columns, "protocol (ours)": protocols})
-    return Table.of("table_2", "Table 2: semi-supervised fine-tuning (1% / 10% of the labels)",
-                    f"{describe('finetune_1pct')} Paper values: {table.sources(data)}.",
-                    display, data, checks)
+    return table.make("table_2", "Table 2: semi-supervised fine-tuning (1% / 10% of the labels)",
+                      f"{describe('finetune_1pct')} Paper values: {table.sources(data)}.",
+                      display, data, checks)
 
 
 TABLES = (build,)

@@ -1,9 +1,7 @@
 """Table 5b: predictor x target network x contrastive weight beta, and SimCLR [P Table 5b].
 
 beta weights a contrastive term (temperature 0.1); "no target network" makes the target side
-the online projection itself, with gradients, as in SimCLR. The paper's shape: BYOL is best;
-with beta = 0, dropping the predictor or the target collapses; every beta = 1 variant stays
-far from collapse, a few points below BYOL.
+the online projection itself, with gradients, as in SimCLR.
 """
 
 from __future__ import annotations
@@ -15,8 +13,7 @@ import pandas as pd
 from byol_ray.experiments.grid import Cell, Grid
 from byol_ray.report import table, verdicts
 from byol_ray.report.cells import describe, find_cell
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, all_of, check, tally
 
 AXIS = "target_network"
@@ -50,12 +47,9 @@ class Switches(NamedTuple):
 
 
 BYOL, SIMCLR = Switches(True, True, 0), Switches(False, False, 1)  # SimCLR: the (–, –, 1) row
-PAPER = (  # (row, top-1, collapsed) in the paper's row order [P Table 5b]
-    (BYOL, 72.5, False), (Switches(True, True, 1), 70.9, False),
-    (Switches(False, True, 1), 70.7, False), (SIMCLR, 69.4, False),
-    (Switches(True, False, 1), 69.1, False), (Switches(True, False, 0), 0.3, True),
-    (Switches(False, True, 0), 0.2, True), (Switches(False, False, 0), 0.1, True),
-)
+PAPER = (BYOL, Switches(True, True, 1), Switches(False, True, 1), SIMCLR,  # the paper's order
+         Switches(True, False, 1), Switches(True, False, 0), Switches(False, True, 0),
+         Switches(False, False, 0))
 REDUCED = {"cpu-mini": (BYOL, Switches(False, True, 0), Switches(True, False, 0), SIMCLR)}
 
 
@@ -65,7 +59,7 @@ def cells(preset: str) -> list[Cell]:
         Cell("byol", AXIS, s.tag, (f"method.predictor={s.predictor}",
                                    f"method.target_network={s.target}", f"method.beta={s.beta}",
                                    "method.temperature=0.1"))
-        for s in REDUCED.get(preset, [s for s, *_ in PAPER])
+        for s in REDUCED.get(preset, PAPER)
     ]
     return [*rows, Cell("simclr", AXIS, "simclr", ("method.temperature=0.1",))]
 
@@ -79,10 +73,7 @@ def canonical(text: str) -> str:
 GRID = Grid("target_network", "Table 5b: predictor, target network and beta", cells,
             {AXIS: canonical})
 
-SOURCE = "arXiv 2006.07733, Table 5b (ImageNet, ResNet-50, 300 epochs, linear top-1)"
-REFERENCE = [Reference("table_5b", s.tag, "simclr" if s == SIMCLR else "byol", top1, collapsed,
-                       {BYOL: "BYOL", SIMCLR: "SimCLR"}.get(s, ""), SOURCE)
-             for s, top1, collapsed in PAPER]
+REFERENCE = references("table_5b")  # keyed by `Switches.tag`, in the order of PAPER
 
 
 def _method_name(row: str, method: str) -> str:
@@ -91,12 +82,12 @@ def _method_name(row: str, method: str) -> str:
     return "BYOL" if row == BYOL.tag else f"{method.upper() if method else '?'} variant"
 
 
-def build(inputs: Inputs) -> Table:
+def build(inputs: table.Inputs) -> table.Table:
     """Table 5b: the paper's eight rows in its order (a row per method where both a BYOL
     variant and SimCLR ran it), then any rows only we ran."""
     cells, refs = inputs.cells, {r.row: r for r in REFERENCE}
     ours = cells[cells["ablation"].eq(AXIS)]
-    switches: dict[str, Switches | None] = {s.tag: s for s, *_ in PAPER}
+    switches: dict[str, Switches | None] = {s.tag: s for s in PAPER}
     for row in sorted(set(ours["ablation_value"]) - set(refs)):
         switches[row] = Switches.parse(row)
     keys = []
@@ -113,7 +104,7 @@ def build(inputs: Inputs) -> Table:
         "target network": [tick[s.target if s else None] for s in shown],
         "β": [f"{s.beta:g}" if s else "?" for s in shown],
         "method": [r["label"] for r in records]}, records, [refs.get(row) for row, _ in keys])
-    return Table.of(
+    return table.make(
         "table_5b",
         "Table 5b: predictor, target network and contrastive weight β (SimCLR included)",
         f"{describe(inputs.metric)} Paper values: {table.sources(data)}. Rows that match a "
@@ -122,7 +113,7 @@ def build(inputs: Inputs) -> Table:
 
 
 def checks(data: pd.DataFrame, switches: dict[str, Switches | None],
-           inputs: Inputs) -> list[Check]:
+           inputs: table.Inputs) -> list[Check]:
     """BYOL the best row; β = 0 without predictor or target collapsed or far below the best;
     β = 1 rows neither; the BYOL variants ordered as the paper's (`switches`: row -> key)."""
     floor, noise = inputs.floor, inputs.noise

@@ -1,10 +1,8 @@
 """Table 4a: transfer to VOC detection and segmentation [P Table 4a].
 
-Each encoder (BYOL, SimCLR, the baselines) fine-tuned for detection (AP50, and COCO-style AP)
-and segmentation (mIoU) by the dense protocols (`byol-ray eval detect|segment`), beside the
-paper's values. The paper's shape: BYOL above Supervised-IN (+3.1 AP50, +1.9 mIoU) and above
-SimCLR; ours also asks BYOL to beat the random-init encoder, the floor the small presets can
-measure.
+Each encoder fine-tuned for detection (AP50, COCO-style AP) and segmentation (mIoU) by the
+dense protocols (`byol-ray eval detect|segment`). The paper's shape: BYOL above Supervised-IN
+(+3.1 AP50, +1.9 mIoU) and SimCLR; ours also asks BYOL to beat the random-init encoder.
 """
 
 import math
@@ -13,23 +11,13 @@ from typing import Any
 import pandas as pd
 
 from byol_ray.report import table
-from byol_ray.report.reference import Reference
-from byol_ray.report.table import Inputs, Table
+from byol_ray.report.reference import references
 from byol_ray.report.verdicts import Estimate, Noise, above, check
 
 ENCODERS = (("byol", "BYOL"), ("simclr", "SimCLR"), ("moco", "MoCo"),
             ("supervised", "Supervised-IN"), ("random_init", "random-init"))
 METRICS = (("detect", "ap50", "AP50"), ("detect", "ap", "AP (COCO)"), ("segment", "miou", "mIoU"))
-SOURCE = ("arXiv 2006.07733, Table 4a (ResNet-50 pretrained on ImageNet; Faster R-CNN "
-          "fine-tuned on VOC07 trainval, AP50 on test2007; FCN on VOC2012 train_aug, mIoU on "
-          "val2012)")
-REFERENCE = [  # supervised, MoCo, SimCLR, BYOL
-    Reference("table_4a", row, method, top1, False, label, SOURCE)
-    for row, label, values in (
-        ("detect_ap50", "object detection, AP50 (%)", (74.4, 74.9, 75.2, 77.5)),
-        ("segment_miou", "semantic segmentation, mIoU (%)", (74.4, 72.5, 75.2, 76.3)))
-    for method, top1 in zip(("supervised", "moco", "simclr", "byol"), values, strict=True)
-]
+REFERENCE = references("table_4a")
 
 
 def dense_cell(runs: pd.DataFrame, protocol: str, method: str, metric: str) -> dict[str, Any]:
@@ -51,7 +39,7 @@ def dense_cell(runs: pd.DataFrame, protocol: str, method: str, metric: str) -> d
             "protocol": f"{protocol} on VOC {'/'.join(splits)}" if splits else ""}
 
 
-def build(runs: pd.DataFrame) -> Table:
+def build(runs: pd.DataFrame) -> table.Table:
     """Table 4a from the dense-protocol runs (`runs.load_eval_runs`): a row per encoder, our
     AP50, AP and mIoU beside the paper's, and a verdict on BYOL against the others."""
     refs = {(r.row, r.method): r for r in REFERENCE}
@@ -82,7 +70,7 @@ def build(runs: pd.DataFrame) -> Table:
                 continue  # asked only where such runs exist (not on the small presets)
             difference = above(byol, base, noise) if byol and base else None
             checks.append(check(difference, f"BYOL above {other} in {name}"))
-    return Table.of(
+    return table.make(
         "table_4a", "Table 4a: transfer to VOC detection and segmentation",
         "Ours: Faster R-CNN + FPN (AP50, COCO-style AP) and FCN (mIoU) fine-tuned on the "
         "encoder of each pretraining run (or baseline), in % on the VOC split in the protocol "
@@ -90,7 +78,7 @@ def build(runs: pd.DataFrame) -> Table:
         pd.DataFrame(display_rows), data, checks, [f"{len(runs)} dense-protocol runs"])
 
 
-def from_inputs(inputs: Inputs) -> Table | None:
+def from_inputs(inputs: table.Inputs) -> table.Table | None:
     """Table 4a where the store holds runs of the dense protocols."""
     dense = inputs.eval_runs
     return build(dense) if dense is not None and len(dense) else None

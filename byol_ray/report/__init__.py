@@ -1,13 +1,10 @@
-"""The paper's tables and figures (Tables 5a/5b, Fig. 3a/3b, random-init, Tables 1, 2, 4a)
-from MLflow runs: runs -> cells -> verdicts -> render.
+"""The paper's tables and figures from MLflow runs: runs -> cells -> verdicts -> render.
 
-`runs` reads the trial runs (`load_runs`), `cells` averages them over seeds into cells
-(`aggregate`), `verdicts` compares shapes beyond the seeds' noise, `table` (and `drops`, for
-Fig. 3) is the machinery each experiment's builder in `byol_ray.experiments` composes (with
-the paper's values, `reference`), `render` asks the experiments for their tables
-(`build_tables`) and writes or prints them (`write_report`, `print_tables`).
-`analysis/paper_tables.ipynb` walks through the same steps.
-"""
+`runs` reads the trial runs, `cells` averages them over seeds, `verdicts` compares shapes
+beyond the seeds' noise, `table` is the machinery each builder in `byol_ray.experiments`
+composes (beside the paper's values, `reference`), `render` asks the experiments for their
+tables (`build_tables`) and writes or prints them. `analysis/paper_tables.ipynb` walks through
+the same steps."""
 
 from byol_ray.report.cells import aggregate, format_cell
 from byol_ray.report.reference import reference_frame

@@ -34,12 +34,9 @@ from byol_ray.report.verdicts import Noise
 
 def build_tables(runs: pd.DataFrame, metric: str | None = None,
                  eval_runs: pd.DataFrame | None = None) -> dict[str, Table]:
-    """Every experiment's tables (see `byol_ray.experiments`) from tidy runs (`load_runs`),
-    keyed by file stem, in the paper's order then the baseline: table_5a, table_5b, fig_3a,
-    fig_3b[, fig_3b_strength], baseline[, table_1 and table_2 where trials ran the paper's
-    protocols][, table_4a from `eval_runs`, the dense-protocol runs]. `metric` defaults to
-    the preset's (`cells.default_metric`); one noise estimate (pooled over all cells) serves
-    every table's verdict."""
+    """Every experiment's tables (`byol_ray.experiments`, in its order) from tidy runs
+    (`load_runs`) and dense-protocol runs (`load_eval_runs`), keyed by file stem. `metric`
+    defaults to the preset's (`cells.default_metric`)."""
     metric = resolve_metric(metric, runs)
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")

@@ -1,11 +1,8 @@
 """What every rebuilt table is made of, written once; each experiment's builder composes it.
 
-A `Table` holds two frames: `display` (text, as Markdown and LaTeX show it: every cell
-formatted, missing and failed cells spelled out) and `data` (numbers, one `cell_record` per
-cell beside the paper's value: the CSV), its caption (the protocols) and a verdict on whether
-its shape agrees with the paper, from the noise-aware checks of `verdicts`. `Inputs` is what
-the builders read; its `floor` is what "far below the best" is measured from.
-"""
+A `Table` holds `display` (text, as Markdown and LaTeX show it: missing and failed cells
+spelled out), `data` (numbers, one `cell_record` per cell beside the paper's value: the CSV),
+its caption (the protocols) and a verdict from the noise-aware checks of `verdicts`."""
 
 from __future__ import annotations
 
@@ -53,12 +50,12 @@ class Table:
     verdict: str
     notes: list[str] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, key: str, title: str, caption: str, display: pd.DataFrame, data: pd.DataFrame,
-           checks: list[Check], notes: list[str] | None = None) -> Table:
-        """A table whose verdict sums up `checks`; its notes default to the failed cells'."""
-        return cls(key, title, caption, display, data, verdict_line(checks),
-                   failure_notes(data) if notes is None else notes)
+
+def make(key: str, title: str, caption: str, display: pd.DataFrame, data: pd.DataFrame,
+         checks: list[Check], notes: list[str] | None = None) -> Table:
+    """A table whose verdict sums up `checks`; its notes default to the failed cells'."""
+    return Table(key, title, caption, display, data, verdict_line(checks),
+                 failure_notes(data) if notes is None else notes)
 
 
 @dataclass(frozen=True)
@@ -180,9 +177,8 @@ def untrained_cell(runs: pd.DataFrame, metric: str) -> dict | None:
     return cells.iloc[0].to_dict() if len(cells) else None
 
 
-# --- Fig. 3a / 3b: BYOL and SimCLR over an axis, as the *drop* of top-1 from a reference row
-# (the largest batch, the full recipe, strength 1): that drop is what compares across datasets,
-# and the question is whether BYOL's drop is the smaller one (at batch 64 the paper's is not).
+# --- Fig. 3: the *drop* of top-1 from a reference row (largest batch, full recipe) is what
+# compares across datasets; is BYOL's the smaller one (at batch 64 the paper's is not)?
 
 DROP_COLUMNS = ("drop", "drop_from", "paper_drop")
 

@@ -1,10 +1,6 @@
-"""A sweep's plan, pure (no Ray, no MLflow): a grid's cells x seeds as validated trials.
-
-A `Grid` is data (`byol_ray.experiments`): per preset, the cells of one ablation. `plan`
-expands cells x seeds (plus one random-init baseline) into validated trial configs;
-`mark_twins` finds trials that repeat another grid's config and seed (they run once).
-`byol_ray.jobs.sweep.run` runs the plan as Ray Tune trials tracked in MLflow.
-"""
+"""A sweep's plan, pure (no Ray, no MLflow): a grid's cells (`byol_ray.experiments`) x seeds,
+plus one random-init baseline, as validated trials; `mark_twins` finds trials that repeat
+another grid's config and seed (they run once). `jobs.sweep.run` runs them on Ray Tune."""
 
 from __future__ import annotations
 
