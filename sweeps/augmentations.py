@@ -1,6 +1,4 @@
 """Fig. 3b: BYOL and SimCLR with augmentations removed, and over colour strength [P Fig. 3b].
-
-The grid is `byol_ray.experiments.augmentations`; this is its entry point.
 Usage: python sweeps/augmentations.py --preset imagenet-300 [--seeds 3] [--dry-run]
        ray submit cluster/gpu.yaml sweeps/augmentations.py --preset imagenet-300
 """

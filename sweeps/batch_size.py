@@ -1,6 +1,4 @@
 """Fig. 3a: BYOL and SimCLR over the global batch size [P §5, Fig. 3a].
-
-The grid is `byol_ray.experiments.batch_size`; this is its entry point.
 Usage: python sweeps/batch_size.py --preset imagenet-300 [--seeds 3] [--dry-run] [--resume]
        ray submit cluster/gpu.yaml sweeps/batch_size.py --preset imagenet-300
 """

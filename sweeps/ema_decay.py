@@ -1,6 +1,4 @@
 """Table 5a: the target network's decay rate tau, held constant [P §5, Table 5a].
-
-The grid is `byol_ray.experiments.ema_decay`; this is its entry point.
 Usage: python sweeps/ema_decay.py --preset imagenet-300 [--seeds 3] [--dry-run] [--resume]
        ray submit cluster/gpu.yaml sweeps/ema_decay.py --preset imagenet-300
 """

@@ -1,6 +1,4 @@
 """Table 5b: predictor x target network x contrastive weight beta, and SimCLR [P Table 5b].
-
-The grid is `byol_ray.experiments.target_network`; this is its entry point.
 Usage: python sweeps/target_network.py --preset imagenet-300 [--seeds 3] [--dry-run]
        ray submit cluster/gpu.yaml sweeps/target_network.py --preset imagenet-300
 """

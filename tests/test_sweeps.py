@@ -22,7 +22,8 @@ from PIL import Image
 from byol_ray.cli.main import main
 from byol_ray.cli.sweep import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
 from byol_ray.core.config import AUGMENT_RECIPES
-from byol_ray.jobs.sweep.run import SweepOptions, SweepResult, mark_twins, plan
+from byol_ray.jobs.sweep.plan import SweepOptions, mark_twins, plan
+from byol_ray.jobs.sweep.run import SweepResult
 from byol_ray.runtime.pause_points import PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from dataclasses import replace
@@ -11,18 +10,12 @@ from pathlib import Path
 
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.core.config import ConfigError
-from byol_ray.jobs.sweep.run import (
-    Grid,
-    SweepOptions,
-    SweepResult,
-    plan,
-    run_sweep,
-    run_sweeps,
-    trial_table,
-)
+from byol_ray.experiments import grids
+from byol_ray.jobs.sweep.plan import Grid, SweepOptions, plan, trial_table
+from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
 
-GRID_ORDER = ("ema_decay", "target_network", "batch_size", "augmentations")
+GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +93,7 @@ def load_grid(name: str) -> Grid:
     """The GRID of `byol_ray.experiments.NAME` (shipped with the package)."""
     if name not in GRID_ORDER:
         raise ConfigError("sweep", f"{name!r} is not one of: {', '.join(GRID_ORDER)}")
-    return importlib.import_module(f"byol_ray.experiments.{name}").GRID
+    return grids()[name]
 
 
 def summary(result: SweepResult) -> str:

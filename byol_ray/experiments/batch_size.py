@@ -4,19 +4,58 @@ The learning rate follows the batch (lr = base_lr x batch / 256). For the paper'
 accumulation (the target updated once every N batches) add `--set train.accumulate_steps=N`.
 """
 
-from byol_ray.jobs.sweep.run import Cell, Grid
 
-PAPER = (4096, 2048, 1024, 512, 256, 128, 64)
+from byol_ray.experiments.grid import Cell, Grid, integer
+from byol_ray.report import table
+from byol_ray.report.cells import describe, find_cell, numeric
+from byol_ray.report.reference import references
+
+AXIS = "batch_size"
+PAPER = (4096, 2048, 1024, 512, 256, 128, 64)  # Fig. 3a, largest first
 REDUCED = {"cpu-mini": (256, 64)}  # digits: 1437 training images
 
 
 def cells(preset: str) -> list[Cell]:
     """BYOL and SimCLR at each batch size."""
     return [
-        Cell(method, "batch_size", str(batch), (f"data.batch_size={batch}",))
-        for method in ("byol", "simclr")
+        Cell(method, AXIS, str(batch), (f"data.batch_size={batch}",))
+        for method in table.METHODS
         for batch in REDUCED.get(preset, PAPER)
     ]
 
 
-GRID = Grid("batch_size", "Fig. 3a: top-1 against batch size, BYOL vs SimCLR", cells)
+GRID = Grid("batch_size", "Fig. 3a: top-1 against batch size, BYOL vs SimCLR", cells,
+            {AXIS: integer})
+
+REFERENCE = references("fig_3a")
+
+
+def build(inputs: table.Inputs) -> table.Table:
+    """Fig. 3a as a table: a row per batch size (the paper's and ours, largest first); drops
+    are from each method's largest batch that finished (the paper's: from 4096)."""
+    cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
+    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
+    values = sorted({row for row, _ in refs} | set(ours["ablation_value"]), key=numeric,
+                    reverse=True)
+    finished = ours[ours["status"].eq("ok")]
+    ours_from = {
+        m: max(finished.loc[finished["method"].eq(m), "ablation_value"], key=numeric,
+               default=None)
+        for m in table.METHODS
+    }
+    data, display = table.drop_frames("batch size", [(v, v) for v in values],
+                                      lambda row, method: find_cell(cells, AXIS, row, method),
+                                      refs, ours_from, str(PAPER[0]))
+    notes = table.failure_notes(data)
+    if len({v for v in ours_from.values() if v}) > 1:
+        notes.append("Our drops start from different batches: "
+                     + ", ".join(f"{m} from {v}" for m, v in ours_from.items()))
+    return table.make(
+        "fig_3a", "Fig. 3a: batch size, BYOL vs SimCLR (top-1 and drop from the largest batch)",
+        f"{describe(inputs.metric)} Drop = top-1 at the largest batch minus top-1 at this batch "
+        f"(ours: each method's largest finished batch; paper: 4096). "
+        f"Paper values: {table.sources(data)}.", display, data,
+        table.drop_checks(data, "smaller batches", "batch sizes", inputs.noise), notes)
+
+
+TABLES = (build,)

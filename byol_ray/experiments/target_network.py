@@ -4,26 +4,152 @@ beta weights a contrastive term (temperature 0.1); "no target network" makes the
 the online projection itself, with gradients, as in SimCLR.
 """
 
-from byol_ray.jobs.sweep.run import Cell, Grid
+from __future__ import annotations
 
-# (predictor, target network, beta) in the paper's row order.
-PAPER = [(True, True, 0), (True, True, 1), (False, True, 1), (False, False, 1),
-         (True, False, 1), (True, False, 0), (False, True, 0), (False, False, 0)]
-REDUCED = {"cpu-mini": [(True, True, 0), (False, True, 0), (True, False, 0), (False, False, 1)]}
+from typing import NamedTuple
+
+import pandas as pd
+
+from byol_ray.experiments.grid import Cell, Grid
+from byol_ray.report import table, verdicts
+from byol_ray.report.cells import describe, find_cell
+from byol_ray.report.reference import references
+from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, all_of, check, tally
+
+AXIS = "target_network"
+
+
+class Switches(NamedTuple):
+    """A row of Table 5b: predictor, target network, contrastive weight β."""
+
+    predictor: bool
+    target: bool
+    beta: float
+
+    @property
+    def tag(self) -> str:
+        """The row key and `ablation_value` tag: 'pred=yes,target=no,beta=1'."""
+        yes = {True: "yes", False: "no"}
+        return f"pred={yes[self.predictor]},target={yes[self.target]},beta={self.beta:g}"
+
+    @classmethod
+    def parse(cls, text: str) -> Switches | None:
+        """A stored tag, e.g. 'pred=True,target=no,beta=1.0'; None if it is not that shape."""
+        parts = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+        if set(parts) != {"pred", "target", "beta"}:
+            return None
+        flags = {"yes": True, "true": True, "no": False, "false": False}
+        try:
+            return cls(flags[parts["pred"].strip().lower()],
+                       flags[parts["target"].strip().lower()], float(parts["beta"]))
+        except (KeyError, ValueError):
+            return None
+
+
+BYOL, SIMCLR = Switches(True, True, 0), Switches(False, False, 1)  # SimCLR: the (–, –, 1) row
+PAPER = (BYOL, Switches(True, True, 1), Switches(False, True, 1), SIMCLR,  # the paper's order
+         Switches(True, False, 1), Switches(True, False, 0), Switches(False, True, 0),
+         Switches(False, False, 0))
+REDUCED = {"cpu-mini": (BYOL, Switches(False, True, 0), Switches(True, False, 0), SIMCLR)}
 
 
 def cells(preset: str) -> list[Cell]:
     """One BYOL-variant cell per row, plus SimCLR itself."""
-    def yes(flag: bool) -> str:
-        return "yes" if flag else "no"
-
     rows = [
-        Cell("byol", "target_network", f"pred={yes(p)},target={yes(t)},beta={b}",
-             (f"method.predictor={p}", f"method.target_network={t}", f"method.beta={b}",
-              "method.temperature=0.1"))
-        for p, t, b in REDUCED.get(preset, PAPER)
+        Cell("byol", AXIS, s.tag, (f"method.predictor={s.predictor}",
+                                   f"method.target_network={s.target}", f"method.beta={s.beta}",
+                                   "method.temperature=0.1"))
+        for s in REDUCED.get(preset, PAPER)
     ]
-    return [*rows, Cell("simclr", "target_network", "simclr", ("method.temperature=0.1",))]
+    return [*rows, Cell("simclr", AXIS, "simclr", ("method.temperature=0.1",))]
 
 
-GRID = Grid("target_network", "Table 5b: predictor, target network and beta", cells)
+def canonical(text: str) -> str:
+    """A stored tag in the spelling of `Switches.tag` (SimCLR's own 'simclr' is its row)."""
+    switches = SIMCLR if text == "simclr" else Switches.parse(text)
+    return switches.tag if switches else text
+
+
+GRID = Grid("target_network", "Table 5b: predictor, target network and beta", cells,
+            {AXIS: canonical})
+
+REFERENCE = references("table_5b")  # keyed by `Switches.tag`, in the order of PAPER
+
+
+def _method_name(row: str, method: str) -> str:
+    if method == "simclr":
+        return "SimCLR"
+    return "BYOL" if row == BYOL.tag else f"{method.upper() if method else '?'} variant"
+
+
+def build(inputs: table.Inputs) -> table.Table:
+    """Table 5b: the paper's eight rows in its order (a row per method where both a BYOL
+    variant and SimCLR ran it), then any rows only we ran."""
+    cells, refs = inputs.cells, {r.row: r for r in REFERENCE}
+    ours = cells[cells["ablation"].eq(AXIS)]
+    switches: dict[str, Switches | None] = {s.tag: s for s in PAPER}
+    for row in sorted(set(ours["ablation_value"]) - set(refs)):
+        switches[row] = Switches.parse(row)
+    keys = []
+    for row in switches:
+        methods = sorted(ours.loc[ours["ablation_value"].eq(row), "method"].unique())
+        keys += [(row, m) for m in methods or [refs[row].method]]
+    records = [table.cell_record(row, _method_name(row, m), m, find_cell(cells, AXIS, row, m),
+                                 refs.get(row)) for row, m in keys]
+    data = table.data_frame(records)
+    shown = [switches[row] for row, _ in keys]
+    tick = {True: "✓", False: "–", None: "?"}
+    display = table.cell_display({
+        "predictor": [tick[s.predictor if s else None] for s in shown],
+        "target network": [tick[s.target if s else None] for s in shown],
+        "β": [f"{s.beta:g}" if s else "?" for s in shown],
+        "method": [r["label"] for r in records]}, records, [refs.get(row) for row, _ in keys])
+    return table.make(
+        "table_5b",
+        "Table 5b: predictor, target network and contrastive weight β (SimCLR included)",
+        f"{describe(inputs.metric)} Paper values: {table.sources(data)}. Rows that match a "
+        "paper row by (predictor, target network, β) carry its value; SimCLR is the paper's "
+        "(–, –, 1) row.", display, data, checks(data, switches, inputs))
+
+
+def checks(data: pd.DataFrame, switches: dict[str, Switches | None],
+           inputs: table.Inputs) -> list[Check]:
+    """BYOL the best row; β = 0 without predictor or target collapsed or far below the best;
+    β = 1 rows neither; the BYOL variants ordered as the paper's (`switches`: row -> key)."""
+    floor, noise = inputs.floor, inputs.noise
+    cells = {(r["row"], r["method"]): r for r in data[data["status"].eq("ok")].to_dict("records")}
+    means = {k: Estimate.of(r) for k, r in cells.items()}
+    byol = means.get((BYOL.tag, "byol"))
+    others = {k: v for k, v in means.items() if k != (BYOL.tag, "byol")}
+    what = "BYOL (predictor, target, β = 0) is the best row"
+    if byol is None or not others:
+        found = [Check(NO_RUNS, what)]
+    else:
+        runner_up = max(others.values(), key=lambda e: e.mean)
+        found = [check(verdicts.above(byol, runner_up, noise),
+                       f"{what} ({byol.mean:.1f} vs next {runner_up.mean:.1f})")]
+    best = max(means.values(), key=lambda e: e.mean, default=None)
+    for beta, collapse, what in (
+            (0, verdicts.AGREES, "β = 0 without predictor or target collapses or falls far "
+                                 "below the best"),
+            (1, verdicts.DISAGREES, "β = 1 rows (SimCLR included) neither collapse nor fall far "
+                                    "below the best")):
+        rows = [k for k in means if (s := switches[k[0]]) and s.beta == beta and s != BYOL]
+        # far below the best: as the paper's β = 0 rows, unlike its β = 1 rows
+        outcomes = [collapse if cells[k]["n_collapsed"] == cells[k]["n_seeds"] else
+                    _far(verdicts.far_below(means[k], best, floor, noise), beta == 0)
+                    for k in rows]
+        found.append(Check(all_of(outcomes), f"{what}: {tally(outcomes)} of {len(outcomes)} "
+                                             "rows") if outcomes else Check(NO_RUNS, what))
+    return [*found, verdicts.order_check(table.estimates(data, "byol"),
+                                         table.paper_values(data, "byol"), "BYOL-variant rows",
+                                         noise)]
+
+
+def _far(difference: verdicts.Difference, expected: bool) -> str:
+    """✓ when the row is far below the best as `expected` (✗ when the other way)."""
+    sign = 1.0 if expected else -1.0
+    return verdicts.Difference(sign * difference.value, difference.se).outcome
+
+
+TABLES = (build,)

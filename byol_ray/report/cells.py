@@ -6,69 +6,20 @@ finished seeds collapsed, and which protocol measured it ("top-1" alone hides wh
 kNN monitor or a linear probe, and on which split; the paper's numbers are a linear probe on
 ImageNet val). A seed that was re-run (a retried trial, a second sweep) counts once: its
 best-status, latest run. Axis tags are text written by different sweeps ("1" or "1.0",
-SimCLR's own "simclr"); `canonical_value` maps each to the spelling of `reference.csv`.
+SimCLR's own "simclr"); `experiments.canonical_value` maps each to its grid's spelling.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from byol_ray.experiments import canonical_value
+from byol_ray.experiments.grid import RANDOM_INIT
 from byol_ray.report.reference import PAPER_PROTOCOL
-
-NUMERIC_AXES = ("tau_base", "strength")
-SWITCH_NAMES = ("pred", "target", "beta")
-SIMCLR_SWITCHES = "pred=no,target=no,beta=1"  # what SimCLR is in Table 5b's terms
-
-
-def _number(value: str) -> str:
-    try:
-        return f"{float(value):g}"
-    except ValueError:
-        return value
-
-
-def parse_switches(value: str) -> tuple[bool, bool, float] | None:
-    """'pred=yes,target=no,beta=1' -> (True, False, 1.0); None if it is not that shape."""
-    if value == "simclr":
-        value = SIMCLR_SWITCHES
-    parts = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
-    if set(parts) != set(SWITCH_NAMES):
-        return None
-    flags = {"yes": True, "true": True, "no": False, "false": False}
-    try:
-        pred, target = flags[parts["pred"].strip().lower()], flags[parts["target"].strip().lower()]
-        beta = float(parts["beta"])
-    except (KeyError, ValueError):
-        return None
-    return pred, target, beta
-
-
-def format_switches(pred: bool, target: bool, beta: float) -> str:
-    """The canonical spelling of a Table 5b row."""
-    yes = {True: "yes", False: "no"}
-    return f"pred={yes[pred]},target={yes[target]},beta={beta:g}"
-
-
-def canonical_value(ablation: str, value: object) -> str:
-    """The axis value as reference.csv spells it (numbers via %g, Table 5b switches)."""
-    text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    text = text.strip()
-    if ablation in NUMERIC_AXES:
-        return _number(text)
-    if ablation == "batch_size":
-        try:
-            return str(int(float(text)))
-        except ValueError:
-            return text
-    if ablation == "target_network":
-        switches = parse_switches(text)
-        return format_switches(*switches) if switches else text
-    return text
 
 
 def numeric(value: str) -> float:
@@ -98,6 +49,12 @@ DEFAULT_METRIC = {"cpu-mini": "few_label"}
 def default_metric(preset: str | None) -> str:
     """The metric the tables use for `preset` unless told otherwise."""
     return DEFAULT_METRIC.get(preset or "", "linear")
+
+
+def has_protocol(runs: pd.DataFrame, metric: str) -> bool:
+    """Whether any trial ran the paper's protocol behind `metric` (Table 1 / 2 columns)."""
+    column = PROTOCOL_COLUMN[metric]
+    return column in runs and bool(runs[column].notna().any())
 
 
 def resolve_metric(metric: str | None, runs: pd.DataFrame) -> str:
@@ -189,7 +146,6 @@ def describe(metric: str) -> str:
 CELL_KEYS = ("ablation", "ablation_value", "method")
 CELL_COLUMNS = (*CELL_KEYS, "mean", "std", "n_seeds", "n_failed", "n_pending", "n_no_metric",
                 "n_collapsed", "n_runs", "seeds", "status", "protocol", "failure_reasons")
-RANDOM_INIT = "random_init"
 _PENDING = ("SCHEDULED", "RUNNING")
 _FAILED = ("FAILED", "KILLED")
 # Which run stands for a seed that ran more than once: lower is preferred.

@@ -1,4 +1,5 @@
-"""The paper's reference values (arXiv 2006.07733), shipped as `reference.csv` beside this file.
+"""The paper's reference values (arXiv 2006.07733), shipped as `reference.csv` beside this file;
+each experiment module reads its own table's rows (`references`).
 
 Every value is ImageNet top-1 (%) under the paper's linear evaluation and names its source
 (table or figure), except Table 4a's (`table_4a`): VOC detection AP50 and segmentation mIoU

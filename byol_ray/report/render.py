@@ -24,11 +24,25 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from byol_ray.report.builders import METHODS, NAMES, Table, build_table_4, build_tables
-from byol_ray.report.cells import METRIC_COLUMN, aggregate, numeric, resolve_metric
+from byol_ray.experiments import paper_experiments
+from byol_ray.report.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
 from byol_ray.report.reference import PAPER
 from byol_ray.report.runs import load_eval_runs, load_runs, resolve_uri
+from byol_ray.report.table import METHODS, NAMES, Inputs, Table
 from byol_ray.report.verdicts import Noise
+
+
+def build_tables(runs: pd.DataFrame, metric: str | None = None,
+                 eval_runs: pd.DataFrame | None = None) -> dict[str, Table]:
+    """Every experiment's tables (`byol_ray.experiments`, in its order) from tidy runs
+    (`load_runs`) and dense-protocol runs (`load_eval_runs`), keyed by file stem. `metric`
+    defaults to the preset's (`cells.default_metric`)."""
+    metric = resolve_metric(metric, runs)
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")
+    inputs = Inputs.of(runs, metric, eval_runs)
+    built = [build(inputs) for module in paper_experiments() for build in module.TABLES]
+    return {t.key: t for t in built if t is not None}
 
 
 def markdown_grid(frame: pd.DataFrame) -> str:
@@ -218,13 +232,6 @@ def write_figures(tables: dict[str, Table], out_dir: Path) -> dict[str, Path]:
     }
 
 
-def transfer_tables(uri: str, experiments: Sequence[str] | None,
-                    preset: str | None) -> dict[str, Table]:
-    """Table 4a when the store holds runs of the dense protocols (`eval segment|detect`)."""
-    dense = load_eval_runs(uri, experiments, preset)
-    return {"table_4a": build_table_4(dense)} if len(dense) else {}
-
-
 def _header(runs: pd.DataFrame, uri: str, experiments: Sequence[str] | None,
             preset: str | None, metric: str) -> str:
     counts = runs["status"].value_counts().to_dict() if len(runs) else {}
@@ -285,7 +292,7 @@ def generate_report(
     uri = resolve_uri(tracking_uri)
     runs = load_runs(uri, experiments, preset, sweeps)
     metric = resolve_metric(metric, runs)
-    tables = build_tables(runs, metric) | transfer_tables(uri, experiments, preset)
+    tables = build_tables(runs, metric, load_eval_runs(uri, experiments, preset))
     out = Path(out_dir)
     for table in tables.values():
         write_table(table, out)
@@ -319,9 +326,9 @@ def print_tables(
     """Print every table and its verdict to the console (`file`, default stdout) and return
     the tables: the end of a `reproduce` run."""
     uri = resolve_uri(tracking_uri)
-    tables = (build_tables(load_runs(uri, experiments, preset, sweeps),
-                           metric)  # None: the preset's default metric
-              | transfer_tables(uri, experiments, preset))
+    tables = build_tables(load_runs(uri, experiments, preset, sweeps),
+                          metric,  # None: the preset's default metric
+                          load_eval_runs(uri, experiments, preset))
     show_tables(tables, file)
     return tables
 

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from byol_ray.report.builders import build_table_4
+from byol_ray.experiments.transfer import build as build_table_4
 from byol_ray.report.runs import EVAL_COLUMNS, normalise_eval_runs
 
 

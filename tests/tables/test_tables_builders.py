@@ -1,16 +1,17 @@
 """Table builders on hand-built runs: rows aligned with the paper, protocols, gaps, verdicts."""
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
+from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report import build_tables
-from byol_ray.report.builders import build_table_5a
-from byol_ray.report.cells import aggregate
 from byol_ray.report.render import latex_escape, markdown_grid, to_latex, to_markdown
 from byol_ray.report.runs import normalise_runs
+from byol_ray.report.table import Inputs
 from byol_ray.report.verdicts import Estimate
 
 PROTOCOL = "linear probe, offline, digits test split"
@@ -49,7 +50,7 @@ def test_table_5a_verdict_disagrees_when_an_extreme_tau_wins():
     frame = raw_frame([trial("ema_decay", "byol", "tau_base", tau, seed, top1 + seed)
                        for tau, top1 in (("1", 95.0), ("0.99", 80.0), ("0", 20.0))
                        for seed in (0, 1)])
-    t = build_table_5a(aggregate(normalise_runs(frame)), floor=Estimate(10.0, 1.0, 2))
+    t = build_table_5a(replace(Inputs.of(normalise_runs(frame)), floor=Estimate(10.0, 1.0, 2)))
     assert t.verdict.startswith("Verdict: partly agrees")
     assert ("✗ the best τ_base lies strictly between 0 and 1 (paper: 0.99): τ_base = 0.99 above "
             "τ_base = 1 (-15.0 ± 0.7 SE)") in t.verdict

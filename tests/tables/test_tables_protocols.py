@@ -4,7 +4,7 @@ metric taking the paper's linear evaluation where a trial has it, Tables 1 and 2
 import pandas as pd
 from synthetic_runs import TRIALS, raw_frame
 
-from byol_ray.report.builders import build_tables
+from byol_ray.report.render import build_tables
 from byol_ray.report.runs import normalise_runs, with_protocol_metrics
 
 

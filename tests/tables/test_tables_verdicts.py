@@ -1,14 +1,15 @@
 """Noise-aware verdicts on synthetic cells: ✓ and ✗ only beyond the seeds' noise, ≈ otherwise."""
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from synthetic_runs import raw_frame, trial
 
-from byol_ray.report.builders import build_table_5a
-from byol_ray.report.cells import aggregate
+from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report.runs import normalise_runs
+from byol_ray.report.table import Inputs
 from byol_ray.report.verdicts import (
     AGREES,
     DISAGREES,
@@ -103,6 +104,6 @@ def test_verdict_line_words():
 def test_table_5a_of_single_seeds_is_within_noise_not_a_tick():
     frame = raw_frame([trial("ema_decay", "byol", "tau_base", tau, 0, top1)
                        for tau, top1 in (("1", 60.0), ("0.99", 90.0), ("0", 20.0))])
-    t = build_table_5a(aggregate(normalise_runs(frame)), floor=Estimate(50.0))
+    t = build_table_5a(replace(Inputs.of(normalise_runs(frame)), floor=Estimate(50.0)))
     assert t.verdict.startswith("Verdict: within noise")
     assert "✓" not in t.verdict and "✗" not in t.verdict

@@ -1,0 +1,129 @@
+"""A sweep's plan, pure (no Ray, no MLflow): a grid's cells (`byol_ray.experiments`) x seeds,
+plus one random-init baseline, as validated trials; `mark_twins` finds trials that repeat
+another grid's config and seed (they run once). `jobs.sweep.run` runs them on Ray Tune."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+
+from byol_ray.core.config import Config, ConfigError, apply_overrides, to_dict, validate
+from byol_ray.core.presets import get_preset
+from byol_ray.experiments.grid import RANDOM_INIT, Cell, Grid
+
+# Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
+# worker on half a core: a short trial spends most of its time starting processes and waiting
+# on Ray's controller, so four side by side keep the 2 cores of a laptop busy.
+PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "cpu-mini": ("scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.epochs=20",
+                 "eval.eval_every=0", "train.checkpoint_every=5"),
+}
+
+
+@dataclass
+class Trial:
+    """A cell at one seed, with its fully resolved config."""
+
+    key: str
+    cell: Cell
+    seed: int
+    cfg: Config
+    run_id: str | None = None
+    status: str = "NEW"  # MLflow status of its child run when the sweep starts
+    twin_of: Trial | None = None  # an earlier grid's trial with the same config (`mark_twins`)
+
+
+@dataclass
+class SweepOptions:
+    """Everything `run_sweep` needs besides the grid; the CLI fills it."""
+
+    preset: str
+    overrides: list[str] = field(default_factory=list)
+    seeds: int = 1
+    only: list[str] = field(default_factory=list)  # globs over trial keys
+    name: str = ""  # default: "<grid>-<preset>"
+    resume: bool = False
+    tracking_uri: str = ""
+    storage: str = ""  # default: ~/ray_results
+    address: str | None = None
+    concurrent: int = 0  # 0: as many as the cluster fits
+    evals: list[str] = field(default_factory=list)  # protocols run on each finished trial
+    random_init: bool = True  # also record the untrained encoder (`reproduce`: first grid only)
+
+
+def sweep_name(grid: Grid, options: SweepOptions) -> str:
+    """The sweep's name: MLflow parent run name and Tune experiment name."""
+    return options.name or f"{grid.name}-{options.preset}"
+
+
+def experiment_name(grid: Grid, preset: str) -> str:
+    """One MLflow experiment per sweep grid and preset, e.g. "ema_decay/cpu-mini"."""
+    return f"{grid.name}/{preset}"
+
+
+def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Trial]:
+    """The sweep's trials with validated configs; bad input raises ConfigError naming it."""
+    if options.seeds < 1:
+        raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
+    base = get_preset(options.preset)
+    cells = grid.cells(options.preset)
+    if options.random_init:
+        cells = [*cells, Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
+    trials = []
+    for cell in cells:
+        for seed in range(1 if cell.method == RANDOM_INIT else options.seeds):
+            key = cell.key(seed)
+            if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
+                continue
+            overrides = [*PRESET_SWEEP_OVERRIDES.get(options.preset, ()), *options.overrides,
+                         *cell.overrides, f"method.name={cell.method}", f"train.seed={seed}",
+                         f"tracking.experiment={experiment_name(grid, options.preset)}",
+                         f"tracking.run_name={key}"]
+            cfg = apply_overrides(base, overrides)
+            try:
+                validate(cfg, check_paths=check_paths)
+            except ConfigError as error:
+                raise ConfigError(error.field, f"{error.message} (in trial {key})") from None
+            trials.append(Trial(key, cell, seed, cfg))
+    if not trials:
+        raise ConfigError("--only", f"{options.only} matches no trial of grid {grid.name!r}")
+    return trials
+
+
+def trial_table(trials: list[Trial]) -> str:
+    """The trials and the resources each asks for, as a fixed-width table (for --dry-run)."""
+    rows = [("trial", "method", "axis", "value", "workers", "per worker", "epochs")]
+    for t in trials:
+        s = t.cfg.scaling
+        gpu = "" if s.use_gpu == "false" else " (+1 GPU if present)"
+        rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(s.num_workers),
+                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    workers = sum(t.cfg.scaling.num_workers for t in trials)
+    lines.append(f"{len(trials)} trials, {workers} Ray Train workers in all")
+    return "\n".join(lines)
+
+
+def config_key(cfg: Config) -> str:
+    """A trial's config without its tracking section (experiment and run name differ by grid):
+    two trials with the same key train the same thing."""
+    return json.dumps({k: v for k, v in to_dict(cfg).items() if k != "tracking"},
+                      sort_keys=True, default=str)
+
+
+def mark_twins(grids: list[list[Trial]]) -> int:
+    """Point `twin_of` of every trial whose config and seed an earlier grid already holds at
+    that earlier trial (cpu-mini's BYOL and SimCLR at the preset's setting are a Table 5b row,
+    a Fig. 3a batch and Fig. 3b's baseline): it runs once. Returns how many were marked."""
+    first: dict[str, Trial] = {}
+    marked = 0
+    for trials in grids:
+        for t in trials:
+            t.twin_of = first.setdefault(config_key(t.cfg), t)
+            if t.twin_of is t:
+                t.twin_of = None
+            else:
+                marked += 1
+    return marked
