@@ -57,6 +57,9 @@ class DataConfig:
     download: bool = False  # let torchvision download CIFAR/STL-10 into `root`
     image_size: int = 32  # side of the square crops fed to the encoder
     batch_size: int = 256  # global batch, summed over all Ray workers
+    # Rows that share BN statistics and contrastive negatives: Fig. 3a's batch B, the optimiser
+    # step keeping batch_size [P §5 "Batch size"]. 0 = the whole global batch.
+    group_size: int = 0
     loader_workers: int = 0  # DataLoader processes per Ray worker
     max_eval_images: int = 0  # cap on labelled images used by evaluation (0 = all)
     decoder: str = "cpu"  # ImageFolder JPEG decoding: "cpu" (loader workers) or "gpu" (nvJPEG)
@@ -455,6 +458,12 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
             f"{d.batch_size} is not divisible by scaling.num_workers={s.num_workers}; "
             "the global batch is split evenly over the workers",
         )
+    per_worker, g = d.batch_size // s.num_workers, d.group_size
+    _range("data.group_size", g, 0, d.batch_size)
+    if g and (d.batch_size % g or (per_worker % g if g < per_worker else g % per_worker)):
+        raise ConfigError("data.group_size", f"{g}: must divide the {per_worker} rows per worker"
+                          f", or be a multiple of {per_worker} (whole workers) that divides "
+                          f"data.batch_size={d.batch_size}")
     if d.dataset not in BUNDLED_DATASETS and check_paths:
         if not d.root:
             raise ConfigError("data.root", f"required for dataset {d.dataset!r}: the folder "

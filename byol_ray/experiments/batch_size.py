@@ -1,9 +1,12 @@
-"""Fig. 3a: BYOL and SimCLR over the global batch size [P §5, Fig. 3a].
+"""Fig. 3a: BYOL and SimCLR over the batch size B [P §5, Fig. 3a], by the paper's protocol.
 
-The learning rate follows the batch (lr = base_lr x batch / 256). For the paper's gradient
-accumulation (the target updated once every N batches) add `--set train.accumulate_steps=N`.
+Every cell keeps the preset's optimiser batch (`data.batch_size`, 4096 on ImageNet), learning
+rate, schedule and EMA: for B = batch / N the paper averages the gradients of N batches of B in
+parallel [P §5 "Batch size"], so only what a batch of B computes by itself changes, its BN
+statistics and SimCLR's negatives (`data.group_size=B`). Batches above the preset's are left out.
 """
 
+from byol_ray.core.presets import get_preset
 from byol_ray.jobs.sweep.run import Cell, Grid
 
 PAPER = (4096, 2048, 1024, 512, 256, 128, 64)
@@ -11,11 +14,12 @@ REDUCED = {"cpu-mini": (256, 64)}  # digits: 1437 training images
 
 
 def cells(preset: str) -> list[Cell]:
-    """BYOL and SimCLR at each batch size."""
+    """BYOL and SimCLR at each batch B up to the preset's (B = the preset's: no groups)."""
+    batch = get_preset(preset).data.batch_size
     return [
-        Cell(method, "batch_size", str(batch), (f"data.batch_size={batch}",))
+        Cell(method, "batch_size", str(b), (f"data.group_size={b}",) if b < batch else ())
         for method in ("byol", "simclr")
-        for batch in REDUCED.get(preset, PAPER)
+        for b in REDUCED.get(preset, PAPER) if b <= batch
     ]
 
 
