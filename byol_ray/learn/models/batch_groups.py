@@ -80,16 +80,11 @@ def within_groups(method: nn.Module, group_size: int, per_worker: int,
             group = dist.new_group(list(range(first, first + members)))
             process_group = group if first <= rank < first + members else process_group
 
-    def convert(module: nn.Module) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, _BatchNorm):
-                setattr(module, name, GroupBatchNorm(child, group_size, process_group))
-            else:
-                convert(child)
-
     if process_group is not None and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method, process_group)
-    else:
-        convert(method)
+    for module in list(method.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+                setattr(module, name, GroupBatchNorm(child, group_size, process_group))
     method.group_size = group_size
     return method
