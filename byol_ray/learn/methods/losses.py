@@ -6,9 +6,8 @@ rows of every worker (`byol_ray.learn.methods.distributed.gather`, with gradient
 compute the loss and the gradients of one process holding the whole batch. With `group_size`
 B > 0 (Fig. 3a's batch inside a larger optimiser batch, `data.group_size`) an image's negatives
 come from its own group of B images only, and the loss is the mean over the groups: the mean of
-N sequential batches' losses. Inputs are cast to
-float32 (and autocast is off for the similarity matmul) so the losses stay accurate under
-bfloat16 autocast.
+N sequential batches' losses. Inputs are cast to float32 (and autocast is off for the
+similarity matmul) so the losses stay accurate under bfloat16 autocast.
 """
 
 from __future__ import annotations

@@ -79,7 +79,6 @@ def within_groups(method: nn.Module, group_size: int, per_worker: int,
         for first in range(0, dist.get_world_size(), members):
             group = dist.new_group(list(range(first, first + members)))
             process_group = group if first <= rank < first + members else process_group
-
     if process_group is not None and device.type == "cuda":
         method = nn.SyncBatchNorm.convert_sync_batchnorm(method, process_group)
     for module in list(method.modules()):
