@@ -157,6 +157,9 @@ class DataConfig(_Section):
     image_size: Int = _field(32, "side of the square crops fed to the encoder", between(8, 1024))
     batch_size: Int = _field(256, "global batch, summed over all Ray workers; splits evenly over "
                              "scaling.num_workers (4096 in the paper [P §3.3])", between(2))
+    group_size: Int = _field(0, "rows that share BN statistics and contrastive negatives: Fig. "
+                             "3a's batch B inside the optimiser batch [P §5 'Batch size']; "
+                             "0 = the whole global batch", COUNT)
     loader_workers: Int = _field(0, "DataLoader processes per Ray worker", between(0, 64))
     max_eval_images: Int = _field(0, "cap on labelled images used by evaluation (0 = all)", COUNT)
     decoder: Text = _field("cpu", "ImageFolder JPEG decoding: cpu (loader workers) or gpu "
@@ -517,6 +520,13 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
             raise ConfigError(name, f"{batch} is not divisible by scaling.num_workers="
                               f"{s.num_workers}; the global batch is split evenly over the "
                               "workers")
+    per_worker, g = d.batch_size // s.num_workers, d.group_size
+    if not 0 <= g <= d.batch_size:
+        raise ConfigError("data.group_size", f"{g}: need [0, {d.batch_size}] (data.batch_size)")
+    if g and (d.batch_size % g or (per_worker % g if g < per_worker else g % per_worker)):
+        raise ConfigError("data.group_size", f"{g}: must divide the {per_worker} rows per worker"
+                          f", or be a multiple of {per_worker} (whole workers) that divides "
+                          f"data.batch_size={d.batch_size}")
     if d.dataset not in BUNDLED_DATASETS and check_paths:
         if not d.root:
             raise ConfigError("data.root", f"required for dataset {d.dataset!r}: the folder "

@@ -1,10 +1,12 @@
-"""Fig. 3a: BYOL and SimCLR over the global batch size [P §5, Fig. 3a].
+"""Fig. 3a: BYOL and SimCLR over the batch size B [P §5, Fig. 3a], by the paper's protocol.
 
-The learning rate follows the batch (lr = base_lr x batch / 256). For the paper's gradient
-accumulation (the target updated once every N batches) add `--set train.accumulate_steps=N`.
+Every cell keeps the preset's optimiser batch (`data.batch_size`, 4096 on ImageNet), learning
+rate, schedule and EMA: for B = batch / N the paper averages the gradients of N batches of B in
+parallel [P §5 "Batch size"], so only what a batch of B computes by itself changes, its BN
+statistics and SimCLR's negatives (`data.group_size=B`). Batches above the preset's are left out.
 """
 
-
+from byol_ray.core.presets import get_preset
 from byol_ray.experiments.grid import Cell, Grid, integer
 from byol_ray.report import table
 from byol_ray.report.cells import describe, find_cell, numeric
@@ -16,11 +18,12 @@ REDUCED = {"cpu-mini": (256, 64)}  # digits: 1437 training images
 
 
 def cells(preset: str) -> list[Cell]:
-    """BYOL and SimCLR at each batch size."""
+    """BYOL and SimCLR at each batch B up to the preset's (B = the preset's: no groups)."""
+    batch = get_preset(preset).data.batch_size
     return [
-        Cell(method, AXIS, str(batch), (f"data.batch_size={batch}",))
+        Cell(method, AXIS, str(b), (f"data.group_size={b}",) if b < batch else ())
         for method in table.METHODS
-        for batch in REDUCED.get(preset, PAPER)
+        for b in REDUCED.get(preset, PAPER) if b <= batch
     ]
 
 

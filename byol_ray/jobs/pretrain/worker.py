@@ -31,6 +31,7 @@ from byol_ray.jobs.pretrain.step import (
 )
 from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
+from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
 from byol_ray.runtime import tracking
 from byol_ray.runtime.weights import write_weights
@@ -53,7 +54,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     splits = load_splits(cfg.data, cfg.augment)
     layout = torch.channels_last if cfg.train.channels_last else torch.preserve_format
     method = build_method(cfg).to(device, memory_format=layout)
-    method = with_sync_batchnorm(method, device, world)
+    method = (within_groups(method, cfg.data.group_size, cfg.data.batch_size // world, device)
+              if cfg.data.group_size else with_sync_batchnorm(method, device, world))
     is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
     model = ray.train.torch.prepare_model(method) if is_training else method
     if is_training and cfg.train.compile:  # the forward only; checkpoints keep `method`'s names

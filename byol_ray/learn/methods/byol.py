@@ -29,6 +29,8 @@ from byol_ray.learn.optim import tau_at
 class BYOL(Method):
     """BYOL and its Table 5 variants around `encoder` (feature size `feat_dim`)."""
 
+    group_size = 0  # images sharing negatives (`batch_groups.within_groups`); 0 = global batch
+
     def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
                  method: MethodConfig):
         super().__init__()
@@ -64,7 +66,8 @@ class BYOL(Method):
         z2 = self.projector(self.encoder(view2))
         q1, q2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = self._targets(view1, z1), self._targets(view2, z2)
-        return {"loss": byol_loss(q1, q2, t1, t2, self.temperature, self.beta)}
+        return {"loss": byol_loss(q1, q2, t1, t2, self.temperature, self.beta,
+                                  self.group_size)}
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> dict[str, float]:

@@ -17,6 +17,8 @@ class SimCLR(Method):
     workers with gradients (`nt_xent`): 2B - 2 per sample for a global batch of B.
     """
 
+    group_size = 0  # images sharing negatives (`batch_groups.within_groups`); 0 = global batch
+
     def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
                  method: MethodConfig):
         super().__init__()
@@ -28,4 +30,4 @@ class SimCLR(Method):
         """NT-Xent loss of the two views' projections over the global batch."""
         z1 = self.projector(self.encoder(view1))
         z2 = self.projector(self.encoder(view2))
-        return {"loss": nt_xent(z1, z2, self.temperature)}
+        return {"loss": nt_xent(z1, z2, self.temperature, self.group_size)}
