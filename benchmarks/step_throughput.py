@@ -170,7 +170,7 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
     import ray.train
     from ray.util.queue import Queue
 
-    from byol_ray.jobs.pretrain.driver import LOCAL_CLUSTER_ENV
+    from byol_ray.runtime.cluster import LOCAL_CLUSTER_ENV
     from byol_ray.runtime.trainer import TrainerWithoutPlacementGroupCleaner
 
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])

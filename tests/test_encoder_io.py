@@ -10,7 +10,8 @@ from byol_ray import load_encoder
 from byol_ray.cli.main import resolve_config
 from byol_ray.core.config import ConfigError
 from byol_ray.learn.methods import build_method
-from byol_ray.runtime import tracking
+from byol_ray.runtime.tracking.run import Run
+from byol_ray.runtime.tracking.store import experiment_id_for
 from byol_ray.runtime.weights import WeightsError, read_part, write_weights
 
 
@@ -85,9 +86,9 @@ def test_weights_from_a_run_and_from_the_model_registry(saved, tmp_path):
     method, folder = saved
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    run_id = client.create_run(tracking.experiment_id_for(client, "x")).info.run_id
-    tracking.log_weights(uri, run_id, folder)
-    version = tracking.register_weights(uri, run_id, "digits-encoder")
+    run_id = client.create_run(experiment_id_for(client, "x")).info.run_id
+    Run(uri, run_id).log_weights(folder)
+    version = Run(uri, run_id).register_weights("digits-encoder")
     for ref in (run_id, f"runs:/{run_id}", f"runs:/{run_id}/weights/encoder.safetensors",
                 f"models:/digits-encoder/{version}"):
         assert _same_features(load_encoder(ref, uri), method.encoder), ref

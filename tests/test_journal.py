@@ -1,9 +1,9 @@
-"""The ordered on-disk buffer behind `tracking.RunLogger` (it knows nothing of MLflow: these
+"""The ordered on-disk buffer behind `RunLogger` (it knows nothing of MLflow: these
 tests deliver to a list)."""
 
 import json
 
-from byol_ray.runtime.journal import Journal, drain, pending_records
+from byol_ray.runtime.tracking.journal import Journal, drain, pending_records
 
 
 class Flaky:

@@ -16,7 +16,7 @@ from console_lines import Lines
 from mlflow.tracking import MlflowClient
 
 from byol_ray.core.config import ConfigError
-from byol_ray.runtime.tracking import check_tracking_store
+from byol_ray.runtime.tracking.store import check_tracking_store
 
 
 def byol_ray(*args: str, cwd=None, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
@@ -179,12 +179,13 @@ def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
     """A run that ends while its server is still away says so on the console and keeps its
     metrics and its end in the journal; `byol-ray sync` delivers them, each epoch once."""
     from byol_ray.cli.main import resolve_config
-    from byol_ray.runtime.tracking import RunLogger, finish_run, start_run
+    from byol_ray.runtime.tracking.logger import RunLogger, finish_run
+    from byol_ray.runtime.tracking.run import Run
 
     for key, value in SHORT_RETRIES.items():
         monkeypatch.setenv(key, value)
     journal = str(tmp_path / "journal")
-    run_id = start_run(resolve_config("cpu-mini", []), mlflow_server.uri)
+    run_id = Run.start(resolve_config("cpu-mini", []), mlflow_server.uri).run_id
     logger = RunLogger(mlflow_server.uri, run_id, journal)
     logger.log_epoch({"train/loss": 1.0}, 0)
     assert logger.close(timeout_s=60)  # delivered: the server is up

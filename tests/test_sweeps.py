@@ -445,16 +445,17 @@ def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_resul
 
     from mlflow.tracking import MlflowClient
 
-    from byol_ray.runtime import tracking
+    from byol_ray.runtime.tracking.run import Run
+    from byol_ray.runtime.tracking.sweeps import share_results
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     source, target = (client.create_run(client.create_experiment(n)).info.run_id
                       for n in ("a", "b"))
     for epoch in (0, 20):
-        tracking.log_metrics(uri, source, {"eval/knn_top1": 50.0 + epoch}, step=epoch)
-    tracking.end_run(uri, source)
-    tracking.share_results(uri, source, target)
+        Run(uri, source).log_metrics({"eval/knn_top1": 50.0 + epoch}, step=epoch)
+    Run(uri, source).end()
+    share_results(Run(uri, source), target)
     shared = client.get_run(target)
     assert shared.info.status == "FINISHED" and shared.data.tags["same_as"] == source
     assert [m.value for m in client.get_metric_history(target, "eval/knn_top1")] == [50.0, 70.0]

@@ -237,12 +237,12 @@ def test_a_truncated_checkpoint_stops_the_resumed_run_naming_the_file(ray_cluste
     """Guarantee 6: a resume whose checkpoint file is damaged fails naming that file; it never
     trains again from epoch 0 (the baseline is not logged twice)."""
     from byol_ray.jobs.pretrain.driver import build_trainer
-    from byol_ray.runtime import tracking
+    from byol_ray.runtime.tracking.run import Run
 
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "ray")
     short = ["train.checkpoint_every=2", "eval.eval_every=0", "eval.linear_epochs=1"]
     cfg = resolve_config("cpu-mini", ["train.epochs=2", *short])
-    run_id = tracking.start_run(cfg, uri)
+    run_id = Run.start(cfg, uri).run_id
     build_trainer(cfg, run_id, uri, storage, name="resumable").fit()
     [state] = Path(storage).rglob("state.pt")
     state.write_bytes(state.read_bytes()[:1000])  # a copy cut short (full disk, killed upload)

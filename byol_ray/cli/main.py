@@ -125,9 +125,11 @@ def _show_config(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, args.overrides)
-    from byol_ray.jobs.pretrain.driver import root_cause, run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining  # heavy imports only when training
     from byol_ray.jobs.pretrain.summary import print_run_summary
-    from byol_ray.runtime import tracking  # heavy imports only when training
+    from byol_ray.runtime.cluster import root_cause
+    from byol_ray.runtime.tracking import store
+    from byol_ray.runtime.tracking.run import WEIGHTS_ARTIFACT, Run
 
     try:
         result = run_pretraining(cfg, args.tracking_uri, args.storage, args.address)
@@ -136,12 +138,12 @@ def _train(args: argparse.Namespace) -> int:
     except Exception as error:  # the run is FAILED in MLflow, its reason in failure_reason
         print(f"byol-ray: error: the run failed: {root_cause(error)}", file=sys.stderr)
         return 1
-    uri = tracking.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
+    uri = store.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
     print_run_summary(result.run_id, uri)
     if args.register:
-        version = tracking.register_weights(uri, result.run_id, args.register)
+        version = Run(uri, result.run_id).register_weights(args.register)
         print(f"registered: models:/{args.register}/{version}")
-    print(f"weights: runs:/{result.run_id}/{tracking.WEIGHTS_ARTIFACT} (byol_ray.load_encoder)")
+    print(f"weights: runs:/{result.run_id}/{WEIGHTS_ARTIFACT} (byol_ray.load_encoder)")
     return 0
 
 
@@ -177,10 +179,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from byol_ray.runtime import tracking
+    from byol_ray.runtime.tracking import logger, store
 
-    uri = tracking.resolve_tracking_uri(args.tracking_uri) if args.tracking_uri else None
-    delivered, left = tracking.sync_journals(args.journal, uri)
+    uri = store.resolve_tracking_uri(args.tracking_uri) if args.tracking_uri else None
+    delivered, left = logger.sync_journals(args.journal, uri)
     if not delivered and not left:
         print("nothing to deliver")
     return 1 if left else 0

@@ -14,6 +14,7 @@ from byol_ray.experiments import grids
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
+from byol_ray.runtime.tracking.run import Run
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
 
@@ -98,12 +99,10 @@ def load_grid(name: str) -> Grid:
 
 def summary(result: SweepResult) -> str:
     """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
-    from byol_ray.runtime import tracking
-
     rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
              "status")]
     for t in result.trials:
-        m = tracking.read_run(result.tracking_uri, t.run_id).metrics
+        m = Run(result.tracking_uri, t.run_id).read().metrics
 
         def pct(name: str, m=m) -> str:
             return f"{m[name]:.1f}" if name in m else "–"
@@ -168,14 +167,12 @@ def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str
 
 def timing_report(results: list[SweepResult], total: float) -> str:
     """Where the time went: Ray start, trials (worker start-up, training, evaluation)."""
-    from byol_ray.runtime import tracking
-
     trial_s = train_s = eval_s = 0.0
     for result in results:
         for t in result.trials:
             if t.twin_of is not None:  # ran once, under its twin's run: counted there
                 continue
-            m = tracking.read_run(result.tracking_uri, t.run_id).metrics
+            m = Run(result.tracking_uri, t.run_id).read().metrics
             trial_s += m.get("time/trial_s", 0.0)
             train_s += m.get("time/train_s", 0.0)
             eval_s += m.get("time/eval_s", 0.0)

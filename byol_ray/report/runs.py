@@ -1,6 +1,6 @@
 """Read the sweeps' trial runs from any MLflow tracking URI into one tidy DataFrame.
 
-`search_trial_runs` is `mlflow.search_runs` (through `tracking.search_runs_frame`; its columns
+`search_trial_runs` is `mlflow.search_runs` (through `queries.search_runs_frame`; its columns
 `tags.*`, `params.*`, `metrics.*`); `normalise_runs` turns that into one row per trial with
 short column names (`method`, `ablation`, `ablation_value`, `seed`, `linear_top1`, ...),
 whatever the store holds;
@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from byol_ray.core.config import ConfigError
-from byol_ray.runtime import tracking
-from byol_ray.runtime.tracking import TRACKING_URI_ENV, resolve_tracking_uri
+from byol_ray.runtime.tracking import queries, store
 
 TABLES_URI_ENV = "BYOL_RAY_TRACKING_URI"
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -65,9 +64,9 @@ class TablesError(ConfigError):
 def resolve_uri(uri: str | None = None) -> str:
     """The tracking URI to read: the argument, else $BYOL_RAY_TRACKING_URI, else
     $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db; relative sqlite paths made absolute."""
-    chosen = (uri or os.environ.get(TABLES_URI_ENV) or os.environ.get(TRACKING_URI_ENV)
+    chosen = (uri or os.environ.get(TABLES_URI_ENV) or os.environ.get(store.TRACKING_URI_ENV)
               or DEFAULT_URI)
-    return resolve_tracking_uri(chosen)
+    return store.resolve_tracking_uri(chosen)
 
 
 def _check_store_exists(uri: str) -> None:
@@ -88,7 +87,7 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
     them (`with_protocol_metrics`)."""
     uri = resolve_uri(uri)
     _check_store_exists(uri)
-    names = tracking.experiment_names(uri)
+    names = queries.experiment_names(uri)
     if experiments:
         unknown = sorted(set(experiments) - set(names.values()))
         if unknown:
@@ -96,7 +95,7 @@ def search_trial_runs(uri: str, experiments: Sequence[str] | None = None,
                               f"{uri}; there are: {', '.join(sorted(names.values())) or 'none'}")
 
     def search(wanted: str) -> pd.DataFrame:
-        return tracking.search_runs_frame(uri, experiments, f"tags.role = '{wanted}'")
+        return queries.search_runs_frame(uri, experiments, f"tags.role = '{wanted}'")
 
     frame = search(role)
     if role == "trial":

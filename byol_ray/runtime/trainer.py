@@ -17,6 +17,7 @@ from ray.train.v2._internal.callbacks.placement_group_callback import (
 )
 
 from byol_ray.core.config import Config
+from byol_ray.runtime.cluster import use_gpu
 
 
 class TrainerWithoutPlacementGroupCleaner(TorchTrainer):
@@ -46,8 +47,6 @@ def torch_trainer(
     checkpoint_config: ray.train.CheckpointConfig | None = None,
 ) -> TorchTrainer:
     """A trainer running `worker(loop_config)` on the workers `cfg.scaling` asks for."""
-    from byol_ray.jobs.pretrain.driver import use_gpu  # trainer.py imports this module
-
     gpu = use_gpu(cfg)
     resources = {"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if gpu else {})
     return TrainerWithoutPlacementGroupCleaner(

@@ -67,12 +67,13 @@ def fetch_weights(ref: str, tracking_uri: str = "") -> Iterator[tuple[Path, str 
     if not (ref.startswith(("runs:/", "models:/")) or re.fullmatch(r"[0-9a-f]{32}", ref)):
         raise WeightsError(ref, "is neither a folder nor an MLflow run id, runs:/<id> or "
                                 "models:/NAME/VERSION")
-    from byol_ray.runtime import tracking
+    from byol_ray.runtime.tracking import store
+    from byol_ray.runtime.tracking.run import download_weights  # MLflow only for a run's ref
 
-    uri = tracking.resolve_tracking_uri(tracking_uri)
+    uri = store.resolve_tracking_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="byol-ray-weights-") as tmp:
         try:
-            folder, run_id = tracking.download_weights(ref, uri, Path(tmp))
+            folder, run_id = download_weights(ref, uri, Path(tmp))
         except LookupError as error:
             raise WeightsError(ref, f"not found in {uri} ({error})") from None
         yield folder, run_id

@@ -91,7 +91,7 @@ def test_the_readiness_probe_fails_ray_up_on_a_head_address_mlflow_refuses(head,
 def test_the_tracking_preflight_says_the_server_refused_and_what_to_allow(head):
     """The driver's own preflight meets the same 403 at once (no retries) and names the fix."""
     from byol_ray.core.config import ConfigError
-    from byol_ray.runtime.tracking import check_tracking_store
+    from byol_ray.runtime.tracking.store import check_tracking_store
 
     _, port = head
     uri = f"http://127.0.0.1:{port}"

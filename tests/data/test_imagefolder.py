@@ -318,7 +318,8 @@ def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_pat
 
     from byol_ray.cli.main import resolve_config
     from byol_ray.core.config import ConfigError
-    from byol_ray.jobs.pretrain.driver import check_resources, run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
+    from byol_ray.runtime.cluster import check_resources
 
     write_jpeg_folder(tmp_path / "data", per_class=8)
     overrides = [

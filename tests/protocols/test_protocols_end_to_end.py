@@ -26,7 +26,8 @@ def pretrained(tmp_path_factory):
     """(tracking URI, run id, final checkpoint folder, config, tmp folder) of a 2-epoch run."""
     import ray
 
-    from byol_ray.jobs.pretrain.driver import LOCAL_CLUSTER_ENV, run_pretraining
+    from byol_ray.jobs.pretrain.driver import run_pretraining
+    from byol_ray.runtime.cluster import LOCAL_CLUSTER_ENV
 
     tmp = tmp_path_factory.mktemp("pretrain")
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": LOCAL_CLUSTER_ENV})

@@ -33,7 +33,7 @@ from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
-from byol_ray.runtime import tracking
+from byol_ray.runtime.tracking.logger import RunLogger
 from byol_ray.runtime.weights import write_weights
 
 CHECKPOINT_FILE = "state.pt"
@@ -293,14 +293,14 @@ def _report(
 class _Logger:
     """Rank 0's voice: MLflow metrics and one console line per logged epoch.
 
-    Metrics go through `tracking.RunLogger`: training never waits on the tracking server, and
+    Metrics go through `RunLogger`: training never waits on the tracking server, and
     the epochs a restarted worker trains again (between its checkpoint and the failure) are
     not logged twice.
     """
 
     def __init__(self, cfg: Config, run_id: str, tracking_uri: str, rank: int, journal: str):
         self.cfg = cfg
-        self.run = tracking.RunLogger(tracking_uri, run_id, journal) if rank == 0 else None
+        self.run = RunLogger(tracking_uri, run_id, journal) if rank == 0 else None
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
 

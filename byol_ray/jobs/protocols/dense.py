@@ -30,7 +30,10 @@ from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
 from byol_ray.jobs.protocols import detect, segment
 from byol_ray.jobs.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
 from byol_ray.learn.data.voc import check_voc
-from byol_ray.runtime import tracking
+from byol_ray.runtime.cluster import absolute_storage
+from byol_ray.runtime.lifecycle import tracked_run
+from byol_ray.runtime.tracking import store
+from byol_ray.runtime.tracking.run import Run
 from byol_ray.runtime.trainer import torch_trainer
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
@@ -52,37 +55,26 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     """Fine-tune and score `task` on `encoder` (named `ref`: a pretraining run's weights,
     `random-init` or `supervised`) in its own MLflow run: in the pretraining run's experiment,
     nested under it, tags `role=eval`, `protocol`, `pretrain_run_id`, `weights_ref`."""
-    from byol_ray.jobs.pretrain.driver import check_resources, connect, root_cause
-
     preflight(cfg, task)
-    uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
-    tracking.check_tracking_store(uri)
-    connect(address)
-    check_resources(cfg)
+    uri = store.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
+    store.check_tracking_store(uri)
     cfg.tracking.run_name = f"eval-{task}"
     tags = {"role": "eval", "protocol": task, "pretrain_run_id": pretrain_run_id or ref,
             "weights_ref": ref}
     if ref in (RANDOM_INIT_REF, SUPERVISED_REF):  # the encoder's origin, as Table 4 names it
         tags["method"] = ref.replace("-", "_")
-    run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_run_id, tags=tags)
-    trainer = torch_trainer(
-        dense_worker,
-        {"cfg": to_dict(cfg), "task": task, "run_id": run_id, "tracking_uri": uri,
-         "encoder": ray.put(encoder)},
-        cfg,
-        name=f"eval-{task}-{run_id[:8]}",
-        storage_path=_storage(storage_path),
-    )
-    try:
-        trainer.fit()
-    except BaseException as error:  # KeyboardInterrupt too: the run must not stay RUNNING
-        tracking.end_run(uri, run_id, root_cause(error))
-        raise
-    tracking.end_run(uri, run_id)
-    metrics = {k: v for k, v in tracking.run_metrics(uri, run_id).items()
-               if k.startswith(f"eval_{task}/")}
-    return DenseResult(run_id, metrics, _report(cfg, task, ref, pretrain_run_id, run_id,
-                                                metrics, uri))
+    with tracked_run(cfg, uri, address, tags=tags, parent_run_id=pretrain_run_id) as run:
+        torch_trainer(
+            dense_worker,
+            {"cfg": to_dict(cfg), "task": task, "run_id": run.run_id, "tracking_uri": uri,
+             "encoder": ray.put(encoder)},
+            cfg,
+            name=f"eval-{task}-{run.run_id[:8]}",
+            storage_path=absolute_storage(storage_path) if storage_path else None,
+        ).fit()
+    metrics = {k: v for k, v in run.read().metrics.items() if k.startswith(f"eval_{task}/")}
+    return DenseResult(run.run_id, metrics, _report(cfg, task, ref, pretrain_run_id,
+                                                    run.run_id, metrics, uri))
 
 
 def _report(cfg: Config, task: str, ref: str, pretrain_run_id: str | None, run_id: str,
@@ -98,12 +90,6 @@ def _report(cfg: Config, task: str, ref: str, pretrain_run_id: str | None, run_i
         f"  MLflow run {run_id} in experiment {cfg.tracking.experiment!r} ({uri}), tag "
         f"pretrain_run_id={pretrain_run_id or ref}",
     ])
-
-
-def _storage(path: str | None) -> str | None:
-    from byol_ray.jobs.pretrain.driver import absolute_storage
-
-    return absolute_storage(path) if path else None
 
 
 def preflight(cfg: Config, task: str) -> None:
@@ -198,17 +184,17 @@ class _Log:
     """Rank 0's voice: MLflow metrics (step = iteration) and one console line per log."""
 
     def __init__(self, task: str, settings: SegmentConfig, run_id: str, uri: str, rank: int):
-        self.task, self.settings, self.run_id, self.uri, self.rank = (
-            task, settings, run_id, uri, rank)
+        self.task, self.settings = task, settings
+        self.run = Run(uri, run_id) if rank == 0 else None
 
     def scored(self, scores: dict[str, float]) -> dict[str, float]:
         """Metric names by protocol and split: `eval_segment/val_miou`, `eval_detect/test_ap50`."""
         return {f"eval_{self.task}/{self.settings.eval_split}_{k}": v for k, v in scores.items()}
 
     def metrics(self, step: int, metrics: dict[str, float]) -> None:
-        if self.rank != 0:
+        if self.run is None:
             return
-        tracking.log_metrics(self.uri, self.run_id, metrics, step=step)
+        self.run.log_metrics(metrics, step=step)
         shown = {k.rsplit("/", 1)[-1]: v for k, v in metrics.items()
                  if k in ("train/loss", "train/lr") or k.endswith(("_miou", "_ap50", "_ap"))}
         parts = [f"[byol-ray] {self.task} {step}/{self.settings.iterations}"]

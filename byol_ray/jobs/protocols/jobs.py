@@ -10,6 +10,7 @@ from typing import Any
 
 from byol_ray.core.config import Config, to_dict
 from byol_ray.jobs.protocols.loop import classifier_worker
+from byol_ray.runtime.cluster import cluster_capacity
 from byol_ray.runtime.trainer import torch_trainer
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
@@ -52,8 +53,6 @@ def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
         return {lr: fit(dataclasses.replace(job, lr=lr), f"{name}-lr{lr:g}", storage)
                 for lr in lrs}
     from ray import tune
-
-    from byol_ray.jobs.pretrain.driver import cluster_capacity
 
     s = job.cfg.scaling
     fits = int(cluster_capacity().get("CPU", 0) // max(s.num_workers * s.cpus_per_worker, 1e-9))

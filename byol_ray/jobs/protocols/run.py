@@ -26,11 +26,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import ray
 import torch
 
 from byol_ray.core.config import Config, ConfigError, apply_overrides, validate
+from byol_ray.jobs.pretrain.driver import preflight
 from byol_ray.jobs.protocols.jobs import Job
 from byol_ray.jobs.protocols.splits import balanced_subset, holdout_split, labels_of
+from byol_ray.runtime.cluster import absolute_storage
+from byol_ray.runtime.lifecycle import tracked_run
+from byol_ray.runtime.tracking import queries, store
 
 PROTOCOLS = ("linear", "finetune", "transfer")
 DENSE_PROTOCOLS = ("segment", "detect")  # transfer to other vision tasks (Table 4)
@@ -67,22 +72,11 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
                  skip_finished: bool = False) -> ProtocolResult:
     """Resolve weights and config (bad input raises ConfigError before Ray starts), run the
     protocol as Ray Train jobs, and record it in its own MLflow run."""
-    import ray
-
-    from byol_ray.jobs.pretrain.driver import (
-        absolute_storage,
-        check_resources,
-        connect,
-        preflight,
-        root_cause,
-    )
-    from byol_ray.runtime import tracking
-
     if request.protocol not in PROTOCOLS + DENSE_PROTOCOLS:
         raise ConfigError("protocol", f"{request.protocol!r} is not one of: "
                                       f"{', '.join(PROTOCOLS + DENSE_PROTOCOLS)}")
-    uri = tracking.resolve_tracking_uri(request.tracking_uri)
-    tracking.check_tracking_store(uri)  # before anything reads weights or logs there
+    uri = store.resolve_tracking_uri(request.tracking_uri)
+    store.check_tracking_store(uri)  # before anything reads weights or logs there
     if request.protocol in DENSE_PROTOCOLS:
         from byol_ray.jobs.protocols.dense import run_dense
 
@@ -94,39 +88,31 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
     key = protocol_key(request, cfg)
     preflight(cfg)
     if skip_finished and pretrain_id:
-        done = tracking.finished_eval_run(uri, cfg.tracking.experiment, pretrain_id, key)
+        done = queries.finished_eval_run(uri, cfg.tracking.experiment, pretrain_id, key)
         if done:
             return ProtocolResult(key, done, {}, f"{key}: finished before (MLflow run {done})")
-    connect(request.address)
-    check_resources(cfg)
     cfg.tracking.run_name = f"eval-{key}"
-    run_id = tracking.start_run(cfg, uri, parent_run_id=pretrain_id or None, tags={
+    with tracked_run(cfg, uri, request.address, parent_run_id=pretrain_id or None, tags={
         "role": "eval", "protocol": key, "pretrain_run_id": pretrain_id or request.ref,
         "weights_ref": request.ref, "eval_dataset": cfg.data.dataset,
-        "pretrain_dataset": pretrain_dataset,
-    })
-    storage = absolute_storage(request.storage or "~/ray_results")
-    name = f"eval-{key}-{run_id[:8]}"
-    try:
+        "pretrain_dataset": pretrain_dataset}) as run:
+        storage = absolute_storage(request.storage or "~/ray_results")
+        name = f"eval-{key}-{run.run_id[:8]}"
         state_ref = ray.put(state)
         mode = request.mode if request.protocol == "transfer" else request.protocol
         if mode == "linear":
             metrics, artifacts, lines = _linear(cfg, state_ref, key, name, storage, with_tune)
         else:
             metrics, artifacts, lines = _finetune(cfg, state_ref, key, name, storage)
-        tracking.log_metrics(uri, run_id, metrics, step=0)
+        run.log_metrics(metrics, step=0)
         for artifact, data in artifacts.items():
-            tracking.log_json(uri, run_id, artifact, data)
-    except BaseException as error:
-        tracking.end_run(uri, run_id, root_cause(error))
-        raise
-    tracking.end_run(uri, run_id)
+            run.log_json(artifact, data)
     source = f"run {pretrain_id}" if pretrain_id else request.ref
     lines = [f"{key} evaluation of {source} ({cfg.method.name}, pretrained on "
              f"{pretrain_dataset}) on {cfg.data.dataset}:", *lines,
-             f"  MLflow run {run_id} in experiment {cfg.tracking.experiment!r} ({uri}), "
+             f"  MLflow run {run.run_id} in experiment {cfg.tracking.experiment!r} ({uri}), "
              f"tag pretrain_run_id={pretrain_id or request.ref}"]
-    return ProtocolResult(key, run_id, metrics, "\n".join(lines))
+    return ProtocolResult(key, run.run_id, metrics, "\n".join(lines))
 
 
 def protocol_key(request: EvalRequest, cfg: Config) -> str:

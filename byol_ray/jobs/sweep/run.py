@@ -25,6 +25,9 @@ from byol_ray.jobs.sweep.plan import (
     sweep_name,
 )
 from byol_ray.runtime.pause_points import pause_point
+from byol_ray.runtime.tracking import store, sweeps
+from byol_ray.runtime.tracking.logger import sync_journals
+from byol_ray.runtime.tracking.run import Run
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
 
@@ -50,18 +53,18 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     """Run (or resume) several grids as one Tune run, each under its own MLflow parent run:
     their trials share the cluster's slots, so none idles while a grid's last trials finish.
     Every config and the tracking store are checked before Ray starts."""
-    from byol_ray.jobs.pretrain.driver import check_resources, connect, preflight
-    from byol_ray.runtime import tracking
-    from byol_ray.runtime.cluster_watch import exit_if_cluster_lost
+    # Ray only once a sweep runs: the grids and the CLI import this module
+    from byol_ray.jobs.pretrain.driver import preflight
+    from byol_ray.runtime.cluster import check_resources, connect, exit_if_cluster_lost
 
     plans = [(grid, options, plan(grid, options)) for grid, options in jobs]
     for *_, trials in plans:
         for t in trials:
             preflight(t.cfg)
-    uris = [tracking.resolve_tracking_uri(options.tracking_uri) for _, options in jobs]
+    uris = [store.resolve_tracking_uri(options.tracking_uri) for _, options in jobs]
     for uri in dict.fromkeys(uris):
-        tracking.check_tracking_store(uri)
-        tracking.sync_journals(tracking_uri=uri)  # what earlier runs could not deliver
+        store.check_tracking_store(uri)
+        sync_journals(tracking_uri=uri)  # what earlier runs could not deliver
     started = time.perf_counter()
     connect(jobs[0][1].address)
     ray_start = time.perf_counter() - started
@@ -76,16 +79,17 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
               "and its twins get its results (tag same_as)", flush=True)
     for (grid, options, trials), uri in zip(plans, uris, strict=True):
         name = sweep_name(grid, options)
-        parent_id = _open_parent(grid, options, name, uri)
-        _attach_child_runs(trials, parent_id, uri, grid, options, name)
+        parent = _open_parent(grid, options, name, uri)
+        _attach_child_runs(trials, parent, grid, options, name)
         todo = [t for t in trials if t.status != "FINISHED" and t.twin_of is None]
         done = sum(t.status == "FINISHED" for t in trials)
         n_shared = len(trials) - done - len(todo)
         shared = f", {n_shared} shared with another grid" if n_shared else ""
         print(f"[sweep {name}] {len(trials)} trials: {done} finished before{shared}, "
               f"{len(todo)} to run; MLflow experiment "
-              f"{experiment_name(grid, options.preset)!r}, parent run {parent_id}", flush=True)
-        groups.append((todo, name, parent_id, uri))
+              f"{experiment_name(grid, options.preset)!r}, parent run {parent.run_id}",
+              flush=True)
+        groups.append((todo, name, parent.run_id, uri))
     started = time.perf_counter()
     if any(todo for todo, *_ in groups):
         with exit_if_cluster_lost(_after_cluster_lost(jobs[0][1]), label="sweep"):
@@ -104,7 +108,7 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
 
 def _after_cluster_lost(options: SweepOptions) -> str:
     """What to do when the sweep's Ray cluster is lost mid-sweep (`exit_if_cluster_lost`)."""
-    from byol_ray.jobs.pretrain.driver import absolute_storage
+    from byol_ray.runtime.cluster import absolute_storage  # Ray only once a sweep runs
 
     storage = absolute_storage(options.storage or "~/ray_results")
     return ("its trials stopped. Start a Ray cluster again and rerun the same command with "
@@ -114,29 +118,25 @@ def _after_cluster_lost(options: SweepOptions) -> str:
 
 def _share_twins(plans: list[tuple[Grid, SweepOptions, list[Trial]]], uris: list[str]) -> None:
     """Give each unfinished twin the results of the trial it repeats, once that one ended."""
-    from byol_ray.runtime import tracking
-
     for (*_, trials), uri in zip(plans, uris, strict=True):
         for t in trials:
-            source = t.twin_of
-            if source is None or t.status == "FINISHED" or source.run_id is None:
+            if t.twin_of is None or t.status == "FINISHED" or t.twin_of.run_id is None:
                 continue
-            if tracking.read_run(uri, source.run_id).status in ("FINISHED", "FAILED"):
-                tracking.share_results(uri, source.run_id, t.run_id)
+            source = Run(uri, t.twin_of.run_id)
+            if source.read().status in ("FINISHED", "FAILED"):
+                sweeps.share_results(source, t.run_id)
 
 
-def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
+def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> Run:
     """The sweep's parent run: the newest one of this name when resuming, else a new one."""
-    from byol_ray.runtime import tracking
-
     experiment = experiment_name(grid, options.preset)
     if options.resume:
-        found = tracking.newest_sweep_run(uri, experiment, name)
+        found = sweeps.newest_sweep_run(uri, experiment, name)
         if found:
-            tracking.set_status(uri, found, "RUNNING")
+            found.set_status("RUNNING")
             return found
         print(f"[sweep {name}] nothing to resume: starting it", flush=True)
-    return tracking.start_sweep_run(
+    return sweeps.start_sweep_run(
         uri, experiment, name,
         tags={"grid": grid.name, "preset": options.preset, "description": grid.description,
               "seeds": str(options.seeds)},
@@ -144,44 +144,39 @@ def _open_parent(grid: Grid, options: SweepOptions, name: str, uri: str) -> str:
     )
 
 
-def _attach_child_runs(trials: list[Trial], parent_id: str, uri: str, grid: Grid,
-                       options: SweepOptions, name: str) -> None:
+def _attach_child_runs(trials: list[Trial], parent: Run, grid: Grid, options: SweepOptions,
+                       name: str) -> None:
     """Give every trial its child run: the existing one (resume) or a new SCHEDULED one. The
     run is created with its `trial` tag in one call, so a killed driver leaves at most one run
     per trial, which a resume finds and finishes describing."""
-    from byol_ray.runtime import tracking
-
-    existing = tracking.child_runs(uri, experiment_name(grid, options.preset), parent_id)
+    existing = sweeps.child_runs(parent, experiment_name(grid, options.preset))
     for t in trials:
         if t.key in existing:
-            run = existing[t.key]
-            t.run_id, t.status = run.run_id, run.status
-            if t.status != "FINISHED" and not tracking.is_described(run, t.cfg):
-                tracking.describe_run(uri, t.run_id, t.cfg)
+            record = existing[t.key]
+            t.run_id, t.status = record.run_id, record.status
+            if t.status != "FINISHED" and not record.describes(t.cfg):
+                Run(parent.uri, t.run_id, parent.client).describe(t.cfg)
             continue
-        t.run_id = tracking.start_run(t.cfg, uri, parent_run_id=parent_id, describe=False, tags={
+        run = Run.start(t.cfg, parent.uri, parent_run_id=parent.run_id, describe=False, tags={
             "role": "trial", "sweep": name, "grid": grid.name, "trial": t.key,
             "seed": str(t.seed), "ablation": t.cell.ablation, "ablation_value": t.cell.value,
         })
+        t.run_id = run.run_id
         pause_point("trials-start")
-        tracking.describe_run(uri, t.run_id, t.cfg)
-        tracking.set_status(uri, t.run_id, "SCHEDULED")
+        run.describe(t.cfg)
+        run.set_status("SCHEDULED")
         t.status = "SCHEDULED"
 
 
 def _end_parent(parent_id: str, uri: str, trials: list[Trial]) -> None:
     """FINISHED once every trial ran; failed trials are counted in a tag."""
-    from byol_ray.runtime import tracking
-
     pause_point("parent-closing")
-    tracking.end_sweep_run(uri, parent_id, sum(t.status == "FAILED" for t in trials))
+    sweeps.end_sweep_run(Run(uri, parent_id), sum(t.status == "FAILED" for t in trials))
 
 
 def _refresh_status(trials: list[Trial], uri: str) -> None:
-    from byol_ray.runtime import tracking
-
     for t in trials:
-        t.status = tracking.read_run(uri, t.run_id).status
+        t.status = Run(uri, t.run_id).read().status
 
 
 def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions) -> None:
@@ -189,8 +184,8 @@ def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions
     Tune run; a failed trial is recorded and the others go on."""
     from ray import tune
 
-    from byol_ray.jobs.pretrain.driver import absolute_storage, cluster_capacity
     from byol_ray.jobs.sweep.progress import ProgressCallback
+    from byol_ray.runtime.cluster import absolute_storage, cluster_capacity
 
     storage = absolute_storage(options.storage or "~/ray_results")
     configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
@@ -236,25 +231,17 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from byol_ray.core.config import from_dict
-    from byol_ray.jobs.pretrain.driver import build_trainer, root_cause
-    from byol_ray.runtime import tracking
+    from byol_ray.jobs.pretrain.driver import build_trainer
+    from byol_ray.jobs.protocols.run import evaluate_trial
+    from byol_ray.runtime.lifecycle import tracked_run
 
     trial = config["trial"]
     cfg, uri, run_id = from_dict(trial["cfg"]), trial["tracking_uri"], trial["run_id"]
-    tracking.set_status(uri, run_id, "RUNNING")
     started = time.perf_counter()
-    trainer = build_trainer(cfg, run_id, uri, storage_path=trial["storage"], name=trial["key"],
-                            callbacks=[TuneReportCallback()])
-    try:
-        trainer.fit()
+    with tracked_run(cfg, uri, run_id=run_id, journal=True) as run:  # workers log via journal
+        build_trainer(cfg, run_id, uri, storage_path=trial["storage"], name=trial["key"],
+                      callbacks=[TuneReportCallback()]).fit()
         if trial["evals"]:  # the paper's protocols, as part of the trial
-            from byol_ray.jobs.protocols.run import evaluate_trial
-
             evaluate_trial(trial["evals"], run_id, uri, trial["storage"],
                            trial["eval_overrides"])
-    except BaseException as error:
-        tracking.finish_run(uri, run_id, root_cause(error))
-        raise
-    tracking.log_metrics(uri, run_id, {"time/trial_s": time.perf_counter() - started},
-                         step=cfg.train.epochs)
-    tracking.finish_run(uri, run_id)
+        run.log_metrics({"time/trial_s": time.perf_counter() - started}, step=cfg.train.epochs)

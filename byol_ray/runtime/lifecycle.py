@@ -1,0 +1,36 @@
+"""One tracked run from start to end: join the cluster, check it can host the workers, start
+the MLflow run, and end it FINISHED, or FAILED with the root cause of whatever stopped it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from byol_ray.core.config import Config
+from byol_ray.runtime.cluster import check_resources, connect, root_cause
+from byol_ray.runtime.tracking.logger import finish_run
+from byol_ray.runtime.tracking.run import Run
+
+
+@contextmanager
+def tracked_run(cfg: Config, uri: str, address: str | None = None, *,
+                tags: dict[str, str] | None = None, parent_run_id: str | None = None,
+                run_id: str | None = None, journal: bool = False) -> Iterator[Run]:
+    """The run of `cfg` in the store at `uri` (checked before Ray starts) while the body runs: on
+    the cluster at `address`, with `tags`, nested under `parent_run_id`; or the run `run_id` a
+    sweep made, marked RUNNING (a Tune trial). It ends FINISHED, or FAILED with its
+    `failure_reason` when the body raises; `journal`: after what its workers buffered there."""
+    if run_id:
+        run = Run(uri, run_id)
+        run.set_status("RUNNING")
+    else:
+        connect(address)
+        check_resources(cfg)
+        run = Run.start(cfg, uri, tags=tags, parent_run_id=parent_run_id)
+    end = (lambda reason=None: finish_run(uri, run.run_id, reason)) if journal else run.end
+    try:
+        yield run
+    except BaseException as error:  # the run must not stay RUNNING
+        end(root_cause(error))
+        raise
+    end()

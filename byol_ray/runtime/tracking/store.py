@@ -1,0 +1,127 @@
+"""Which tracking store, and whether it is there: URI resolution, the bounded check of a store
+before Ray starts, experiments by name."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from byol_ray.core.config import ConfigError
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
+# Schemes MLflow has a tracking store for (a database URI may name its driver: mysql+pymysql).
+TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql",
+                    "databricks")
+
+
+def resolve_tracking_uri(uri: str = "") -> str:
+    """An absolute tracking URI that Ray workers in other folders reach too.
+
+    "" means $MLFLOW_TRACKING_URI, else MLflow's default (sqlite:///mlflow.db in the working
+    folder); relative sqlite and file paths are made absolute. A URI with a scheme MLflow has
+    no store for (`htp:/host`) raises ConfigError instead of becoming a folder of that name.
+    """
+    uri = uri or os.environ.get(TRACKING_URI_ENV, "") or mlflow.get_tracking_uri()
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+):", uri)
+    if scheme and (scheme[1].split("+")[0].lower() not in TRACKING_SCHEMES
+                   or not uri.startswith(scheme[0] + "//")):
+        raise ConfigError(TRACKING_URI_FIELD, f"{uri!r} is not a tracking URI; use "
+                          "http(s)://HOST:PORT, sqlite:///PATH.db or a folder")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    if "://" not in uri:  # a plain folder: MLflow's file store
+        return Path(uri).resolve().as_uri()
+    return uri
+
+
+def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) -> None:
+    """Fail fast, before Ray starts, when runs could not be tracked at `uri` (resolved).
+
+    A server must answer a real API call (searching experiments) within `attempts` tries of
+    `timeout_s` each: a bounded check instead of MLflow's own retries, which last minutes.
+    A sqlite store needs a folder it can be created in. Raises ConfigError naming the URI and
+    what was tried.
+    """
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise ConfigError(TRACKING_URI_FIELD, f"{uri}: cannot create the database in "
+                              f"{folder} ({existing} is not a writable folder)")
+        return
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    request = urllib.request.Request(url, data=b'{"max_results": 1}', method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **_auth_headers()})
+    problem = ""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s):
+                return
+        except urllib.error.HTTPError as error:
+            body = error.read(300).decode(errors="replace").strip()
+            problem = f"HTTP {error.code} {error.reason}: {body}"
+            if error.code < 500:  # a server answered and refused: asking again changes nothing
+                raise ConfigError(TRACKING_URI_FIELD, f"the MLflow server at {uri} refused "
+                                  f"POST {url}: {problem}{_refusal_hint(error.code, body)}"
+                                  ) from None
+        except (urllib.error.URLError, OSError) as error:
+            problem = str(getattr(error, "reason", error))
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    raise ConfigError(TRACKING_URI_FIELD, f"no MLflow server answered at {uri} (POST {url}, "
+                      f"{attempts} tries, {timeout_s:g} s each): {problem}; start the server "
+                      "or point --tracking-uri elsewhere")
+
+
+def _refusal_hint(code: int, body: str) -> str:
+    """What to change for the refusals users meet: MLflow's DNS-rebinding guard, auth."""
+    if code == 403 and "Host header" in body:
+        return ("; the server's --allowed-hosts must list the host and port of this URI "
+                "(cluster/README.md)")
+    if code in (401, 403):
+        return "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+    return ""
+
+
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow's own client would send (basic auth or a bearer token)."""
+    user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode())
+                .decode()}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def experiment_id_for(client: MlflowClient, name: str) -> str:
+    """The id of the named experiment, created on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_location(client, name))
+    except mlflow.exceptions.MlflowException:  # created concurrently by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _artifact_location(client: MlflowClient, name: str) -> str | None:
+    """Beside a sqlite store: its artifacts in `mlruns/` next to the database file, wherever
+    the command runs (MLflow's default is `./mlruns` in the current folder). Servers and other
+    stores keep their own default (None)."""
+    uri = client.tracking_uri
+    if not uri.startswith("sqlite:///"):
+        return None
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    return (folder / "mlruns" / re.sub(r"[^\w.-]", "_", name)).as_uri()
