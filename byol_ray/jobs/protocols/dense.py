@@ -26,9 +26,9 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from byol_ray.core.config import Config, ConfigError, SegmentConfig, from_dict, to_dict, validate
+from byol_ray.jobs.pretrain.driver import absolute_storage, check_resources, connect, root_cause
 from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
-from byol_ray.jobs.protocols import detect, segment
-from byol_ray.jobs.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
+from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF, detect, segment
 from byol_ray.learn.data.voc import check_voc
 from byol_ray.runtime import tracking
 from byol_ray.runtime.trainer import torch_trainer
@@ -52,8 +52,6 @@ def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
     """Fine-tune and score `task` on `encoder` (named `ref`: a pretraining run's weights,
     `random-init` or `supervised`) in its own MLflow run: in the pretraining run's experiment,
     nested under it, tags `role=eval`, `protocol`, `pretrain_run_id`, `weights_ref`."""
-    from byol_ray.jobs.pretrain.driver import check_resources, connect, root_cause
-
     preflight(cfg, task)
     uri = tracking.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
     tracking.check_tracking_store(uri)
@@ -101,8 +99,6 @@ def _report(cfg: Config, task: str, ref: str, pretrain_run_id: str | None, run_i
 
 
 def _storage(path: str | None) -> str | None:
-    from byol_ray.jobs.pretrain.driver import absolute_storage
-
     return absolute_storage(path) if path else None
 
 
