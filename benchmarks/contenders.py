@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from byol_ray.core.config import Config
+from byol_ray.core.presets import get_preset
 from byol_ray.learn.data import BatchAugment, view_params
 from byol_ray.learn.methods import build_method
 from byol_ray.learn.optim import build_optimizer
@@ -50,6 +51,21 @@ class StepOptions:
         parts += ["channels_last"] if self.channels_last else []
         parts += ["compile"] if self.compile else []
         return "+".join(parts)
+
+
+def preset_config(preset: str, batch: int, image_size: int | None = None) -> Config:
+    """`preset`'s config at this batch (and image size, else the preset's)."""
+    cfg = get_preset(preset)
+    cfg.data.batch_size = batch
+    cfg.data.image_size = image_size or cfg.data.image_size
+    return cfg
+
+
+def random_images(batch: int, side: int, device: torch.device | str = "cpu") -> Tensor:
+    """Seeded uint8 images (batch, 3, side, side) on `device`: the timings' synthetic input."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8,
+                         generator=generator).to(device)
 
 
 def shipped_options(cfg: Config, device: torch.device) -> StepOptions:

@@ -13,11 +13,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from contenders import Ours, StepOptions, Views
+from contenders import Ours, StepOptions, Views, preset_config
 from harness import merge_into, seconds
 
 from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 from byol_ray.jobs.pretrain.evaluation import evaluate
 from byol_ray.learn.data import DatasetSplits, ImageTensorDataset, load_splits
 from byol_ray.learn.metrics import knn_top1, linear_probe
@@ -44,8 +43,7 @@ def synthetic_splits(cfg: Config, n_train: int, n_test: int, classes: int = 10) 
 
 def measure(preset: str, n_train: int) -> dict:
     """Evaluation and epoch seconds of one preset, scaled to its real split sizes."""
-    cfg = get_preset(preset)
-    cfg.data.batch_size = CPU_BATCH[preset]
+    cfg = preset_config(preset, CPU_BATCH[preset])
     cpu = torch.device("cpu")
     if preset == "cpu-mini":
         splits = load_splits(cfg.data)

@@ -32,12 +32,19 @@ except ImportError:  # pragma: no cover - only on a bare GPU image
     sys.modules["yaml"] = types.ModuleType("yaml")
 
 import torch
-from contenders import Contender, Lightly, Ours, StepOptions, Views, numerics, shipped_options
+from contenders import (
+    Contender,
+    Lightly,
+    Ours,
+    StepOptions,
+    Views,
+    numerics,
+    preset_config,
+    random_images,
+    shipped_options,
+)
 from harness import environment, memory_fit, memory_text, paired_ratio, ratio_line, time_steps
 from torch.utils.flop_counter import FlopCounterMode
-
-from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 
 # Dense bf16 tensor-core peak (FLOP/s) by card name, from NVIDIA's data sheets: the
 # denominator of model FLOPs utilisation (MFU) for every precision, as is customary.
@@ -106,14 +113,6 @@ def installed(device: torch.device) -> dict:
     return info
 
 
-def preset_config(name: str, batch: int, image_size: int | None = None) -> Config:
-    cfg = get_preset(name)
-    cfg.data.batch_size = batch
-    if image_size:
-        cfg.data.image_size = image_size
-    return cfg
-
-
 def count_flops(ours: Ours, views: Views, images: torch.Tensor) -> float:
     """FLOPs of one training step of `ours` (matmuls and convolutions, forward + backward)."""
     counter = FlopCounterMode(display=False)
@@ -126,8 +125,7 @@ def step_speed(preset: str, device: torch.device, batch: int, source: int, image
                compile_ours: bool, timing: dict, peak: float | None) -> dict:
     """images/s and MFU of a preset's step in each configuration, and ours vs lightly."""
     cfg = preset_config(preset, batch, image_size)
-    torch.manual_seed(0)
-    images = torch.randint(0, 256, (batch, 3, source, source), dtype=torch.uint8, device=device)
+    images = random_images(batch, source, device)
     views = Views(cfg, device)
     configs = [StepOptions(), StepOptions(amp=True), StepOptions(amp=True, channels_last=True)]
     if compile_ours:
@@ -193,7 +191,7 @@ def step_memory(preset: str, device: torch.device, batch: int, source: int,
         cfg = preset_config(preset, b, image_size)
         ours = Ours(cfg, device, options)
         views = Views(cfg, device)
-        images = torch.randint(0, 256, (b, 3, source, source), dtype=torch.uint8, device=device)
+        images = random_images(b, source, device)
         ours.step(*views(images))  # allocates gradients and optimiser state
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

@@ -16,10 +16,8 @@ import sys
 from pathlib import Path
 
 import torch
-from contenders import Ours, StepOptions, Views
+from contenders import Ours, StepOptions, Views, preset_config, random_images
 from harness import memory_fit, memory_text, merge_into
-
-from byol_ray.core.presets import get_preset
 
 BATCHES = {"cpu-mini": (128, 256), "cifar10": (32, 64), "imagenet": (2, 4)}
 FITS_GIB = (8, 16, 32, 64)
@@ -27,12 +25,10 @@ FITS_GIB = (8, 16, 32, 64)
 
 def child(preset: str, batch: int) -> None:
     """Two training steps of `preset` at `batch`; print the process's peak RSS in bytes."""
-    cfg = get_preset(preset)
-    cfg.data.batch_size = batch
-    size = cfg.data.image_size
+    cfg = preset_config(preset, batch)
     cpu = torch.device("cpu")
     ours, views = Ours(cfg, cpu, StepOptions()), Views(cfg, cpu)
-    images = torch.randint(0, 256, (batch, 3, size * 8 // 7, size * 8 // 7), dtype=torch.uint8)
+    images = random_images(batch, cfg.data.image_size * 8 // 7)
     for _ in range(2):
         ours.step(*views(images))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB

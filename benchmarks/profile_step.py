@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 
 import torch
-from contenders import Ours, StepOptions, Views
+from contenders import Ours, StepOptions, Views, preset_config, random_images
 from harness import paired_ratio, seconds, sync, time_steps
 from torch.profiler import ProfilerActivity, profile
 
-from byol_ray.core.presets import get_preset
 from byol_ray.learn.optim import LARS
 
 
@@ -141,15 +140,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    cfg = get_preset(args.preset)
-    cfg.data.batch_size = args.batch
-    cfg.data.image_size = args.image_size or cfg.data.image_size
+    cfg = preset_config(args.preset, args.batch, args.image_size or None)
     source = args.source or cfg.data.image_size * 8 // 7
     options = StepOptions(amp=args.amp, channels_last=args.channels_last)
     ours = Ours(cfg, device, options)
     views = Views(cfg, device)
-    images = torch.randint(0, 256, (args.batch, 3, source, source), dtype=torch.uint8,
-                           device=device)
+    images = random_images(args.batch, source, device)
     for _ in range(3):  # warm-up: allocator, cudnn autotuning, optimiser state
         ours.step(*views(images))
     parts = part_times(ours, views, images, args.repeats)

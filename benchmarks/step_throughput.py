@@ -27,12 +27,13 @@ from contenders import (
     StepOptions,
     Views,
     numerics,
+    preset_config,
+    random_images,
     shipped_options,
 )
 from harness import Timing, environment, merge_into, paired_ratio, ratio_line, time_steps
 
 from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 
 HERE = Path(__file__).resolve().parent
 # Targets of issue 14: Ray Train's overhead and the margin over lightly's building blocks.
@@ -45,24 +46,15 @@ NETWORKS = {  # name: (preset, batch, image size)
 
 
 def network_config(name: str) -> Config:
-    preset, batch, size = NETWORKS[name]
-    cfg = get_preset(preset)
-    cfg.data.batch_size, cfg.data.image_size = batch, size
-    return cfg
-
-
-def _images(cfg: Config) -> torch.Tensor:
-    size = cfg.data.image_size
-    generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (cfg.data.batch_size, 3, size, size), dtype=torch.uint8,
-                         generator=generator)
+    """The config of one of NETWORKS."""
+    return preset_config(*NETWORKS[name])
 
 
 def compare_steps(name: str, timing: dict) -> dict:
     """Every contender on one network: numerics against ours, then images/s and ratios."""
     cfg = network_config(name)
     device = torch.device("cpu")
-    views, images = Views(cfg, device), _images(cfg)
+    views, images = Views(cfg, device), random_images(cfg.data.batch_size, cfg.data.image_size)
     ours = Ours(cfg, device, StepOptions())
     contenders: dict[str, Contender] = {"ours": ours, "plain": Plain(ours, StepOptions())}
     skipped = {}
@@ -99,7 +91,8 @@ class _BlockRunner:
         self.ours = Ours(cfg, device, StepOptions())
         if prepare is not None:
             prepare(self.ours.method)
-        self.views, self.images = Views(cfg, device), _images(cfg).to(device)
+        self.views = Views(cfg, device)
+        self.images = random_images(cfg.data.batch_size, cfg.data.image_size, device)
         self.batch, self.device = cfg.data.batch_size, device
         self.block(warmup)
 

@@ -30,10 +30,9 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from contenders import Ours, StepOptions, Views  # noqa: E402
+from contenders import Ours, StepOptions, Views, preset_config  # noqa: E402
 
 from byol_ray.core.config import Config, from_dict, to_dict  # noqa: E402
-from byol_ray.core.presets import get_preset  # noqa: E402
 from byol_ray.learn.data import BatchAugment, view_params  # noqa: E402
 from byol_ray.learn.methods import build_method  # noqa: E402
 from byol_ray.learn.metrics import gather_features, shard_indices  # noqa: E402
@@ -270,17 +269,10 @@ def distributed(cfg: Config, world: int = 2) -> dict:
 
 
 
-def _config(preset: str, batch: int, image_size: int | None = None) -> Config:
-    cfg = get_preset(preset)
-    cfg.data.batch_size = batch
-    cfg.data.image_size = image_size or cfg.data.image_size
-    return cfg
-
-
 @pytest.mark.parametrize("preset", SIZES)
 def test_bf16_and_the_gpu_agree_with_fp32_on_the_cpu(preset, record_property):
     batch, source, _ = SIZES[preset]
-    result = bf16_vs_fp32(_config(preset, batch), CUDA, batch, source, steps=30)
+    result = bf16_vs_fp32(preset_config(preset, batch), CUDA, batch, source, steps=30)
     record_property("result", json.dumps(result))
     assert result["bf16_rel_diff"] <= BF16_LOSS_RTOL, result
     assert result["gpu_vs_cpu_rel_diff"] <= FP32_DEVICE_RTOL, result
@@ -290,7 +282,8 @@ def test_bf16_and_the_gpu_agree_with_fp32_on_the_cpu(preset, record_property):
 @pytest.mark.parametrize("preset", SIZES)
 def test_batch_augment_on_cuda_draws_as_on_the_cpu(preset, record_property):
     _, source, samples = SIZES[preset]
-    result = augment_devices(_config(preset, 8), CUDA, samples, source, chunk=min(samples, 256))
+    result = augment_devices(preset_config(preset, 8), CUDA, samples, source,
+                             chunk=min(samples, 256))
     record_property("result", json.dumps(result))
     for view in ("T", "T_prime"):
         assert result[view]["same_draws"]["ok"], result
@@ -298,6 +291,6 @@ def test_batch_augment_on_cuda_draws_as_on_the_cpu(preset, record_property):
 
 
 def test_gathers_all_reduce_and_sync_batchnorm_across_two_processes(record_property):
-    result = distributed(_config("cifar10", 16, 32))
+    result = distributed(preset_config("cifar10", 16, 32))
     record_property("result", json.dumps(result))
     assert not result["failed"], result
