@@ -1,6 +1,7 @@
 """Batched T/T' augmentation vs torchvision's per-image pipeline: images per second and ratio.
 
-Run with `make bench`. Both draw the paper's T (crop, flip, jitter p=0.8, grey 0.2, blur 1.0)
+Run with `make bench`. They take turns (`harness.time_steps`); the ratio is the median of
+per-repetition ratios. Both draw the paper's T (crop, flip, jitter p=0.8, grey 0.2, blur 1.0)
 on uint8 images; the batched version is `byol_ray.learn.data.BatchAugment`, the reference applies
 `torchvision.transforms.v2` to one image at a time, as a DataLoader worker would.
 """
@@ -8,9 +9,9 @@ on uint8 images; the batched version is `byol_ray.learn.data.BatchAugment`, the 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from harness import paired_ratio, time_steps
 from torchvision.transforms import v2
 
 from byol_ray.core.config import AugmentConfig
@@ -30,16 +31,6 @@ def per_image_pipeline(size: int) -> v2.Compose:
     ])
 
 
-def images_per_second(fn, images: torch.Tensor, repeats: int) -> float:
-    fn(images)  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        fn(images)
-    if images.is_cuda:
-        torch.cuda.synchronize()
-    return repeats * len(images) / (time.perf_counter() - started)
-
-
 def main() -> None:
     """Print throughput of both pipelines at a few image sizes, and their ratio."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -55,11 +46,14 @@ def main() -> None:
                                dtype=torch.uint8, device=device)
         batched = BatchAugment(view_t, size, (0.5,) * 3, (0.25,) * 3).to(device)
         pipeline = per_image_pipeline(size)
-        fast = images_per_second(batched, images, args.repeats)
-        slow = images_per_second(lambda x, p=pipeline: torch.stack([p(i) for i in x]), images,
-                                 args.repeats)
-        print(f"{size:>4} px  batched {fast:10.0f} img/s  per-image {slow:10.0f} img/s  "
-              f"ratio {fast / slow:5.1f}x")
+        contenders = {"batched": lambda x=images, f=batched: f(x),
+                      "per-image": lambda x=images, p=pipeline: torch.stack([p(i) for i in x])}
+        rates = time_steps(contenders, args.batch, device, warmup=1, reps=args.repeats,
+                           steps_per_rep=1)
+        ratio = paired_ratio(rates["batched"], rates["per-image"])
+        print(f"{size:>4} px  batched {rates['batched'].median:10.0f} img/s  per-image "
+              f"{rates['per-image'].median:10.0f} img/s  ratio {ratio['median']:5.1f}x "
+              f"(per repetition {ratio['min']:.1f} to {ratio['max']:.1f})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """One BYOL training step per contender, on the same weights, views and optimiser.
 
-Shared by `step_throughput.py` (CPU, `make bench`) and `gpu_check.py` (one GPU). Every
+Shared by `step_throughput.py` (CPU, `make bench`), `gpu_check.py` (one GPU), `memory.py`,
+`eval_cost.py`, `profile_step.py` and tests/gpu (timed by `harness.py`). Every
 contender starts from the weights of `Ours` (copied, so each trains its own copy), gets the same
 two views (byol_ray's `BatchAugment`, outside the contender) and the same optimiser (the
 preset's, from `byol_ray.learn.optim`), so their ratios compare the method step itself: both views
@@ -22,15 +23,14 @@ from __future__ import annotations
 
 import copy
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from byol_ray.core.config import Config
+from byol_ray.core.presets import get_preset
 from byol_ray.learn.data import BatchAugment, view_params
 from byol_ray.learn.methods import build_method
 from byol_ray.learn.optim import build_optimizer
@@ -51,6 +51,21 @@ class StepOptions:
         parts += ["channels_last"] if self.channels_last else []
         parts += ["compile"] if self.compile else []
         return "+".join(parts)
+
+
+def preset_config(preset: str, batch: int, image_size: int | None = None) -> Config:
+    """`preset`'s config at this batch (and image size, else the preset's)."""
+    cfg = get_preset(preset)
+    cfg.data.batch_size = batch
+    cfg.data.image_size = image_size or cfg.data.image_size
+    return cfg
+
+
+def random_images(batch: int, side: int, device: torch.device | str = "cpu") -> Tensor:
+    """Seeded uint8 images (batch, 3, side, side) on `device`: the timings' synthetic input."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (batch, 3, side, side), dtype=torch.uint8,
+                         generator=generator).to(device)
 
 
 def shipped_options(cfg: Config, device: torch.device) -> StepOptions:
@@ -355,67 +370,3 @@ def numerics(ours: Ours, others: list[Contender], view1: Tensor, view2: Tensor,
             "equal": diff <= rtol * max(1.0, abs(reference[mode])),
         }
     return report
-
-
-@dataclass
-class Timing:
-    """Images per second of each repetition, and their summary."""
-
-    per_rep: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        ordered = sorted(self.per_rep)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-    def summary(self) -> dict[str, float | list[float]]:
-        return {"median": self.median, "min": min(self.per_rep), "max": max(self.per_rep),
-                "spread": (max(self.per_rep) - min(self.per_rep)) / self.median,
-                "per_rep": self.per_rep}
-
-
-def paired_ratio(a: Timing, b: Timing) -> dict[str, float]:
-    """a / b per repetition (the two ran back to back in each), median and range: the
-    machine's drift between repetitions cancels, unlike in a ratio of medians."""
-    ratios = Timing([x / y for x, y in zip(a.per_rep, b.per_rep, strict=True)])
-    return {"median": ratios.median, "min": min(ratios.per_rep), "max": max(ratios.per_rep)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_steps(
-    steps: dict[str, Callable[[], object]],
-    batch: int,
-    device: torch.device,
-    warmup: int,
-    reps: int,
-    steps_per_rep: int,
-) -> dict[str, Timing]:
-    """images/s of each named step function, `reps` repetitions of `steps_per_rep` calls.
-
-    Contenders take turns within each repetition (round robin, starting one further on each
-    repetition so that none always runs first), so a noisy neighbour or a clock change hits
-    them alike; each gets `warmup` untimed calls first (compilation, allocator and cudnn
-    autotuning).
-    """
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-        _sync(device)
-    timings = {name: Timing() for name in steps}
-    names = list(steps)
-    for rep in range(reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn = steps[name]
-            _sync(device)
-            started = time.perf_counter()
-            for _ in range(steps_per_rep):
-                fn()
-            _sync(device)
-            timings[name].per_rep.append(steps_per_rep * batch / (time.perf_counter() - started))
-    return timings

@@ -10,15 +10,13 @@ with train x test. Run by `make bench`; not a test.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
-from contenders import Ours, StepOptions, Views
-from step_throughput import merge_into
+from contenders import Ours, StepOptions, Views, preset_config
+from harness import merge_into, seconds
 
 from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 from byol_ray.jobs.pretrain.evaluation import evaluate
 from byol_ray.learn.data import DatasetSplits, ImageTensorDataset, load_splits
 from byol_ray.learn.metrics import knn_top1, linear_probe
@@ -43,16 +41,9 @@ def synthetic_splits(cfg: Config, n_train: int, n_test: int, classes: int = 10) 
                          num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
-def _seconds(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
 def measure(preset: str, n_train: int) -> dict:
     """Evaluation and epoch seconds of one preset, scaled to its real split sizes."""
-    cfg = get_preset(preset)
-    cfg.data.batch_size = CPU_BATCH[preset]
+    cfg = preset_config(preset, CPU_BATCH[preset])
     cpu = torch.device("cpu")
     if preset == "cpu-mini":
         splits = load_splits(cfg.data)
@@ -66,19 +57,19 @@ def measure(preset: str, n_train: int) -> dict:
     ours = Ours(cfg, cpu, StepOptions())
     method = ours.method
     # The faster of two passes: the first also pays one-off costs (allocator, thread pools).
-    knn_only = min(_seconds(lambda: evaluate(method, splits, cfg, cpu, 0, 1, linear=False))
+    knn_only = min(seconds(lambda: evaluate(method, splits, cfg, cpu, 0, 1, linear=False))
                    for _ in range(2))
     dim = method.projector[0].in_features
     bank = torch.randn(len(splits.train), dim)
     queries = torch.randn(len(splits.test), dim)
     labels = torch.randint(0, splits.num_classes, (len(splits.train),))
-    knn = _seconds(lambda: knn_top1(bank, labels, queries, labels[: len(queries)],
+    knn = seconds(lambda: knn_top1(bank, labels, queries, labels[: len(queries)],
                                     ks=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
                                     num_classes=splits.num_classes))
     # The probe timed by itself on features of the same sizes (the difference of two whole
     # evaluations came out negative on a busy machine).
     e = cfg.eval
-    probe = _seconds(lambda: linear_probe(bank, labels, queries, labels[: len(queries)],
+    probe = seconds(lambda: linear_probe(bank, labels, queries, labels[: len(queries)],
                                           num_classes=splits.num_classes,
                                           epochs=e.linear_epochs, lr=e.linear_lr,
                                           batch_size=e.linear_batch_size, seed=0))
@@ -86,7 +77,7 @@ def measure(preset: str, n_train: int) -> dict:
     batch = torch.stack([splits.pretrain[i][0] for i in range(cfg.data.batch_size)])
     ours.step(*views(batch))  # warm-up
     steps = 3
-    step_s = _seconds(lambda: [ours.step(*views(batch)) for _ in range(steps)]) / steps
+    step_s = seconds(lambda: [ours.step(*views(batch)) for _ in range(steps)]) / steps
     epoch = step_s * len(splits.pretrain) / cfg.data.batch_size * scale_linear
     evaluation = (knn_only - knn) * scale_linear + knn * scale_knn
     linear = probe * scale_linear

@@ -1,12 +1,9 @@
-"""The prepared GPU check: correctness of the CUDA paths and the presets' step speed, in a few
-minutes on one GPU with synthetic data. Run it through `benchmarks/gpu_check.sh`.
+"""The prepared GPU check: the presets' step speed and memory, in a few minutes on one GPU
+with synthetic data. Run it through `benchmarks/gpu_check.sh`, which also runs the CUDA
+correctness tests (tests/gpu: bf16 against fp32, BatchAugment on CUDA against the CPU, NCCL).
 
 Sections (each bounded; one that would overrun the time budget is skipped and says so):
   env          the card, torch, CUDA, what is installed
-  bf16         bf16 autocast loss/gradients vs fp32, GPU fp32 vs CPU fp32 (cifar10, imagenet)
-  augment      BatchAugment on CUDA vs CPU: same draws -> same images; own draws -> same
-               distribution (KS tests)
-  distributed  two processes: NCCL gathers + SyncBN with 2 GPUs, else gloo gathers on the CPU
   step_<p>     preset p's training step, images/s and model FLOPs utilisation: fp32, bf16,
                bf16+channels_last, + torch.compile; ours vs lightly on the same card
   memory_<p>   peak GPU memory per image of the step -> largest batch per worker per N GiB
@@ -22,7 +19,6 @@ import argparse
 import dataclasses
 import datetime
 import json
-import platform
 import sys
 import time
 import traceback
@@ -35,7 +31,6 @@ try:  # byol_ray.core.config parses overrides with PyYAML; nothing here parses a
 except ImportError:  # pragma: no cover - only on a bare GPU image
     sys.modules["yaml"] = types.ModuleType("yaml")
 
-import gpu_correctness
 import torch
 from contenders import (
     Contender,
@@ -44,19 +39,18 @@ from contenders import (
     StepOptions,
     Views,
     numerics,
+    preset_config,
+    random_images,
     shipped_options,
-    time_steps,
 )
+from harness import environment, memory_fit, memory_text, paired_ratio, ratio_line, time_steps
 from torch.utils.flop_counter import FlopCounterMode
-
-from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 
 # Dense bf16 tensor-core peak (FLOP/s) by card name, from NVIDIA's data sheets: the
 # denominator of model FLOPs utilisation (MFU) for every precision, as is customary.
 PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12,
              "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
-GIB = 2**30
+LIGHTLY_TARGET = 1.10  # ours / lightly (issue 14)
 
 
 def peak_flops(name: str) -> float | None:
@@ -107,33 +101,16 @@ class Check:
         self.out.write_text(json.dumps(self.results, indent=1, default=str))
 
 
-def environment(device: torch.device) -> dict:
-    """What ran: card, memory, torch/CUDA/cuDNN versions, TF32 flags, optional packages."""
-    info = {"python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "device": str(device),
-            "gpus": torch.cuda.device_count(),
-            "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32,
-                     "cudnn": torch.backends.cudnn.allow_tf32}}
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info |= {"name": props.name, "memory_gib": round(props.total_memory / GIB, 1),
-                 "capability": f"{props.major}.{props.minor}", "sms": props.multi_processor_count,
-                 "cudnn": torch.backends.cudnn.version(), "peak_bf16_flops": peak_flops(props.name)}
+def installed(device: torch.device) -> dict:
+    """`harness.environment`, the card's bf16 peak and the optional packages' versions."""
+    info = environment(device)
+    info["peak_bf16_flops"] = peak_flops(info.get("name", ""))
     for package in ("lightly", "torchvision", "yaml"):
         try:
-            module = __import__(package)
-            info[package] = getattr(module, "__version__", "present")
+            info[package] = getattr(__import__(package), "__version__", "present")
         except ImportError:
             info[package] = None
     return info
-
-
-def preset_config(name: str, batch: int, image_size: int | None = None) -> Config:
-    cfg = get_preset(name)
-    cfg.data.batch_size = batch
-    if image_size:
-        cfg.data.image_size = image_size
-    return cfg
 
 
 def count_flops(ours: Ours, views: Views, images: torch.Tensor) -> float:
@@ -148,8 +125,7 @@ def step_speed(preset: str, device: torch.device, batch: int, source: int, image
                compile_ours: bool, timing: dict, peak: float | None) -> dict:
     """images/s and MFU of a preset's step in each configuration, and ours vs lightly."""
     cfg = preset_config(preset, batch, image_size)
-    torch.manual_seed(0)
-    images = torch.randint(0, 256, (batch, 3, source, source), dtype=torch.uint8, device=device)
+    images = random_images(batch, source, device)
     views = Views(cfg, device)
     configs = [StepOptions(), StepOptions(amp=True), StepOptions(amp=True, channels_last=True)]
     if compile_ours:
@@ -186,23 +162,23 @@ def step_speed(preset: str, device: torch.device, batch: int, source: int, image
 
     timings = time_steps({name: runner(c) for name, c in contenders.items()}, batch, device,
                          **timing)
-    base = timings[next(iter(timings))].median
+    base = timings[next(iter(timings))]
     report["configs"] = {}
     for name, t in timings.items():
-        entry = t.summary() | {"vs_fp32": t.median / base}
+        entry = t.summary() | {"vs_fp32": paired_ratio(t, base)["median"]}
         if peak:
             entry["mfu"] = report["flops_per_step"] * t.median / batch / peak
         report["configs"][name] = entry
     for options in dict.fromkeys(lightly_options):
         ours, theirs = f"ours {options.label()}", f"lightly {options.label()}"
         if theirs in timings:
-            report.setdefault("ours_vs_lightly", {})[options.label()] = {
-                "ratio": timings[ours].median / timings[theirs].median, "target": 1.10}
+            report.setdefault("ours_vs_lightly", {})[options.label()] = paired_ratio(
+                timings[ours], timings[theirs])
     # As shipped: the preset's own settings against lightly as in its example (fp32, eager).
     shipped, example = f"ours {shipped_options(cfg, device).label()}", "lightly fp32"
     if shipped in timings and example in timings:
-        report.setdefault("ours_vs_lightly", {})[f"as shipped ({shipped}) vs {example}"] = {
-            "ratio": timings[shipped].median / timings[example].median, "target": 1.10}
+        report.setdefault("ours_vs_lightly", {})[f"as shipped ({shipped}) vs {example}"] = (
+            paired_ratio(timings[shipped], timings[example]))
     return report
 
 
@@ -215,7 +191,7 @@ def step_memory(preset: str, device: torch.device, batch: int, source: int,
         cfg = preset_config(preset, b, image_size)
         ours = Ours(cfg, device, options)
         views = Views(cfg, device)
-        images = torch.randint(0, 256, (b, 3, source, source), dtype=torch.uint8, device=device)
+        images = random_images(b, source, device)
         ours.step(*views(images))  # allocates gradients and optimiser state
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -224,13 +200,7 @@ def step_memory(preset: str, device: torch.device, batch: int, source: int,
         peaks[b] = torch.cuda.max_memory_allocated(device)
         del ours, views, images
         torch.cuda.empty_cache()
-    small, large = batch // 2, batch
-    per_image = (peaks[large] - peaks[small]) / (large - small)
-    fixed = peaks[large] - per_image * large
-    fits = {f"{n} GiB": int((n * GIB - fixed) // per_image) for n in (24, 40, 80, 141)}
-    return {"preset": preset, "options": options.label(), "peak_bytes": peaks,
-            "per_image_mib": per_image / 2**20, "fixed_mib": fixed / 2**20,
-            "largest_batch_per_worker": fits}
+    return {"preset": preset, "options": options.label()} | memory_fit(peaks, (24, 40, 80, 141))
 
 
 def summary(results: dict) -> str:
@@ -244,8 +214,6 @@ def summary(results: dict) -> str:
         if status != "done":
             lines.append(f"{name}: {status.upper()} {entry.get('reason') or entry.get('error')}")
             continue
-        if "ok" in entry:
-            lines.append(f"{name}: {'PASS' if entry['ok'] else 'FAIL'} ({entry['seconds']} s)")
         if name.startswith("step_"):
             lines.append(f"{name}: batch {entry['batch']} at {entry['image_size']} px, "
                          f"{entry['flops_per_step'] / 1e12:.2f} TFLOP per step")
@@ -258,17 +226,14 @@ def summary(results: dict) -> str:
                 lines.append(f"  compiled vs eager, first step's loss: {n['compiled']:.6f} vs "
                              f"{n['eager']:.6f} (relative difference {n['rel_diff']:.1e})")
             for label, r in entry.get("ours_vs_lightly", {}).items():
-                lines.append(f"  ours/lightly {label}: {r['ratio']:.3f} (target >= {r['target']})")
+                lines.append(ratio_line(f"ours/lightly {label}", r, LIGHTLY_TARGET))
             for other, n in entry.get("numerics", {}).items():
                 lines.append(f"  numerics vs {other} ({n['mode']}): ours {n['ours']:.6f} "
                              f"theirs {n['theirs']:.6f} {'EQUAL' if n['equal'] else 'DIFFER'}")
             if "lightly" in entry:
                 lines.append(f"  lightly: {entry['lightly']}")
         if name.startswith("memory_"):
-            fits = ", ".join(f"{k}: {v}" for k, v in entry["largest_batch_per_worker"].items())
-            lines.append(f"{name} ({entry['options']}): {entry['per_image_mib']:.1f} MiB per "
-                         f"image + {entry['fixed_mib']:.0f} MiB; largest batch per worker that "
-                         f"fits {fits}")
+            lines.append(f"{name} ({entry['options']}): {memory_text(entry)}")
     return "\n".join(lines)
 
 
@@ -277,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
-    parser.add_argument("--budget", type=float, default=390.0, help="seconds for all sections")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds for all sections")
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny sizes on the CPU: exercise the code paths without a GPU")
     parser.add_argument("--compile-imagenet", action="store_true",
@@ -290,7 +255,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     check = Check(args.out, args.budget, args.only)
     check.results["dry_run"] = dry
-    env = check.section("env", 0, lambda: environment(device)) or {}
+    env = check.section("env", 0, lambda: installed(device)) or {}
     peak = env.get("peak_bf16_flops")
     # (preset, batch, source pixels, image size override): the per-worker batch of each
     # preset (imagenet: 4096 over 8 GPUs = 512; 256 here keeps fp32 inside an 80 GiB card).
@@ -299,18 +264,6 @@ def main() -> None:
     if dry:
         sizes = {"cifar10": (8, 32, None), "imagenet": (4, 72, 64)}
         timing = {"warmup": 1, "reps": 2, "steps_per_rep": 1}
-    for preset, (_, source, size) in sizes.items():
-        batch = 4 if dry else (64 if preset == "cifar10" else 16)
-        check.section(f"bf16_{preset}", 30, lambda p=preset, b=batch, s=source, z=size:
-                      gpu_correctness.bf16_vs_fp32(preset_config(p, b, z), device, b, s,
-                                                   steps=3 if dry else 30))
-    for preset, (_, source, size) in sizes.items():
-        samples = 64 if dry else (8192 if preset == "cifar10" else 1024)
-        check.section(f"augment_{preset}", 25, lambda p=preset, n=samples, s=source, z=size:
-                      gpu_correctness.augment_devices(preset_config(p, 8, z), device, n, s,
-                                                      chunk=min(n, 256)))
-    check.section("distributed", 30, lambda: gpu_correctness.distributed(
-        preset_config("cifar10", 16, 32)))
     for preset, (batch, source, size) in sizes.items():
         compile_it = not dry and (preset == "cifar10" or args.compile_imagenet)
         check.section(f"step_{preset}", 150 if compile_it else 40,

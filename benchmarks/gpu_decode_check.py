@@ -32,10 +32,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 if "byol_ray.learn.data" not in sys.modules:  # these modules, not learn/data/__init__
     shell = types.ModuleType("byol_ray.learn.data")
-    shell.__path__ = [str(HERE.parent / "byol_ray" / "data")]
+    shell.__path__ = [str(HERE.parent / "byol_ray" / "learn" / "data")]
     sys.modules["byol_ray.learn.data"] = shell
 
 import synthetic_imagenet  # noqa: E402
+from harness import seconds, sync  # noqa: E402
 from synthetic_imagenet import loader_rate  # noqa: E402
 
 from byol_ray.learn.data.crops import Box  # noqa: E402
@@ -46,20 +47,11 @@ from byol_ray.learn.data.imagefolder import JpegFolder, TwoViewFolder, collate_j
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # [P Table 6]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def gpu_decode(batches: list, size: int, device: torch.device) -> float:
     """Images/s of decode_crops alone, over batches already collated in memory."""
     decode_crops(batches[0][0], size, device)  # warm-up: nvJPEG handles, kernels
-    _sync(device)
-    started = time.perf_counter()
-    for batch, _ in batches:
-        decode_crops(batch, size, device)
-    _sync(device)
-    return sum(len(labels) for _, labels in batches) / (time.perf_counter() - started)
+    took = seconds(lambda: [decode_crops(batch, size, device) for batch, _ in batches], device)
+    return sum(len(labels) for _, labels in batches) / took
 
 
 def agreement(batch: dict, samples: list, size: int, device: torch.device) -> float:
@@ -107,13 +99,13 @@ def main() -> None:
                               collate_fn=collate_jpeg))
     decode_only = gpu_decode(batches, size, device)
     difference = agreement(batches[0][0], samples, size, device)
-    sync = partial(_sync, device)
     gpu_wall, gpu_cpu = loader_rate(jpeg, args.workers, args.batch,
                                     lambda data: decode_crops(data, size, device),
-                                    collate=collate_jpeg, sync=sync)
+                                    collate=collate_jpeg, sync=partial(sync, device))
     pairs = TwoViewFolder(samples, size, SCALE, RATIO)
     cpu_wall, cpu_cpu = loader_rate(pairs, args.workers, args.batch,
-                                    lambda data: data.to(device, non_blocking=True), sync=sync)
+                                    lambda data: data.to(device, non_blocking=True),
+                                    sync=partial(sync, device))
     results = {
         "device": name,
         "images": len(samples), "image_size": size, "workers": args.workers,

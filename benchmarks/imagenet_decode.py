@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic_imagenet  # noqa: E402
+from harness import sync  # noqa: E402
 
 from byol_ray.core.config import AugmentConfig  # noqa: E402
 from byol_ray.learn.data import ViewPair, view_params  # noqa: E402
@@ -72,13 +73,8 @@ def through_loader(dataset, workers: int, batch: int, device: torch.device,
             pairs.to(device, non_blocking=True)
 
     wall, cpu = synthetic_imagenet.loader_rate(dataset, workers, batch, step,
-                                               sync=lambda: _sync(device))
+                                               sync=lambda: sync(device))
     return Rate(wall, cpu)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:

@@ -16,24 +16,19 @@ import sys
 from pathlib import Path
 
 import torch
+from contenders import Ours, StepOptions, Views, preset_config, random_images
+from harness import memory_fit, memory_text, merge_into
 
-GIB = 2**30
 BATCHES = {"cpu-mini": (128, 256), "cifar10": (32, 64), "imagenet": (2, 4)}
 FITS_GIB = (8, 16, 32, 64)
 
 
 def child(preset: str, batch: int) -> None:
     """Two training steps of `preset` at `batch`; print the process's peak RSS in bytes."""
-    from contenders import Ours, StepOptions, Views
-
-    from byol_ray.core.presets import get_preset
-
-    cfg = get_preset(preset)
-    cfg.data.batch_size = batch
-    size = cfg.data.image_size
+    cfg = preset_config(preset, batch)
     cpu = torch.device("cpu")
     ours, views = Ours(cfg, cpu, StepOptions()), Views(cfg, cpu)
-    images = torch.randint(0, 256, (batch, 3, size * 8 // 7, size * 8 // 7), dtype=torch.uint8)
+    images = random_images(batch, cfg.data.image_size * 8 // 7)
     for _ in range(2):
         ours.step(*views(images))
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
@@ -46,13 +41,7 @@ def measure(preset: str) -> dict:
         out = subprocess.run([sys.executable, __file__, "--child", preset, str(batch)],
                              check=True, capture_output=True, text=True)
         peaks[batch] = int(out.stdout.split()[-1])
-    (small, p_small), (large, p_large) = sorted(peaks.items())
-    per_image = max(1.0, (p_large - p_small) / (large - small))
-    fixed = p_large - per_image * large
-    return {"peak_rss_bytes": peaks, "per_image_mib": per_image / 2**20,
-            "fixed_mib": fixed / 2**20,
-            "largest_batch_per_worker": {f"{n} GiB": int((n * GIB - fixed) // per_image)
-                                         for n in FITS_GIB}}
+    return memory_fit(peaks, FITS_GIB)  # peak_bytes: the peak RSS
 
 
 def main() -> None:
@@ -66,14 +55,10 @@ def main() -> None:
     if args.child:
         child(args.child[0], int(args.child[1]))
         return
-    from step_throughput import merge_into
-
     results = {}
     for preset in args.presets:
-        r = results[preset] = measure(preset)
-        fits = ", ".join(f"{k}: {v}" for k, v in r["largest_batch_per_worker"].items())
-        print(f"{preset} (CPU, fp32): {r['per_image_mib']:.2f} MiB per image + "
-              f"{r['fixed_mib']:.0f} MiB; largest batch per worker that fits {fits}")
+        results[preset] = measure(preset)
+        print(f"{preset} (CPU, fp32): {memory_text(results[preset])}")
     merge_into(args.out, "memory_cpu", results)
     print(f"results merged into {args.out}")
 

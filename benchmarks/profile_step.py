@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
-from contenders import Ours, StepOptions, Views, _sync
+from contenders import Ours, StepOptions, Views, preset_config, random_images
+from harness import paired_ratio, seconds, sync, time_steps
 from torch.profiler import ProfilerActivity, profile
 
-from byol_ray.core.presets import get_preset
 from byol_ray.learn.optim import LARS
 
 
@@ -28,12 +27,9 @@ def part_times(ours: Ours, views: Views, images: torch.Tensor, repeats: int) -> 
     totals = dict.fromkeys(("augment", "forward_backward", "optimizer", "ema"), 0.0)
 
     def timed(part: str, fn):
-        _sync(device)
-        started = time.perf_counter()
-        out = fn()
-        _sync(device)
-        totals[part] += time.perf_counter() - started
-        return out
+        out = []
+        totals[part] += seconds(lambda: out.append(fn()), device)
+        return out[0]
 
     for _ in range(repeats):
         v1, v2 = timed("augment", lambda: views(images))
@@ -63,7 +59,7 @@ def top_ops(ours: Ours, views: Views, images: torch.Tensor, steps: int, rows: in
     with profile(activities=activities) as prof:
         for _ in range(steps):
             ours.step(*views(images))
-        _sync(images.device)
+        sync(images.device)
     key = "self_cuda_time_total" if images.is_cuda else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=key, row_limit=rows)
     if images.is_cuda:
@@ -107,29 +103,24 @@ def _one_element_twin(optimizer: torch.optim.Optimizer) -> LARS:
 
 def _alternate_lars(optimizer: torch.optim.Optimizer, device: torch.device, blocks: int,
                     steps: int) -> dict[str, float | int]:
-    """ms per step of `optimizer` (a LARS) with foreach on and off, in alternating blocks."""
-    ms: dict[bool, list[float]] = {True: [], False: []}
+    """ms per step of `optimizer` (a LARS) with foreach on and off, taking turns in blocks."""
     chosen = optimizer.foreach
-    for _ in range(blocks + 1):  # the first block of each is a warm-up
-        for foreach in (True, False):
+
+    def stepper(foreach: bool):
+        def step() -> None:
             optimizer.foreach = foreach
-            _sync(device)
-            started = time.perf_counter()
-            for _ in range(steps):
-                optimizer.step()
-            _sync(device)
-            ms[foreach].append(1000 * (time.perf_counter() - started) / steps)
+            optimizer.step()
+        return step
+
+    rates = time_steps({"foreach": stepper(True), "per_parameter": stepper(False)}, 1, device,
+                       warmup=steps, reps=blocks, steps_per_rep=steps)
     optimizer.foreach = chosen
-    speedups = sorted(b / a for a, b in zip(ms[True][1:], ms[False][1:], strict=True))
-    return {"foreach_ms": _median(ms[True][1:]), "per_parameter_ms": _median(ms[False][1:]),
-            "speedup_median": _median(speedups), "speedup_min": speedups[0],
-            "speedup_max": speedups[-1],
+    speedup = paired_ratio(rates["foreach"], rates["per_parameter"])  # steps/s: foreach first
+    return {"foreach_ms": 1000 / rates["foreach"].median,
+            "per_parameter_ms": 1000 / rates["per_parameter"].median,
+            "speedup_median": speedup["median"], "speedup_min": speedup["min"],
+            "speedup_max": speedup["max"],
             "tensors": sum(len(g["params"]) for g in optimizer.param_groups)}
-
-
-def _median(values: list[float]) -> float:
-    ordered, mid = sorted(values), len(values) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def main() -> None:
@@ -149,15 +140,12 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
-    cfg = get_preset(args.preset)
-    cfg.data.batch_size = args.batch
-    cfg.data.image_size = args.image_size or cfg.data.image_size
+    cfg = preset_config(args.preset, args.batch, args.image_size or None)
     source = args.source or cfg.data.image_size * 8 // 7
     options = StepOptions(amp=args.amp, channels_last=args.channels_last)
     ours = Ours(cfg, device, options)
     views = Views(cfg, device)
-    images = torch.randint(0, 256, (args.batch, 3, source, source), dtype=torch.uint8,
-                           device=device)
+    images = random_images(args.batch, source, device)
     for _ in range(3):  # warm-up: allocator, cudnn autotuning, optimiser state
         ours.step(*views(images))
     parts = part_times(ours, views, images, args.repeats)

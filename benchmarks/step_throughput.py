@@ -12,7 +12,6 @@ ratios with their targets; `--out` merges the results into a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -26,16 +25,15 @@ from contenders import (
     Ours,
     Plain,
     StepOptions,
-    Timing,
     Views,
     numerics,
-    paired_ratio,
+    preset_config,
+    random_images,
     shipped_options,
-    time_steps,
 )
+from harness import Timing, environment, merge_into, paired_ratio, ratio_line, time_steps
 
 from byol_ray.core.config import Config
-from byol_ray.core.presets import get_preset
 
 HERE = Path(__file__).resolve().parent
 # Targets of issue 14: Ray Train's overhead and the margin over lightly's building blocks.
@@ -48,24 +46,15 @@ NETWORKS = {  # name: (preset, batch, image size)
 
 
 def network_config(name: str) -> Config:
-    preset, batch, size = NETWORKS[name]
-    cfg = get_preset(preset)
-    cfg.data.batch_size, cfg.data.image_size = batch, size
-    return cfg
-
-
-def _images(cfg: Config) -> torch.Tensor:
-    size = cfg.data.image_size
-    generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (cfg.data.batch_size, 3, size, size), dtype=torch.uint8,
-                         generator=generator)
+    """The config of one of NETWORKS."""
+    return preset_config(*NETWORKS[name])
 
 
 def compare_steps(name: str, timing: dict) -> dict:
     """Every contender on one network: numerics against ours, then images/s and ratios."""
     cfg = network_config(name)
     device = torch.device("cpu")
-    views, images = Views(cfg, device), _images(cfg)
+    views, images = Views(cfg, device), random_images(cfg.data.batch_size, cfg.data.image_size)
     ours = Ours(cfg, device, StepOptions())
     contenders: dict[str, Contender] = {"ours": ours, "plain": Plain(ours, StepOptions())}
     skipped = {}
@@ -102,18 +91,10 @@ class _BlockRunner:
         self.ours = Ours(cfg, device, StepOptions())
         if prepare is not None:
             prepare(self.ours.method)
-        self.views, self.images = Views(cfg, device), _images(cfg).to(device)
+        self.views = Views(cfg, device)
+        self.images = random_images(cfg.data.batch_size, cfg.data.image_size, device)
         self.batch, self.device = cfg.data.batch_size, device
         self.block(warmup)
-
-    @staticmethod
-    def environment() -> dict:
-        """What sets the speed of CPU kernels in this process: threads, CPUs, env vars."""
-        return {"threads": torch.get_num_threads(),
-                "interop_threads": torch.get_num_interop_threads(),
-                "cpus": len(os.sched_getaffinity(0)), "nice": os.nice(0),
-                "env": {k: v for k, v in os.environ.items()
-                        if k.startswith(("OMP_", "MKL_", "KMP_", "LD_PRELOAD", "MALLOC"))}}
 
     def block(self, steps: int) -> float:
         t = time_steps({"ours": lambda: self.ours.step(*self.views(self.images))},
@@ -131,7 +112,7 @@ def _ray_worker(config: dict) -> None:
     runner = _BlockRunner(config["network"], ray.train.torch.get_device(), config["warmup"],
                           ray.train.torch.prepare_model)  # one worker: no DDP wrapper
     orders, results = config["orders"], config["results"]
-    results.put(runner.environment())
+    results.put(environment(runner.device))
     while (steps := orders.get()) is not None:
         results.put(runner.block(steps))
     with tempfile.TemporaryDirectory() as folder:  # Train V2 keeps metrics with checkpoints
@@ -144,7 +125,7 @@ def _plain_process(conn, network: str, threads: int, warmup: int) -> None:
     os.nice(max(0, conn.recv() - os.nice(0)))
     torch.set_num_threads(threads)
     runner = _BlockRunner(network, torch.device("cpu"), warmup)
-    conn.send(runner.environment())
+    conn.send(environment(runner.device))
     while (steps := conn.recv()) is not None:
         conn.send(runner.block(steps))
 
@@ -229,21 +210,13 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
         ray.shutdown()
     if failure:
         raise failure[0]
-    ratios = Timing([r / p for r, p in zip(per_block["ray_train"], per_block["plain"],
-                                           strict=True)])
-    quartiles = statistics.quantiles(ratios.per_rep, n=4)
+    ratios = paired_ratio(Timing(per_block["ray_train"]), Timing(per_block["plain"]))
+    quartiles = statistics.quantiles(ratios["per_rep"], n=4)
     return {"threads": threads, "blocks": blocks, "steps_per_block": steps,
             "images_per_s": {k: Timing(v).summary() for k, v in per_block.items()},
-            "ratio": ratios.median, "ratio_quartiles": [quartiles[0], quartiles[2]],
-            "ratio_range": [min(ratios.per_rep), max(ratios.per_rep)],
-            "per_block_ratios": ratios.per_rep, "environments": environments}
-
-
-def merge_into(path: Path, key: str, value: dict) -> None:
-    """Write `value` under `key` in the JSON file at `path`, keeping the other keys."""
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = value
-    path.write_text(json.dumps(data, indent=1) + "\n")
+            "ratio": ratios["median"], "ratio_quartiles": [quartiles[0], quartiles[2]],
+            "ratio_range": [ratios["min"], ratios["max"]],
+            "per_block_ratios": ratios["per_rep"], "environments": environments}
 
 
 def report(results: dict) -> None:
@@ -259,12 +232,8 @@ def report(results: dict) -> None:
             print(f"  {other}: skipped, {why}")
         for ratio, paired in r["ratios"].items():
             target = TARGETS.get("as shipped/lightly" if ratio.startswith(SHIPPED) else ratio)
-            value = paired["median"]
-            verdict = f"target >= {target:.2f}: {'met' if value >= target else 'NOT met'}" \
-                if target else "no target"
             label = f"{ratio}, equal settings" if ratio == "ours/lightly" else ratio
-            print(f"  {label:34s} {value:6.3f}  (per repetition {paired['min']:.3f} to "
-                  f"{paired['max']:.3f}; {verdict})")
+            print(ratio_line(label, paired, target))
     for name, r in results.get("ray", {}).items():
         target = TARGETS["ray_train/plain"]
         (q1, q3), (low, high) = r["ratio_quartiles"], r["ratio_range"]

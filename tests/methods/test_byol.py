@@ -4,8 +4,23 @@ import pytest
 import torch
 from torch import nn
 
-from byol_ray.core.config import Config, MethodConfig, ModelConfig, OptimConfig
-from byol_ray.learn.methods import BYOL, Method, RandomInit, SimCLR, build_method
+from byol_ray.core.config import (
+    METHODS,
+    Config,
+    ConfigError,
+    MethodConfig,
+    ModelConfig,
+    OptimConfig,
+)
+from byol_ray.learn.methods import (
+    BYOL,
+    Method,
+    RandomInit,
+    SimCLR,
+    build_method,
+    method_names,
+    register,
+)
 from byol_ray.learn.methods.losses import regression_loss
 from byol_ray.learn.optim import build_optimizer, tau_at
 
@@ -207,5 +222,17 @@ def test_build_method_dispatch(name, kind):
 
 
 def test_build_method_unknown():
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown method") as error:
         build_method(_config("moco"))
+    assert isinstance(error.value, ConfigError) and error.value.field == "method.name"
+    assert "byol, random_init, simclr" in str(error.value)  # what is allowed
+
+
+def test_registry_names_match_config_validation():
+    """Config validation allows exactly the registered methods (until it reads the registry)."""
+    assert method_names() == tuple(sorted(METHODS))
+
+
+def test_register_refuses_a_name_twice():
+    with pytest.raises(ValueError, match="registered twice"):
+        register("byol")(RandomInit)

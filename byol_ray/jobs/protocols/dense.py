@@ -27,8 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from byol_ray.core.config import Config, ConfigError, SegmentConfig, from_dict, to_dict, validate
 from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
-from byol_ray.jobs.protocols import detect, segment
-from byol_ray.jobs.protocols.run import RANDOM_INIT_REF, SUPERVISED_REF
+from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF, detect, segment
 from byol_ray.learn.data.voc import check_voc
 from byol_ray.runtime.cluster import absolute_storage
 from byol_ray.runtime.lifecycle import tracked_run

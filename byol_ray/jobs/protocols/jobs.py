@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ray import tune
+
 from byol_ray.core.config import Config, to_dict
 from byol_ray.jobs.protocols.loop import classifier_worker
 from byol_ray.runtime.cluster import cluster_capacity
@@ -52,8 +54,6 @@ def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
     if not with_tune:
         return {lr: fit(dataclasses.replace(job, lr=lr), f"{name}-lr{lr:g}", storage)
                 for lr in lrs}
-    from ray import tune
-
     s = job.cfg.scaling
     fits = int(cluster_capacity().get("CPU", 0) // max(s.num_workers * s.cpus_per_worker, 1e-9))
     tuner = tune.Tuner(
@@ -78,7 +78,5 @@ def _lr_trial(config: dict[str, Any]) -> None:
     """Tune trainable: the job at one learning rate, its metrics reported to Tune by this
     function once the job has ended. (Through Train's TuneReportCallback the one report could
     reach Tune after the function returned: the trial then ended without its metrics.)"""
-    from ray import tune
-
     job = dataclasses.replace(config["job"], lr=config["lr"])
     tune.report(fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"]))

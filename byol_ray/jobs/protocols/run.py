@@ -24,23 +24,30 @@ Each protocol is its own MLflow run in the pretraining run's experiment, nested 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 
 import ray
 import torch
 
 from byol_ray.core.config import Config, ConfigError, apply_overrides, validate
+from byol_ray.core.presets import PRESETS, get_preset
 from byol_ray.jobs.pretrain.driver import preflight
-from byol_ray.jobs.protocols.jobs import Job
+from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF
+from byol_ray.jobs.protocols.dense import run_dense
+from byol_ray.jobs.protocols.jobs import Job, fit, lr_grid
 from byol_ray.jobs.protocols.splits import balanced_subset, holdout_split, labels_of
+from byol_ray.learn.data import load_splits
+from byol_ray.learn.methods import build_method
+from byol_ray.learn.models.dense import supervised_encoder
+from byol_ray.learn.models.encoders import build_encoder
 from byol_ray.runtime.cluster import absolute_storage
 from byol_ray.runtime.lifecycle import tracked_run
 from byol_ray.runtime.tracking import queries, store
+from byol_ray.runtime.weights import fetch_weights, read_config, read_state
 
 PROTOCOLS = ("linear", "finetune", "transfer")
 DENSE_PROTOCOLS = ("segment", "detect")  # transfer to other vision tasks (Table 4)
-RANDOM_INIT_REF = "random-init"
-SUPERVISED_REF = "supervised"
 
 
 @dataclass
@@ -78,8 +85,6 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
     uri = store.resolve_tracking_uri(request.tracking_uri)
     store.check_tracking_store(uri)  # before anything reads weights or logs there
     if request.protocol in DENSE_PROTOCOLS:
-        from byol_ray.jobs.protocols.dense import run_dense
-
         cfg, encoder, pretrain_id = _resolve_dense(request, uri)
         dense = run_dense(cfg, request.protocol, encoder, request.ref, pretrain_id or None, uri,
                           request.storage or None, request.address)
@@ -126,10 +131,6 @@ def protocol_key(request: EvalRequest, cfg: Config) -> str:
 def _resolve_dense(request: EvalRequest, uri: str) -> tuple[Config, torch.nn.Module, str]:
     """(eval config, encoder, pretraining run id or "") of `segment` / `detect`: as `_resolve`,
     plus `supervised`; the pretraining dataset need not be on this machine."""
-    from byol_ray.core.presets import get_preset
-    from byol_ray.learn.models.dense import supervised_encoder
-    from byol_ray.learn.models.encoders import build_encoder
-
     if request.ref == SUPERVISED_REF:
         if not request.preset:
             raise ConfigError("--preset", "needed with --run supervised: which encoder to "
@@ -145,10 +146,6 @@ def _resolve_dense(request: EvalRequest, uri: str) -> tuple[Config, torch.nn.Mod
 def _resolve(request: EvalRequest, uri: str,
              check_paths: bool = True) -> tuple[Config, dict, str, str]:
     """(eval config, encoder state_dict, pretraining run id or "", pretraining dataset)."""
-    from byol_ray.core.presets import PRESETS, get_preset
-    from byol_ray.learn.methods import build_method
-    from byol_ray.runtime.weights import fetch_weights, read_config, read_state
-
     if request.mode not in ("linear", "finetune"):
         raise ConfigError("--mode", f"{request.mode!r} is not one of: linear, finetune")
     if request.ref == RANDOM_INIT_REF:
@@ -193,9 +190,6 @@ def _eval_config(base: Config, request: EvalRequest, extra: list[str] = (),
 def _linear(cfg: Config, state_ref, key: str, name: str, storage: str,
             with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
     """Choose the lr on the held-out part of train, refit on all of train, score on test."""
-    from byol_ray.jobs.protocols.jobs import fit, lr_grid
-    from byol_ray.learn.data import load_splits
-
     labels = labels_of(load_splits(cfg.data).train)
     choice, final = linear_jobs(cfg, state_ref, labels)
     lrs = cfg.protocol.linear_lrs
@@ -243,9 +237,6 @@ def choose_lr(val_top1: dict[float, float]) -> float:
 def _finetune(cfg: Config, state_ref, key: str, name: str,
               storage: str) -> tuple[dict[str, float], dict, list[str]]:
     """Fine-tune the whole network on a class-balanced label subset, score on test."""
-    from byol_ray.jobs.protocols.jobs import fit
-    from byol_ray.learn.data import load_splits
-
     p = cfg.protocol
     labels = labels_of(load_splits(cfg.data).train)
     subset = balanced_subset(labels, p.fraction, p.subset_seed)
@@ -277,7 +268,5 @@ def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage
 
 def _say(text: str) -> None:
     """Console lines from inside a Ray worker (its patched print would show them twice)."""
-    import sys
-
     sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from byol_ray.core.config import BUNDLED_DATASETS, AugmentConfig, DataConfig
-from byol_ray.learn.data.digit_variants import VARIANTS, load_variant
+from byol_ray.learn.data.digit_variants import BUNDLED, digit_split
 from byol_ray.learn.data.imagefolder import (
     CentreViewFolder,
     CropFolder,
@@ -88,8 +88,7 @@ def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> Datase
     draw from the full image; the in-memory datasets crop on the device instead.
     """
     loaders: dict[str, Callable[[DataConfig], DatasetSplits]] = {
-        "digits": _digits,
-        **dict.fromkeys(VARIANTS, load_variant),
+        **dict.fromkeys(BUNDLED, _digits),
         "cifar10": _cifar,
         "cifar100": _cifar,
         "stl10": _stl10,
@@ -148,30 +147,24 @@ def _from_hwc(data: np.ndarray, labels) -> ImageTensorDataset:
 
 
 def _digits(cfg: DataConfig) -> DatasetSplits:
-    """sklearn's bundled 8x8 digits, upsampled to image_size; stratified 80/20 split (seed 0).
+    """sklearn's digits or a variant (`byol_ray.learn.data.digit_variants`) at image_size;
+    stratified 80/20 split (seed 0), pretrain = train.
 
-    mean/std are measured on the upsampled train split (all channels equal: grey images).
+    mean/std are measured on the train split (grey digits: one value for all channels).
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    grey = torch.from_numpy(digits.images).float() * (255.0 / 16.0)  # (N, 8, 8), 0..255
-    grey = torch.nn.functional.interpolate(
-        grey[:, None], size=(cfg.image_size, cfg.image_size), mode="bilinear",
-        align_corners=False,
-    )
-    images = grey.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    labels = torch.from_numpy(digits.target).to(torch.int64)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=0.2, stratify=digits.target, random_state=0
-    )
-    train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
-    train = ImageTensorDataset(images[train_idx], labels[train_idx])
-    test = ImageTensorDataset(images[test_idx], labels[test_idx])
-    pixels = train.images[:, 0].float() / 255.0
-    mean, std = float(pixels.mean()), float(pixels.std())
-    return DatasetSplits(train, train, test, 10, (mean,) * 3, (std,) * 3)
+    images, labels = BUNDLED[cfg.dataset](cfg.image_size)
+    targets = torch.from_numpy(labels).to(torch.int64)
+    train_idx, test_idx = (torch.from_numpy(i) for i in digit_split(labels))
+    train = ImageTensorDataset(images[train_idx], targets[train_idx])
+    test = ImageTensorDataset(images[test_idx], targets[test_idx])
+    if cfg.dataset == "digits":
+        pixels = train.images[:, 0].float() / 255.0
+        mean, std = (float(pixels.mean()),) * 3, (float(pixels.std()),) * 3
+    else:
+        pixels = train.images.float() / 255.0
+        mean = tuple(float(m) for m in pixels.mean(dim=(0, 2, 3)))
+        std = tuple(float(s) for s in pixels.std(dim=(0, 2, 3)))
+    return DatasetSplits(train, train, test, 10, mean, std)
 
 
 # --------------------------------------------------------------------------- torchvision sets

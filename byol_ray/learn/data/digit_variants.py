@@ -1,5 +1,6 @@
-"""Harder variants of sklearn's bundled digits, built on the fly: no download, no files.
+"""sklearn's bundled digits and two harder variants, built on the fly: no download, no files.
 
+- `digits`: the grey 8x8 digits, bilinear-upsampled.
 - `colour_digits`: every digit painted in a random foreground colour on a random background
   colour (fixed per image). Colour carries no label, so matching two views by their colours
   is the shortcut that the paper's colour jitter and grey conversion exist to break [P §3.2,
@@ -9,9 +10,9 @@
   with a random patch of a colour photograph, |patch − digit|; the photographs are the two
   that scikit-learn ships (`load_sample_images`).
 
-Both keep digits' stratified 80 / 20 train / test split (seed 0), so an image is in the same
-split as its grey original, and draw their colours or patches from a fixed generator, so every
-load gives the same pixels.
+All three share digits' stratified 80 / 20 train / test split (seed 0), so an image is in the
+same split as its grey original; the variants draw their colours or patches from a fixed
+generator, so every load gives the same pixels.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from byol_ray.core.config import DataConfig
-
-SPLIT_SEED = 0  # digits' stratified 80/20 split (as the grey digits)
+SPLIT_SEED = 0  # digits' stratified 80/20 split
 PIXEL_SEED = 1  # the colours and patches
 
 
 def digit_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test indices of digits' stratified 80 / 20 split (seed 0)."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: sklearn (~2 s) only for digits
 
     train, test = train_test_split(np.arange(len(labels)), test_size=0.2, stratify=labels,
                                    random_state=SPLIT_SEED)
@@ -37,13 +36,26 @@ def digit_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def digit_masks(image_size: int) -> tuple[Tensor, np.ndarray]:
     """sklearn's digits as ink masks in [0, 1], (N, 1, S, S) bilinear-upsampled, and labels."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: sklearn (~2 s) only for digits
 
     digits = load_digits()
     ink = torch.from_numpy(digits.images).float()[:, None] / 16.0
     ink = torch.nn.functional.interpolate(ink, size=(image_size, image_size), mode="bilinear",
                                           align_corners=False)
     return ink.clamp(0, 1), digits.target
+
+
+def grey_digits(image_size: int) -> tuple[Tensor, np.ndarray]:
+    """(N, 3, S, S) uint8 grey digits (sklearn's 0..16 ink levels bilinear-upsampled), labels."""
+    from sklearn.datasets import load_digits  # lazy: sklearn (~2 s) only for digits
+
+    digits = load_digits()
+    grey = torch.from_numpy(digits.images).float() * (255.0 / 16.0)  # (N, 8, 8), 0..255
+    grey = torch.nn.functional.interpolate(
+        grey[:, None], size=(image_size, image_size), mode="bilinear", align_corners=False,
+    )
+    images = grey.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    return images, digits.target
 
 
 def _to_uint8(images: Tensor) -> Tensor:
@@ -69,7 +81,7 @@ def colour_digits(image_size: int) -> tuple[Tensor, np.ndarray]:
 def mnistm_digits(image_size: int) -> tuple[Tensor, np.ndarray]:
     """(N, 3, S, S) uint8 MNIST-M-style digits: |photo patch − digit| with a random patch (at
     a random scale) of one of scikit-learn's two sample photographs, and the labels."""
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_sample_images  # lazy: sklearn (~2 s) only for digits
 
     ink, labels = digit_masks(image_size)
     photos = [torch.from_numpy(np.array(p)).permute(2, 0, 1).float() / 255.0
@@ -88,20 +100,5 @@ def mnistm_digits(image_size: int) -> tuple[Tensor, np.ndarray]:
     return _to_uint8((torch.stack(patches) - ink).abs()), labels
 
 
-VARIANTS = {"colour_digits": colour_digits, "mnistm_digits": mnistm_digits}
-
-
-def load_variant(cfg: DataConfig):
-    """The variant named by `cfg.dataset` as `DatasetSplits` (pretrain = train; labelled
-    train and test splits as digits'; normalisation measured on the train split)."""
-    from byol_ray.learn.data.datasets import DatasetSplits, ImageTensorDataset
-
-    images, labels = VARIANTS[cfg.dataset](cfg.image_size)
-    targets = torch.from_numpy(labels).to(torch.int64)
-    train_idx, test_idx = (torch.from_numpy(i) for i in digit_split(labels))
-    train = ImageTensorDataset(images[train_idx], targets[train_idx])
-    test = ImageTensorDataset(images[test_idx], targets[test_idx])
-    pixels = train.images.float() / 255.0
-    mean = tuple(float(m) for m in pixels.mean(dim=(0, 2, 3)))
-    std = tuple(float(s) for s in pixels.std(dim=(0, 2, 3)))
-    return DatasetSplits(train, train, test, 10, mean, std)
+BUNDLED = {"digits": grey_digits, "colour_digits": colour_digits,
+           "mnistm_digits": mnistm_digits}  # name -> image_size -> (uint8 images, labels)

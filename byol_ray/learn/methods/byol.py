@@ -22,10 +22,12 @@ from torch import Tensor, nn
 from byol_ray.core.config import MethodConfig, ModelConfig
 from byol_ray.learn.methods.base import Method
 from byol_ray.learn.methods.losses import byol_loss
+from byol_ray.learn.methods.registry import register
 from byol_ray.learn.models import mlp
 from byol_ray.learn.optim import tau_at
 
 
+@register("byol")
 class BYOL(Method):
     """BYOL and its Table 5 variants around `encoder` (feature size `feat_dim`)."""
 

@@ -7,9 +7,11 @@ from torch import Tensor, nn
 from byol_ray.core.config import MethodConfig, ModelConfig
 from byol_ray.learn.methods.base import Method
 from byol_ray.learn.methods.losses import nt_xent
+from byol_ray.learn.methods.registry import register
 from byol_ray.learn.models import mlp
 
 
+@register("simclr")
 class SimCLR(Method):
     """Encoder -> projector MLP, trained with NT-Xent between the two views' projections.
 

@@ -1,12 +1,12 @@
-"""Correctness of the CUDA paths, for `gpu_check.py`: each function returns a JSON-able dict
-with a boolean "ok" and the numbers it was judged on.
+"""Correctness of the CUDA paths; skipped without CUDA (`benchmarks/gpu_check.sh` runs them on
+a GPU machine, their numbers in its JUnit XML as each test's `result` property).
 
-- `bf16_vs_fp32`: the BYOL loss, gradients and a short training run under bfloat16 autocast
-  against float32, and float32 on the GPU against the CPU, on the same weights and views.
-- `augment_devices`: `BatchAugment` on CUDA against the CPU, with the same random draws (equal
-  images) and with each device's own generator (equal distributions, two-sample KS tests).
-- `distributed`: two processes, NCCL (gloo on CPU): `gather_features`, the loss mean over
-  workers and SyncBatchNorm (CUDA only) against one process on the whole batch.
+- bf16: the BYOL loss, gradients and a short training run under bfloat16 autocast against
+  float32, and float32 on the GPU against the CPU, on the same weights and views.
+- augment: `BatchAugment` on CUDA against the CPU, with the same random draws (equal images)
+  and with each device's own generator (equal distributions, two-sample KS tests).
+- distributed: two processes, NCCL (gloo on the CPU with one GPU): `gather_features`, the
+  all-reduce and SyncBatchNorm (two GPUs) against one process on the whole batch.
 """
 
 from __future__ import annotations
@@ -17,20 +17,30 @@ import json
 import math
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from contenders import Ours, StepOptions, Views
 from torch import Tensor, nn
 
-from byol_ray.core.config import Config, from_dict, to_dict
-from byol_ray.learn.data import BatchAugment, view_params
-from byol_ray.learn.methods import build_method
-from byol_ray.learn.metrics import gather_features, shard_indices
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from contenders import Ours, StepOptions, Views, preset_config  # noqa: E402
+
+from byol_ray.core.config import Config, from_dict, to_dict  # noqa: E402
+from byol_ray.learn.data import BatchAugment, view_params  # noqa: E402
+from byol_ray.learn.methods import build_method  # noqa: E402
+from byol_ray.learn.metrics import gather_features, shard_indices  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+# preset -> (batch of the bf16 check, stored image side, views sampled per device)
+SIZES = {"cifar10": (64, 32, 8192), "imagenet": (16, 256, 1024)}
 
 # bfloat16 keeps 8 significant bits (relative precision 2^-8 = 0.4%): the loss, computed in
 # float32 from bf16 activations, may move by about that; more means a path loses precision.
@@ -131,9 +141,6 @@ def bf16_vs_fp32(cfg: Config, device: torch.device, batch: int, source: int,
         "tolerances": {"bf16_rel": BF16_LOSS_RTOL, "gpu_vs_cpu_rel": FP32_DEVICE_RTOL,
                        "trajectory_rel": BF16_TRAJECTORY_RTOL},
     }
-    result["ok"] = (result["bf16_rel_diff"] <= BF16_LOSS_RTOL
-                    and result["gpu_vs_cpu_rel_diff"] <= FP32_DEVICE_RTOL
-                    and result["trajectory_rel_diff"] <= BF16_TRAJECTORY_RTOL)
     return result
 
 
@@ -169,7 +176,6 @@ def augment_devices(cfg: Config, device: torch.device, samples: int, source: int
     images = torch.randint(0, 256, (64, 3, source, source), dtype=torch.uint8)
     report: dict = {"preset": cfg.preset, "image_size": cfg.data.image_size,
                     "samples_per_device": samples, "devices": f"{device.type} vs cpu"}
-    ok = True
     for view_name, params in zip(("T", "T_prime"), view_params(cfg.augment), strict=True):
         augment = BatchAugment(params, cfg.data.image_size, (0.5,) * 3, (0.25,) * 3)
         on_device = copy.deepcopy(augment).to(device)
@@ -194,8 +200,6 @@ def augment_devices(cfg: Config, device: torch.device, samples: int, source: int
         distribution = {"ks": ks, "critical": critical,
                         "ok": all(v <= critical for v in ks.values())}
         report[view_name] = {"same_draws": same_draws, "distribution": distribution}
-        ok = ok and same_draws["ok"] and distribution["ok"]
-    report["ok"] = ok
     return report
 
 
@@ -261,5 +265,32 @@ def distributed(cfg: Config, world: int = 2) -> dict:
     checks = [k for k in ranks[0] if k.endswith("_ok")]
     return {"backend": backend, "world": world, "gpus": gpus, "ranks": ranks,
             "syncbn": "tested" if backend == "nccl" else f"skipped: needs {world} GPUs",
-            "ok": all(r.get(k) for r in ranks for k in checks)}
+            "failed": [f"rank {r['rank']}: {k}" for r in ranks for k in checks if not r.get(k)]}
 
+
+
+@pytest.mark.parametrize("preset", SIZES)
+def test_bf16_and_the_gpu_agree_with_fp32_on_the_cpu(preset, record_property):
+    batch, source, _ = SIZES[preset]
+    result = bf16_vs_fp32(preset_config(preset, batch), CUDA, batch, source, steps=30)
+    record_property("result", json.dumps(result))
+    assert result["bf16_rel_diff"] <= BF16_LOSS_RTOL, result
+    assert result["gpu_vs_cpu_rel_diff"] <= FP32_DEVICE_RTOL, result
+    assert result["trajectory_rel_diff"] <= BF16_TRAJECTORY_RTOL, result
+
+
+@pytest.mark.parametrize("preset", SIZES)
+def test_batch_augment_on_cuda_draws_as_on_the_cpu(preset, record_property):
+    _, source, samples = SIZES[preset]
+    result = augment_devices(preset_config(preset, 8), CUDA, samples, source,
+                             chunk=min(samples, 256))
+    record_property("result", json.dumps(result))
+    for view in ("T", "T_prime"):
+        assert result[view]["same_draws"]["ok"], result
+        assert result[view]["distribution"]["ok"], result
+
+
+def test_gathers_all_reduce_and_sync_batchnorm_across_two_processes(record_property):
+    result = distributed(preset_config("cifar10", 16, 32))
+    record_property("result", json.dumps(result))
+    assert not result["failed"], result
