@@ -1,6 +1,7 @@
 """Sweeps: the cells each grid defines, and real Tune sweeps tracked in MLflow."""
 
 import json
+import math
 import os
 import re
 import shutil
@@ -92,6 +93,24 @@ def test_dry_run_prints_the_trials_without_starting_anything(grid):
     assert proc.returncode == 0, proc.stderr
     assert main_dry_run_keys(proc.stdout) == keys(grid, "imagenet", seeds=2)
     assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
+
+
+def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost():
+    """Issues 19 and 20: Fig. 3a at 3 seeds on imagenet-300 keeps the optimiser batch 4096 and
+    its lr, computes BN and negatives in groups of B, and costs thousands of GPU-hours."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / "batch_size.py"), "--preset", "imagenet-300",
+         "--seeds", "3", "--dry-run", "--gpus", "64"], capture_output=True, text=True,
+        timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    row = next(line.split() for line in proc.stdout.splitlines()
+               if line.startswith("byol-batch_size=64-s0 "))
+    assert row[4:9] == ["4096", "groups", "of", "64", "4.8"], row  # 0.3 x 4096 / 256 [P §5]
+    [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost: ")]
+    hours = int(re.search(r"([\d,]+) GPU-hours", cost).group(1).replace(",", ""))
+    # 42 trained trials x 300 epochs x 1,281,167 images at 1286 images/s per H200
+    assert hours == math.ceil(42 * 300 * 1_281_167 / 1286 / 3600) and hours > 1000, cost
+    assert "on 64 GPUs" in cost and "NVIDIA H200" in cost, cost
 
 
 def test_a_bad_override_stops_the_sweep_before_ray_starts():
@@ -426,7 +445,8 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
     assert main(["reproduce", "--preset", "cpu-mini", "--seeds", "2", "--dry-run"]) == 0
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()
             if line and not line.startswith(("trial ", "ema_decay", "target_network",
-                                             "batch_size", "augmentations"))
+                                             "batch_size", "augmentations", "cost: ",
+                                             "all grids: "))
             and " trials, " not in line]
     assert rows.count("random-init") == 1  # it serves every grid's tables
     assert "byol-tau_base=0.99-s1" in rows and "simclr-recipe=crop_only-s1" in rows

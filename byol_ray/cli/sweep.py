@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import re
 import sys
 import time
 from dataclasses import replace
@@ -11,7 +13,8 @@ from pathlib import Path
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.core.config import ConfigError
 from byol_ray.experiments import grids
-from byol_ray.jobs.sweep.plan import Grid, SweepOptions, plan, trial_table
+from byol_ray.jobs.sweep.cost import describe_cost, total_cost
+from byol_ray.jobs.sweep.plan import Grid, SweepOptions, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
 from byol_ray.runtime.tracking.run import Run
@@ -39,6 +42,9 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
                              "(byol-ray eval), e.g. --eval linear,finetune")
     parser.add_argument("--concurrent", type=int, default=0,
                         help="max trials at once (default: as many as the cluster fits)")
+    parser.add_argument("--gpus", type=int, default=0, metavar="N",
+                        help="--dry-run: the GPUs its wall-clock estimate assumes (default: "
+                             "those of one trial)")
 
 
 def _protocols(text: str) -> list[str]:
@@ -56,7 +62,7 @@ def options_from_args(args: argparse.Namespace) -> SweepOptions:
         preset=args.preset, overrides=args.overrides, seeds=args.seeds,
         only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
         storage=args.storage, address=args.address, concurrent=args.concurrent,
-        evals=args.evals,
+        evals=args.evals, gpus=args.gpus,
     )
 
 
@@ -75,19 +81,35 @@ def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
 def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
     """Print the plan (dry run) or run the sweep and print its summary; 1 if a trial failed."""
     if dry_run:
-        print(f"{grid.name} ({grid.description}), preset {options.preset}")
-        print(trial_table(plan(grid, options, check_paths=False)))
-        return 0
+        return print_plans([(grid, options)])
     result = run_sweep(grid, options)
     print(summary(result))
     return 1 if any(t.status == "FAILED" for t in result.trials) else 0
+
+
+def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
+    """--dry-run: each grid's trials with their settings and cost, then the total; trials that
+    repeat an earlier grid's (`mark_twins`) run once and cost nothing more."""
+    plans = [plan(grid, options, check_paths=False) for grid, options in jobs]
+    mark_twins(plans)
+    gpus = jobs[0][1].gpus or None
+    for (grid, options), trials in zip(jobs, plans, strict=True):
+        print(f"{grid.name} ({grid.description}), preset {options.preset}")
+        print(trial_table(trials))
+        runs = [t for t in trials if t.twin_of is None]
+        print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
+    if len(plans) > 1:
+        runs = [t.cfg for trials in plans for t in trials if t.twin_of is None]
+        print(f"all grids: {describe_cost(total_cost(runs), len(runs), gpus)}")
+    return 0
 
 
 def main_dry_run_keys(text: str) -> set[str]:
     """The trial names in a --dry-run table (its first column), for scripts and tests."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("trial "))
-    return {line.split()[0] for line in lines[start + 1:] if line and " trials, " not in line}
+    rows = itertools.takewhile(lambda line: not re.match(r"\d+ trials, ", line), lines[start + 1:])
+    return {line.split()[0] for line in rows}
 
 
 def load_grid(name: str) -> Grid:
@@ -145,7 +167,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
             for i, name in enumerate(GRID_ORDER)]
     if args.dry_run:
-        return max(sweep_command(grid, options, True) for grid, options in jobs)
+        return print_plans(jobs)
     started = time.perf_counter()
     results = run_sweeps(jobs)
     for result in results:

@@ -50,6 +50,7 @@ class SweepOptions:
     concurrent: int = 0  # 0: as many as the cluster fits
     evals: list[str] = field(default_factory=list)  # protocols run on each finished trial
     random_init: bool = True  # also record the untrained encoder (`reproduce`: first grid only)
+    gpus: int = 0  # --dry-run: GPUs its wall-clock estimate assumes (0: those of one trial)
 
 
 def sweep_name(grid: Grid, options: SweepOptions) -> str:
@@ -92,15 +93,22 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
 
 
 def trial_table(trials: list[Trial]) -> str:
-    """The trials and the resources each asks for, as a fixed-width table (for --dry-run)."""
-    rows = [("trial", "method", "axis", "value", "workers", "per worker", "epochs")]
+    """The trials, what each trains with and the resources it asks for, as a fixed-width table
+    (for --dry-run): the optimiser batch (summed over workers and accumulated batches), the group
+    that BN statistics and negatives are computed within, and the peak learning rate."""
+    rows = [("trial", "method", "axis", "value", "batch", "BN/negatives", "lr", "workers",
+             "per worker", "epochs")]
     for t in trials:
-        s = t.cfg.scaling
+        s, d = t.cfg.scaling, t.cfg.data
+        batch = d.batch_size * t.cfg.train.accumulate_steps
         gpu = "" if s.use_gpu == "false" else " (+1 GPU if present)"
-        rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(s.num_workers),
+        rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(batch),
+                     f"groups of {d.group_size}" if d.group_size else f"batch of {d.batch_size}",
+                     f"{t.cfg.optim.lr(batch):.4g}", str(s.num_workers),
                      f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
     workers = sum(t.cfg.scaling.num_workers for t in trials)
     lines.append(f"{len(trials)} trials, {workers} Ray Train workers in all")
     return "\n".join(lines)
