@@ -20,6 +20,7 @@ from byol_ray.jobs.pretrain.worker import train_worker
 from byol_ray.learn.data import check_dataset
 from byol_ray.runtime import tracking
 from byol_ray.runtime.journal import JOURNAL_ENV
+from byol_ray.runtime.storage import check_storage
 from byol_ray.runtime.trainer import torch_trainer
 
 
@@ -159,6 +160,7 @@ def run_pretraining(
     os.environ[tracking.TRACKING_URI_ENV] = uri
     connect(address)
     check_resources(cfg)
+    check_storage(storage_path or "", ray.nodes())
     run_id = tracking.start_run(cfg, uri)
     try:
         result = build_trainer(cfg, run_id, uri, storage_path).fit()
