@@ -44,7 +44,8 @@ def check_storage(storage: str, nodes: list[dict]) -> None:
         raise ConfigError(FIELD, f"{storage} names no endpoint, but AWS_ENDPOINT_URL is set: "
                           "Ray's storage (pyarrow) does not read it and would ask AWS for the "
                           "bucket's region; give the endpoint in the URI: "
-                          f"{storage}?endpoint_override={address.netloc}&scheme={address.scheme}")
+                          f"{storage}{'&' if '?' in storage else '?'}endpoint_override="
+                          f"{address.netloc}&scheme={address.scheme}")
     if "://" not in storage and len(alive) < 2:
         return  # one machine: its own folder is everyone's
     problems = _on_every_node(storage, alive)

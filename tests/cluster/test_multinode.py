@@ -23,16 +23,17 @@ from pathlib import Path
 import boto3
 import pytest
 import ray
+import yaml
 from console_lines import Lines
 from local_servers import NO_REAL_AWS, S3, MlflowServer, free_ports, kill_session, moto_s3, ray_node
 from mlflow.tracking import MlflowClient
 
 from byol_ray.cli.main import main as byol_ray_main
 from byol_ray.cli.sweep import load_grid, run_sweep_cli
+from byol_ray.core.config import ConfigError
 from byol_ray.jobs.pretrain.driver import connect
 from byol_ray.jobs.sweep.run import HEAD_RESOURCE
-
-pytestmark = pytest.mark.slow
+from byol_ray.runtime.storage import check_storage, join
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_IP = "127.0.0.2"
@@ -85,6 +86,14 @@ def _alive_ips() -> set[str]:
     return {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
 
 
+def _wait_until_gone(ip: str, timeout: float = 180) -> None:
+    """Until Ray's GCS has noticed that the node at `ip` is lost (its health checks failed)."""
+    deadline = time.monotonic() + timeout
+    while ip in _alive_ips():
+        assert time.monotonic() < deadline, f"Ray still lists the stopped node {ip}"
+        time.sleep(0.5)
+
+
 # ------------------------------------------------------------ bad storage stops before training
 
 
@@ -101,6 +110,7 @@ def _sweep_exits_2(tmp_path: Path, capsys, storage: str, address: str) -> str:
     return err[-1]
 
 
+@pytest.mark.slow
 def test_storage_the_nodes_cannot_share_or_reach_stops_before_training_naming_it(
         cluster, s3, tmp_path, capsys, monkeypatch):
     """Exit 2 with one line naming the setting, before any run starts: a local --storage on
@@ -151,10 +161,7 @@ def test_storage_the_nodes_cannot_share_or_reach_stops_before_training_naming_it
                                "Ray processes of node 127.0.0.3, which write the checkpoints"), line
     finally:
         kill_session(third)
-        deadline = time.monotonic() + 120  # the next test's check must not wait on it
-        while "127.0.0.3" in _alive_ips():
-            assert time.monotonic() < deadline, "Ray still lists the stopped node"
-            time.sleep(0.5)
+        _wait_until_gone("127.0.0.3")  # the next test's storage check must not wait on it
     assert _alive_ips() == {ray.util.get_node_ip_address(), WORKER_IP}
 
 
@@ -193,6 +200,8 @@ def mlflow_s3(s3, tmp_path) -> Iterator[MlflowServer]:
     server.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # two Ray nodes, an MLflow server, a node lost and started again
 def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster, s3, mlflow_s3,
                                                                         tmp_path):
     """One sweep trial of two Train workers, one on each node (DDP over gloo between them),
@@ -224,6 +233,7 @@ def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster,
         assert len(drivers) == 2 and {d["Address"]["NodeID"] for d in drivers} == {head_node}
 
         kill_session(cluster.worker)  # the worker node is lost, its Train worker with it
+        _wait_until_gone(WORKER_IP)
         cluster.worker = cluster.add_node(WORKER_IP)  # and comes back at the same address
         assert sweep.wait(timeout=900) == 0, console.text()[-5000:]
     finally:
@@ -262,3 +272,37 @@ def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster,
 
     encoder = byol_ray.load_encoder(f"runs:/{child.info.run_id}/weights", server.uri)
     assert sum(p.numel() for p in encoder.parameters()) > 0
+
+
+def test_the_head_of_every_cluster_config_holds_the_trial_drivers_resource():
+    """Trial drivers ask for HEAD_RESOURCE where the cluster has it: every config's head has
+    it (the launcher's `ray start --head`, the autoscaler's head type, KubeRay's head group)."""
+    flag = f"--resources='{{\"{HEAD_RESOURCE}\": 1000}}'"
+    for name in ("gpu.yaml", "local.yaml"):
+        config = yaml.safe_load((ROOT / "cluster" / name).read_text())
+        [start] = [c for c in config["head_start_ray_commands"] if "ray start --head" in c]
+        assert flag in start, (name, start)
+    gpu = yaml.safe_load((ROOT / "cluster" / "gpu.yaml").read_text())
+    assert gpu["available_node_types"][gpu["head_node_type"]]["resources"][HEAD_RESOURCE] > 0
+    job = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayjob-batch-size.yaml").read_text())
+    params = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]
+    assert json.loads(json.loads(params["resources"]))[HEAD_RESOURCE] > 0
+
+
+def test_storage_uri_options_stay_last_and_an_endpoint_only_in_the_environment_is_refused(
+        monkeypatch, tmp_path):
+    """Paths joined under an S3 `--storage` keep pyarrow's options at the end; an endpoint
+    given only as AWS_ENDPOINT_URL is refused before any node is asked, with the URI to use;
+    a folder on a cluster of one node is not checked at all."""
+    storage = "s3://bucket/ray?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join(storage, "sweep-1234") == (
+        "s3://bucket/ray/sweep-1234?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert join(str(tmp_path) + "/", "a", "b") == f"{tmp_path}/a/b"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    with pytest.raises(ConfigError) as error:
+        check_storage("s3://bucket/ray?region=eu-west-1", nodes=[])
+    assert error.value.field == "--storage" and error.value.message.endswith(
+        "s3://bucket/ray?region=eu-west-1&endpoint_override=127.0.0.1:9000&scheme=http")
+    nodes = [{"NodeID": "n", "NodeManagerAddress": "10.0.0.1", "Alive": True},
+             {"NodeID": "m", "NodeManagerAddress": "10.0.0.2", "Alive": False}]  # one alive
+    check_storage(str(tmp_path), nodes)
