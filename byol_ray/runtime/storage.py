@@ -68,7 +68,7 @@ def _on_every_node(storage: str, nodes: dict[str, str]) -> dict[str, tuple[str, 
     probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
     refs = {ip: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
             .remote(storage) for node, ip in nodes.items()}
-    ready, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
+    _, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
     if late:
         ip = next(ip for ip, ref in refs.items() if ref in late)
         raise ConfigError(FIELD, f"node {ip} did not check {storage} within "
@@ -105,7 +105,7 @@ def _s3_error(storage: str, endpoint: str, ip: str, problem: str, has_key: bool)
     shown = re.sub(r"//[^/@]*@", "//***@", storage)  # no secret of the URI on the console
     where = f"node {ip} cannot write to {shown}: {problem}"
     if "NO_SUCH_BUCKET" in problem:
-        return ConfigError(FIELD, f"bucket {urlparse(storage).netloc!r} does not exist at "
+        return ConfigError(FIELD, f"bucket {urlparse(storage).hostname!r} does not exist at "
                            f"{endpoint} ({where})")
     if "NETWORK_CONNECTION" in problem:
         return ConfigError(FIELD, f"no S3 endpoint answers at {endpoint}; check endpoint_override"
