@@ -4,19 +4,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from console_lines import Lines
+from local_servers import MlflowServer
 from mlflow.tracking import MlflowClient
-
-from byol_ray.core.config import ConfigError
-from byol_ray.runtime.tracking.store import check_tracking_store
 
 
 def byol_ray(*args: str, cwd=None, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
@@ -85,40 +81,6 @@ def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp
 
 
 # ---------------------------------------------------------------- 2. tracking server lost mid-run
-
-
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 over a sqlite store that outlives its restarts."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.proc = folder, None
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.uri = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = (self.folder / "server.log").open("a")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-3000:]
-            try:  # one quick API call (MLflow's client would retry for minutes)
-                check_tracking_store(self.uri, attempts=1, timeout_s=2)
-                return
-            except ConfigError:
-                time.sleep(0.5)
-        raise TimeoutError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
 
 
 @pytest.fixture

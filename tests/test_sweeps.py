@@ -4,19 +4,17 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from console_lines import Lines
+from local_servers import kill_session, ray_node
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -134,32 +132,6 @@ def _sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
         start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
-def _kill_session(leader: subprocess.Popen) -> None:
-    """SIGKILL every process of the session `leader` leads (started with start_new_session):
-    the driver or `ray start`, the Ray cluster it runs (GCS, raylet) and the Ray workers, which
-    raylet puts in process groups of their own (a `killpg` leaves them training for seconds).
-    Returns once none of them is left alive."""
-    deadline = time.monotonic() + 60
-    while alive := _session_members(leader.pid):
-        assert time.monotonic() < deadline, f"still alive: {alive}"
-        for pid in alive:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-    leader.wait(timeout=60)
-
-
-def _session_members(session: int) -> list[int]:
-    """The live (not zombie) processes of a session, from /proc."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, ValueError, IndexError):
-            state, _, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
-            if state != "Z" and int(sid) == session:
-                members.append(int(stat.parent.name))
-    return members
-
-
 def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     """Run the sweep until its driver reaches pause point `point` (runtime/pause_points.py),
     then SIGKILL the driver's session (the driver and the local Ray cluster it started,
@@ -172,7 +144,7 @@ def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
         assert time.monotonic() < deadline, f"the driver never reached {point!r}"
         time.sleep(0.2)
     assert int(marker.read_text()) == driver.pid
-    _kill_session(driver)
+    kill_session(driver)
     out, _ = driver.communicate()
     marker.unlink()
     assert driver.returncode == -signal.SIGKILL, out[-3000:]
@@ -236,49 +208,11 @@ def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_pare
         ("random-init", status["random-init"].info.run_id, "FINISHED")]
 
 
-# Ray's ports that default to fixed numbers, shared with other Ray clusters on this machine.
-RAY_PORT_FLAGS = ("port", "dashboard-port", "dashboard-agent-listen-port",
-                  "dashboard-agent-grpc-port", "ray-client-server-port", "metrics-export-port",
-                  "runtime-env-agent-port", "node-manager-port", "object-manager-port")
-
-
-@contextmanager
-def _ray_start_head() -> Iterator[subprocess.Popen]:
-    """`ray start --head --block` of this test's own (free ports, its own temp dir), in a
-    session of its own: every process of the cluster (GCS, raylet, dashboard, Tune and Train
-    workers) is in it. Yields the `ray start` process; its address is `.address`."""
-    folder = Path(tempfile.mkdtemp(prefix="byol-ray-cluster-")) / "ray"  # short: Ray's socket paths
-    sockets = [socket.socket() for _ in RAY_PORT_FLAGS]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    log = folder.parent / "ray-start.log"
-    cluster = subprocess.Popen(
-        ["ray", "start", "--head", "--block", f"--temp-dir={folder}", "--num-cpus=2",
-         "--include-dashboard=false", "--object-store-memory=200000000",
-         *(f"--{flag}={port}" for flag, port in zip(RAY_PORT_FLAGS, ports, strict=True))],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-        cwd=folder.parent, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
-                                                        f"{os.environ['PATH']}"})
-    try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text():
-            assert cluster.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        cluster.address = (folder / "ray_current_cluster").read_text().strip()
-        yield cluster
-    finally:
-        _kill_session(cluster)
-        shutil.rmtree(folder.parent, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[subprocess.Popen]:
     """One `ray start --head` cluster of this module's own, shared by the tests that only need
     a live cluster to join (not one they kill)."""
-    with _ray_start_head() as cluster:
+    with ray_node() as cluster:
         yield cluster
 
 
@@ -345,7 +279,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
 
     interrupted = console.wait_until("trial finished and the next checkpointed",
                                      one_finished_and_the_next_checkpointed)
-    _kill_session(driver)  # the driver and the local Ray cluster it started, workers included
+    kill_session(driver)  # the driver and the local Ray cluster it started, workers included
     assert "Started a local Ray instance" in console.text()  # its own, not the module's
     registered = _registered_epoch(storage, interrupted)  # final: nothing of the run is left
     _, _, children = _runs(tmp_path)
@@ -354,11 +288,11 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
     assert 0 < len(finished_before) < 3 and interrupted not in finished_before
 
     # 2. `--resume` on a `ray start` cluster, lost once the trial continued from its checkpoint.
-    with _ray_start_head() as cluster:
+    with ray_node() as cluster:
         driver = _sweep(tmp_path, *SMALL, "--resume", "--address", cluster.address)
         console = Lines(driver)
         console.wait_for("resumed from checkpoint after epoch")
-        _kill_session(cluster)
+        kill_session(cluster)
         driver.wait(timeout=300)
     out = console.text()
     assert driver.returncode == 1, out[-4000:]

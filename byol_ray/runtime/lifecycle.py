@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import ray
+
 from byol_ray.core.config import Config
 from byol_ray.runtime.cluster import check_resources, connect, root_cause
+from byol_ray.runtime.storage import check_storage
 from byol_ray.runtime.tracking.logger import finish_run
 from byol_ray.runtime.tracking.run import Run
 
@@ -15,10 +18,12 @@ from byol_ray.runtime.tracking.run import Run
 @contextmanager
 def tracked_run(cfg: Config, uri: str, address: str | None = None, *,
                 tags: dict[str, str] | None = None, parent_run_id: str | None = None,
-                run_id: str | None = None, journal: bool = False) -> Iterator[Run]:
+                run_id: str | None = None, storage: str | None = None,
+                journal: bool = False) -> Iterator[Run]:
     """The run of `cfg` in the store at `uri` (checked before Ray starts) while the body runs: on
     the cluster at `address`, with `tags`, nested under `parent_run_id`; or the run `run_id` a
-    sweep made, marked RUNNING (a Tune trial). It ends FINISHED, or FAILED with its
+    sweep made, marked RUNNING (a Tune trial); `storage` (Ray Train's, "" for its default) is
+    checked from every node first. It ends FINISHED, or FAILED with its
     `failure_reason` when the body raises; `journal`: after what its workers buffered there."""
     if run_id:
         run = Run(uri, run_id)
@@ -26,6 +31,8 @@ def tracked_run(cfg: Config, uri: str, address: str | None = None, *,
     else:
         connect(address)
         check_resources(cfg)
+        if storage is not None:
+            check_storage(storage, ray.nodes())
         run = Run.start(cfg, uri, tags=tags, parent_run_id=parent_run_id)
     end = (lambda reason=None: finish_run(uri, run.run_id, reason)) if journal else run.end
     try:

@@ -67,7 +67,8 @@ def run_pretraining(
     store.check_tracking_store(uri)
     logger.sync_journals(tracking_uri=uri)  # what earlier runs could not deliver
     os.environ[store.TRACKING_URI_ENV] = uri
-    with tracked_run(cfg, uri, address, journal=True) as run:  # workers log via the journal
+    # workers log through the journal; the storage is checked from every node
+    with tracked_run(cfg, uri, address, storage=storage_path or "", journal=True) as run:
         result = build_trainer(cfg, run.run_id, uri, storage_path).fit()
     checkpoint = result.checkpoint.path if result.checkpoint else None
     return RunResult(run.run_id, dict(result.metrics or {}), checkpoint)

@@ -30,6 +30,9 @@ from byol_ray.runtime.tracking.logger import sync_journals
 from byol_ray.runtime.tracking.run import Run
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
+# The head's custom resource (cluster/*.yaml): trial drivers stay off nodes that can vanish,
+# as Ray advises for Tune over Train (a lost driver would lose its whole trial).
+HEAD_RESOURCE = "byol_head"
 
 
 @dataclass
@@ -53,9 +56,12 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     """Run (or resume) several grids as one Tune run, each under its own MLflow parent run:
     their trials share the cluster's slots, so none idles while a grid's last trials finish.
     Every config and the tracking store are checked before Ray starts."""
+    import ray
+
     # Ray only once a sweep runs: the grids and the CLI import this module
     from byol_ray.jobs.pretrain.driver import preflight
     from byol_ray.runtime.cluster import check_resources, connect, exit_if_cluster_lost
+    from byol_ray.runtime.storage import check_storage
 
     plans = [(grid, options, plan(grid, options)) for grid, options in jobs]
     for *_, trials in plans:
@@ -71,6 +77,8 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
     for *_, trials in plans:
         for t in trials:
             check_resources(t.cfg)
+    for storage in dict.fromkeys(options.storage for _, options in jobs):
+        check_storage(storage, ray.nodes())
 
     groups = []
     twins = mark_twins([trials for *_, trials in plans])
@@ -186,10 +194,11 @@ def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions
 
     from byol_ray.jobs.sweep.progress import ProgressCallback
     from byol_ray.runtime.cluster import absolute_storage, cluster_capacity
+    from byol_ray.runtime.storage import join
 
-    storage = absolute_storage(options.storage or "~/ray_results")
+    storage, capacity = absolute_storage(options.storage or "~/ray_results"), cluster_capacity()
     configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
-                "storage": f"{storage}/{name}-{parent_id[:8]}", "evals": options.evals,
+                "storage": join(storage, f"{name}-{parent_id[:8]}"), "evals": options.evals,
                 "eval_overrides": [o for o in options.overrides if o.startswith("protocol.")]}
                for trials, name, parent_id, uri in groups for t in trials]
     trials = [t for group in groups for t in group[0]]
@@ -198,11 +207,13 @@ def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions
     run_name = (f"{names[0]}-{groups[0][2][:8]}" if len(groups) == 1
                 else f"reproduce-{options.preset}")
     tuner = tune.Tuner(
-        # A trial only drives its Train workers: no CPU of its own (Ray needs some resource).
-        tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
+        # A trial only drives its Train workers: no CPU of its own (Ray needs some resource);
+        # on the head where it has HEAD_RESOURCE, as the workers' nodes may vanish.
+        tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY} | (
+            {HEAD_RESOURCE: 0.001} if capacity.get(HEAD_RESOURCE) else {})),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=options.concurrent or _fits(trials, cluster_capacity()),
+            max_concurrent_trials=options.concurrent or _fits(trials, capacity),
             trial_name_creator=lambda trial: trial.config["trial"]["key"],
             trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
         ),
