@@ -95,6 +95,29 @@ def test_dry_run_prints_the_trials_without_starting_anything(grid):
     assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
 
 
+def test_dry_run_shows_each_preset_s_protocols_and_simclr_s_settings(capsys):
+    assert main(["sweep", "batch_size", "--preset", "imagenet-300", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "protocols after every trial (--eval): linear" in out  # the paper's, by default
+    assert ("simclr trials on imagenet-300 take its own settings before --set "
+            "(METHOD_SETTINGS): optim.base_lr=0.3 optim.weight_decay=1e-6") in out
+    assert main(["sweep", "batch_size", "--preset", "imagenet-300", "--eval", "none",
+                 "--dry-run"]) == 0
+    assert "(--eval): none" in capsys.readouterr().out
+    assert main(["sweep", "batch_size", "--preset", "cpu-mini", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(--eval): none" in out and "METHOD_SETTINGS" not in out
+    assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--eval", "linear,finetune",
+                 "--dry-run"]) == 0
+    assert "(--eval): linear, finetune" in capsys.readouterr().out
+    assert SweepOptions("imagenet").evals == ["linear"] and SweepOptions("cpu-mini").evals == []
+    trials = {t.key: t.cfg for t in plan(load_grid("batch_size"), SweepOptions("imagenet"),
+                                         check_paths=False)}
+    simclr, byol = trials["simclr-batch_size=4096-s0"], trials["byol-batch_size=4096-s0"]
+    assert (simclr.optim.base_lr, simclr.model.proj_dim) == (0.3, 128)
+    assert (byol.optim.base_lr, byol.model.proj_dim) == (0.2, 256)
+
+
 def test_a_bad_override_stops_the_sweep_before_ray_starts():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
