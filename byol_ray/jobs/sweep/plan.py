@@ -65,6 +65,7 @@ class SweepOptions:
     random_init: bool = True  # also record the untrained encoder (`reproduce`: first grid only)
 
     def __post_init__(self) -> None:
+        """`evals` not given: the preset's protocols (`default_evals`)."""
         if self.evals is None:
             self.evals = default_evals(self.preset)
 
