@@ -24,6 +24,10 @@ def test_show_config_resolves_overrides_as_json_and_yaml(capsys):
     assert main(["show-config", "--preset", "imagenet"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"]["encoder"] == "resnet50" and cfg["optim"]["base_lr"] == 0.2
+    # method=simclr on a GPU preset: SimCLR's own settings (core/presets.py METHOD_SETTINGS)
+    assert main(["show-config", "--preset", "imagenet", "--set", "method.name=simclr"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["optim"]["base_lr"] == 0.3 and cfg["model"]["proj_dim"] == 128
 
 
 def test_bad_input_exits_2_naming_the_field(capsys):

@@ -17,7 +17,7 @@ from byol_ray.core.config import (
     to_dict,
     validate,
 )
-from byol_ray.core.presets import PRESETS, get_preset
+from byol_ray.core.presets import METHOD_SETTINGS, PRESETS, get_preset, preset_config
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -51,6 +51,24 @@ def test_cifar10_preset_is_the_common_recipe():
     assert (cfg.optim.base_lr, cfg.optim.trust_coefficient, cfg.optim.clip_lr) == (1.0, 0.02, True)
     assert cfg.method.tau_base == 0.99 and cfg.method.tau_schedule == "cosine"
     assert cfg.augment.blur_p == (0.0, 0.0) and cfg.augment.solarize_p == (0.0, 0.2)
+
+
+def test_simclr_takes_simclr_s_settings_on_the_gpu_presets_and_an_override_wins():
+    for preset in ("imagenet", "cifar10"):
+        cfg = preset_config(preset, ["method.name=simclr"])
+        assert (cfg.optim.base_lr, cfg.optim.weight_decay) == (0.3, 1e-6)  # [S §2.3]
+        assert (cfg.model.proj_hidden_dim, cfg.model.proj_dim) == (2048, 128)
+        assert cfg.method.temperature == 0.1
+        # the rest stays the preset's: epochs, LARS internals, augmentations
+        base = get_preset(preset)
+        assert cfg.train.epochs == base.train.epochs and cfg.optim.clip_lr == base.optim.clip_lr
+        assert preset_config(preset, []) == base  # BYOL keeps the preset as it is
+    won = preset_config("imagenet", ["method.name=simclr", "optim.base_lr=0.5"])
+    assert won.optim.base_lr == 0.5 and won.optim.weight_decay == 1e-6
+    # cpu-mini keeps its tuned settings for every method
+    mini = preset_config("cpu-mini", ["method.name=simclr"])
+    assert mini.optim.base_lr == 1.0 and mini.model.proj_dim == 64
+    assert set(METHOD_SETTINGS) == {"simclr"}
 
 
 def test_overrides_parse_yaml_values_and_leave_the_preset_alone():

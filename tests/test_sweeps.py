@@ -54,8 +54,8 @@ def test_paper_grids_hold_exactly_the_papers_cells(seeds):
             "pred=yes,target=no,beta=1", "pred=yes,target=no,beta=0",
             "pred=no,target=yes,beta=0", "pred=no,target=no,beta=0"]
     table5b = [("byol", "target_network", r) for r in rows]
-    assert keys("target_network", "imagenet-300", seeds) == _expected(
-        [*table5b, ("simclr", "target_network", "simclr")], seeds)
+    # the (–, –, 1) row is SimCLR's loss as a BYOL variant; no method=simclr cell (Fig. 3a's)
+    assert keys("target_network", "imagenet-300", seeds) == _expected(table5b, seeds)
 
 
 def test_cpu_mini_grids_are_reduced_but_show_every_axis():
@@ -67,7 +67,8 @@ def test_cpu_mini_grids_are_reduced_but_show_every_axis():
         [(m, axis, v) for m in ("byol", "simclr")
          for axis, v in (("recipe", "baseline"), ("recipe", "crop_only"))], 1)
     cells = keys("target_network", "cpu-mini")
-    assert "simclr-target_network=simclr-s0" in cells and len(cells) == 6
+    assert "byol-target_network=pred=no,target=no,beta=1-s0" in cells and len(cells) == 5
+    assert not any(key.startswith("simclr-") for key in cells)
     for switch in ("pred=no", "target=no", "beta=1"):  # each Table 5b switch flips somewhere
         assert any(switch in key for key in cells), switch
 
@@ -109,6 +110,29 @@ def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost():
     # 42 trained trials x 300 epochs x 1,281,167 images at 1286 images/s per H200
     assert hours == math.ceil(42 * 300 * 1_281_167 / 1286 / 3600) and hours > 1000, cost
     assert "on 64 GPUs" in cost and "NVIDIA H200" in cost, cost
+
+
+def test_dry_run_shows_each_preset_s_protocols_and_simclr_s_settings(capsys):
+    assert main(["sweep", "batch_size", "--preset", "imagenet-300", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "protocols after every trial (--eval): linear" in out  # the paper's, by default
+    assert ("simclr trials on imagenet-300 take its own settings before --set "
+            "(METHOD_SETTINGS): optim.base_lr=0.3 optim.weight_decay=1e-6") in out
+    assert main(["sweep", "batch_size", "--preset", "imagenet-300", "--eval", "none",
+                 "--dry-run"]) == 0
+    assert "(--eval): none" in capsys.readouterr().out
+    assert main(["sweep", "batch_size", "--preset", "cpu-mini", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "(--eval): none" in out and "METHOD_SETTINGS" not in out
+    assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--eval", "linear,finetune",
+                 "--dry-run"]) == 0
+    assert "(--eval): linear, finetune" in capsys.readouterr().out
+    assert SweepOptions("imagenet").evals == ["linear"] and SweepOptions("cpu-mini").evals == []
+    trials = {t.key: t.cfg for t in plan(load_grid("batch_size"), SweepOptions("imagenet"),
+                                         check_paths=False)}
+    simclr, byol = trials["simclr-batch_size=4096-s0"], trials["byol-batch_size=4096-s0"]
+    assert (simclr.optim.base_lr, simclr.model.proj_dim) == (0.3, 128)
+    assert (byol.optim.base_lr, byol.model.proj_dim) == (0.2, 256)
 
 
 def test_a_bad_override_stops_the_sweep_before_ray_starts():
@@ -380,11 +404,11 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()
             if line and not line.startswith(("trial ", "ema_decay", "target_network",
                                              "batch_size", "augmentations", "cost: ",
-                                             "all grids: "))
+                                             "all grids: ", "protocols after"))
             and " trials, " not in line]
     assert rows.count("random-init") == 1  # it serves every grid's tables
     assert "byol-tau_base=0.99-s1" in rows and "simclr-recipe=crop_only-s1" in rows
-    assert len(rows) == 2 * 16 + 1
+    assert len(rows) == 2 * 15 + 1
     trials = plan(load_grid("batch_size"), SweepOptions("cpu-mini", random_init=False))
     assert all(t.cell.method != "random_init" for t in trials)
 
@@ -392,10 +416,11 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
 def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_results(tmp_path):
     grids = [plan(load_grid(name), SweepOptions("cpu-mini", seeds=2, random_init=i == 0))
              for i, name in enumerate(GRID_ORDER)]
-    assert mark_twins(grids) == 8  # BYOL and SimCLR at the preset's setting, 3 grids, 2 seeds
+    # BYOL at the preset's setting in 3 grids, SimCLR in 2 (Fig. 3a and 3b), 2 seeds
+    assert mark_twins(grids) == 6
     twins = {t.key: t.twin_of.key for trials in grids for t in trials if t.twin_of}
     assert twins["byol-batch_size=256-s1"] == "byol-target_network=pred=yes,target=yes,beta=0-s1"
-    assert twins["simclr-recipe=baseline-s0"] == "simclr-target_network=simclr-s0"
+    assert twins["simclr-recipe=baseline-s0"] == "simclr-batch_size=256-s0"
 
     from mlflow.tracking import MlflowClient
 

@@ -12,9 +12,9 @@ import yaml
 from byol_ray.cli import sweep as sweep_cli
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.cli.tables import add_tables_command
-from byol_ray.core.config import Config, ConfigError, apply_overrides, to_dict, validate
+from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.explain import explain
-from byol_ray.core.presets import DESCRIPTIONS, PRESETS, get_preset
+from byol_ray.core.presets import DESCRIPTIONS, PRESETS, preset_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +101,9 @@ def _add_eval_command(commands) -> None:
 
 
 def resolve_config(preset: str, overrides: list[str], check_paths: bool = True) -> Config:
-    """Preset + overrides, validated: what every command runs with."""
-    return validate(apply_overrides(get_preset(preset), overrides), check_paths=check_paths)
+    """Preset + the selected method's settings + overrides, validated: what every command
+    runs with."""
+    return validate(preset_config(preset, overrides), check_paths=check_paths)
 
 
 def _presets(_: argparse.Namespace) -> int:

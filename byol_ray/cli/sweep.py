@@ -12,9 +12,10 @@ from pathlib import Path
 
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.core.config import ConfigError
+from byol_ray.core.presets import method_settings
 from byol_ray.experiments import grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
-from byol_ray.jobs.sweep.plan import Grid, SweepOptions, mark_twins, plan, trial_table
+from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
 from byol_ray.runtime.tracking.run import Run
@@ -36,10 +37,12 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
                              "continue the others from their last checkpoint")
     parser.add_argument("--name", default="", help="sweep name (default: GRID-PRESET)")
     add_cluster_options(parser)
-    parser.add_argument("--eval", dest="evals", type=_protocols, default=[],
-                        metavar="PROTOCOL[,PROTOCOL]",
+    parser.add_argument("--eval", dest="evals", type=_protocols, default=None,
+                        metavar="PROTOCOL[,PROTOCOL]|none",
                         help="after each trial, as part of it: linear and/or finetune "
-                             "(byol-ray eval), e.g. --eval linear,finetune")
+                             "(byol-ray eval), e.g. --eval linear,finetune; none: no protocol "
+                             "(default: linear, the paper's protocol behind the tables, on "
+                             "the GPU presets; none on cpu-mini)")
     parser.add_argument("--concurrent", type=int, default=0,
                         help="max trials at once (default: as many as the cluster fits)")
     parser.add_argument("--gpus", type=int, default=0, metavar="N",
@@ -48,11 +51,14 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _protocols(text: str) -> list[str]:
-    """--eval's comma-separated protocols, each checked."""
+    """--eval's comma-separated protocols, each checked; 'none': no protocol."""
+    if text.strip() == "none":
+        return []
     names = [name.strip() for name in text.split(",") if name.strip()]
     wrong = [name for name in names if name not in ("linear", "finetune")]
     if wrong or not names:
-        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of linear, finetune")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: none, or a comma-separated list of linear, finetune")
     return names
 
 
@@ -96,12 +102,25 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
     for (grid, options), trials in zip(jobs, plans, strict=True):
         print(f"{grid.name} ({grid.description}), preset {options.preset}")
         print(trial_table(trials))
+        print(settings_lines(trials, options))
         runs = [t for t in trials if t.twin_of is None]
         print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
     if len(plans) > 1:
         runs = [t.cfg for trials in plans for t in trials if t.twin_of is None]
         print(f"all grids: {describe_cost(total_cost(runs), len(runs), gpus)}")
     return 0
+
+
+def settings_lines(trials: list[Trial], options: SweepOptions) -> str:
+    """What a dry run adds below its table: the settings a method takes on this preset
+    (`core.presets.METHOD_SETTINGS`) and the protocols every trial runs (`--eval`)."""
+    lines = [f"{method} trials on {options.preset} take its own settings before --set "
+             f"(METHOD_SETTINGS): {' '.join(found)}"
+             for method in dict.fromkeys(t.cell.method for t in trials)
+             if (found := method_settings(options.preset, method))]
+    evals = ", ".join(options.evals or []) or "none"
+    lines.append(f"protocols after every trial (--eval): {evals}")
+    return "\n".join(lines)
 
 
 def main_dry_run_keys(text: str) -> set[str]:

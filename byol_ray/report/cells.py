@@ -42,8 +42,16 @@ PROTOCOL_COLUMN = {PAPER_LINEAR: "paper_linear_top1", "finetune_1pct": "finetune
 METRIC_COLUMN |= PROTOCOL_COLUMN
 PAPER_LINEAR_PROBE = "linear evaluation, the paper's protocol [P App. C.1]"
 # The tables' metric when none is asked for: where a preset's own choice was validated (README,
-# "Choosing cpu-mini's setting"), that one; else the offline linear probe.
+# "Choosing cpu-mini's setting"), that one; else `linear`: the paper's linear evaluation, which
+# the GPU presets' sweeps run on every trial (`--eval`, `jobs.sweep.plan.default_evals`).
 DEFAULT_METRIC = {"cpu-mini": "few_label"}
+# Presets whose tables are a miniature of the paper's: their metric, named in every caption,
+# stands in for the paper's protocol and the verdicts compare its shape with the paper's. On
+# every other preset a cell is compared with the paper only where the paper's protocol
+# measured it (every seed); a cell measured otherwise (the offline probe a trial falls back on
+# without `--eval linear`, a kNN monitor) carries `NOT_PAPER` and no verdict uses it.
+MINIATURE_PRESETS = ("cpu-mini",)
+NOT_PAPER = "not the paper's protocol"
 
 
 def default_metric(preset: str | None) -> str:
@@ -114,13 +122,21 @@ def protocol_for(metric: str, dataset: object = None, knn_k: object = None,
     return Protocol(probe, "online", split)
 
 
+def is_paper_protocol(metric: str, paper_linear: bool = False) -> bool:
+    """Whether `metric` measured the paper's protocol: its linear evaluation or fine-tuning
+    (`paper_linear`: the `linear` metric took the trial's linear evaluation, not the probe)."""
+    return metric in PROTOCOL_COLUMN or (metric == "linear" and paper_linear)
+
+
 def describe(metric: str) -> str:
     """The full sentence for a caption: what our number is, measured how and where."""
     if metric == "linear":
         ours = ("the paper's linear evaluation [P App. C.1] where a trial ran it (byol-ray "
-                "eval linear, a sweep's --eval linear: augmented training images, lr chosen on "
-                "a held-out part of train), else a linear probe on frozen centre-view features "
-                "fitted after pretraining; each cell names which; scored on the held-out test "
+                "eval linear, a sweep's --eval linear, the GPU presets' default: augmented "
+                "training images, lr chosen on a held-out part of train), else a linear probe "
+                "on frozen centre-view features fitted after pretraining; each cell names "
+                f"which, and outside the cpu-mini miniature a probe cell says '{NOT_PAPER}' "
+                "and no verdict compares it with the paper; scored on the held-out test "
                 "split")
     elif metric == PAPER_LINEAR:
         ours = ("the paper's linear evaluation [P App. C.1] (byol-ray eval linear: frozen "
@@ -145,7 +161,8 @@ def describe(metric: str) -> str:
 
 CELL_KEYS = ("ablation", "ablation_value", "method")
 CELL_COLUMNS = (*CELL_KEYS, "mean", "std", "n_seeds", "n_failed", "n_pending", "n_no_metric",
-                "n_collapsed", "n_runs", "seeds", "status", "protocol", "failure_reasons")
+                "n_collapsed", "n_runs", "seeds", "status", "protocol", "comparable",
+                "failure_reasons")
 _PENDING = ("SCHEDULED", "RUNNING")
 _FAILED = ("FAILED", "KILLED")
 # Which run stands for a seed that ran more than once: lower is preferred.
@@ -198,11 +215,13 @@ def dedupe_seeds(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 def _cell(group: pd.DataFrame, metric: str) -> dict[str, Any]:
     ok = group[group["state"] == "ok"]
     counted = ok if len(ok) else group
-    protocols = dict.fromkeys(
-        protocol_for(metric, row.dataset, row.knn_k, row.few_label_per_class,
-                     paper=pd.notna(getattr(row, "paper_linear_top1", None))).short
-        for row in counted.itertuples()
-    )
+    protocols, comparable = {}, True
+    for row in counted.itertuples():
+        paper = pd.notna(getattr(row, "paper_linear_top1", None))
+        protocols[protocol_for(metric, row.dataset, row.knn_k, row.few_label_per_class,
+                               paper=paper).short] = None
+        comparable &= bool(is_paper_protocol(metric, paper)
+                           or getattr(row, "preset", None) in MINIATURE_PRESETS)
     n_failed = int((group["state"] == "failed").sum())
     n_pending = int((group["state"] == "pending").sum())
     if len(ok):
@@ -226,7 +245,8 @@ def _cell(group: pd.DataFrame, metric: str) -> dict[str, Any]:
         "n_runs": len(group),
         "seeds": ",".join(map(str, seeds)),
         "status": status,
-        "protocol": " / ".join(protocols),
+        "protocol": " / ".join(protocols) + ("" if comparable else f" [{NOT_PAPER}]"),
+        "comparable": comparable,  # may a verdict compare it with the paper (`Estimate.of`)
         "failure_reasons": "; ".join(str(r) for r in reasons),
     }
 
@@ -274,6 +294,8 @@ def format_cell(cell: Mapping[str, Any] | None, digits: int = 1) -> str:
     if n > 1:
         text += f" ± {cell['std']:.{digits}f}"
     text += f" (n={n}{''.join('; ' + e for e in extras)})"
+    if not cell.get("comparable", True):
+        text += f" [{NOT_PAPER}]"
     if collapsed:
         text += " [collapsed]" if collapsed == n else f" [collapsed in {collapsed}/{n}]"
     return text

@@ -14,7 +14,14 @@ from typing import Any
 import pandas as pd
 
 from byol_ray.experiments.grid import RANDOM_INIT
-from byol_ray.report.cells import BASELINE_COLUMN, METRIC_COLUMN, aggregate, format_cell
+from byol_ray.report.cells import (
+    BASELINE_COLUMN,
+    METRIC_COLUMN,
+    NOT_PAPER,
+    PROTOCOL_COLUMN,
+    aggregate,
+    format_cell,
+)
 from byol_ray.report.reference import Reference
 from byol_ray.report.verdicts import (
     NO_RUNS,
@@ -32,8 +39,8 @@ from byol_ray.report.verdicts import (
 NOT_IN_PAPER = "not in paper"
 PAPER_TOP1 = "paper top-1 (%; linear probe, offline, ImageNet val)"  # header of paper columns
 DATA_COLUMNS = ("row", "label", "method", "mean", "std", "n_seeds", "n_failed", "n_pending",
-                "n_collapsed", "status", "cell", "protocol", "failure_reasons", "paper_top1",
-                "paper_collapsed", "paper_source")
+                "n_collapsed", "status", "cell", "protocol", "comparable", "failure_reasons",
+                "paper_top1", "paper_collapsed", "paper_source")
 METHODS = ("byol", "simclr")
 NAMES = {"byol": "BYOL", "simclr": "SimCLR"}
 
@@ -96,6 +103,7 @@ def cell_record(row: str, label: str, method: str, cell: dict[str, Any] | None,
     return {"row": row, "label": label, "method": method,
             **{k: ours.get(k, default) for k, default in missing.items()},
             "cell": format_cell(cell), "protocol": ours.get("protocol", ""),
+            "comparable": bool(ours.get("comparable", True)),
             "failure_reasons": ours.get("failure_reasons", ""),
             "paper_top1": ref.top1 if ref else nan,
             "paper_collapsed": ref.collapsed if ref else False,
@@ -168,7 +176,8 @@ def untrained_cell(runs: pd.DataFrame, metric: str) -> dict | None:
     trials, not seeds."""
     has_value = runs[BASELINE_COLUMN[metric]].notna() & ~runs["method"].eq(RANDOM_INIT).fillna(
         False)
-    frame = runs[has_value].copy()
+    # the trials' own protocol numbers measure the trained encoder: not this cell's
+    frame = runs[has_value].drop(columns=list(PROTOCOL_COLUMN.values()), errors="ignore")
     frame[METRIC_COLUMN[metric]] = frame[BASELINE_COLUMN[metric]]
     frame = frame.assign(status="FINISHED", collapsed=math.nan, ablation="untrained",
                          ablation_value="epoch 0", method="untrained",
@@ -189,7 +198,7 @@ def _format_drop(record: dict[str, Any]) -> str:
     if record["row"] == record["drop_from"]:
         return "0 (reference)"
     if not math.isnan(record["drop"]):
-        return f"{record['drop']:.1f}"
+        return f"{record['drop']:.1f}" + ("" if record["comparable"] else f" [{NOT_PAPER}]")
     if record["status"] != "ok":
         return record["cell"] if record["status"] != "pending" else "not finished"
     return "no reference cell"

@@ -40,8 +40,10 @@ class Estimate:
     @classmethod
     def of(cls, cell: Mapping[str, Any] | None) -> Estimate | None:
         """The estimate of a finished cell (a `cells.aggregate` row or a table's data row);
-        None when it is missing, failed or has no value."""
-        if cell is None or cell.get("status") != "ok" or math.isnan(cell["mean"]):
+        None when it is missing, failed, has no value or may not be compared with the paper
+        (`comparable` false: not the paper's protocol, `cells.MINIATURE_PRESETS`)."""
+        if (cell is None or cell.get("status") != "ok" or not cell.get("comparable", True)
+                or math.isnan(cell["mean"])):
             return None
         return cls(float(cell["mean"]), float(cell["std"]), int(cell["n_seeds"]))
 
@@ -59,6 +61,8 @@ class Noise:
         """Pooled within-cell std, Σ(n−1)s² / Σ(n−1), over the finished multi-seed cells."""
         part = cells[cells["status"].eq("ok") & cells["n_seeds"].ge(2)
                      & cells["n_collapsed"].eq(0) & cells["std"].notna()]
+        if "comparable" in part:  # the noise of the cells the verdicts compare
+            part = part[part["comparable"].astype(bool)]
         dof = (part["n_seeds"] - 1).sum()
         if not dof:
             return cls()

@@ -58,12 +58,14 @@ def test_table_5a_verdict_disagrees_when_an_extreme_tau_wins():
     assert missing["ours: BYOL top-1 (%)"] == "missing" and missing["protocol (ours)"] == "–"
 
 
-def test_table_5b_has_simclr_among_the_rows_and_marks_failed_and_collapsed(tables):
+def test_table_5b_holds_byol_variants_only_and_marks_failed_and_collapsed(tables):
     t = tables["table_5b"]
     d = t.display
-    simclr = _row(d, "method", "SimCLR")
-    assert (simclr["predictor"], simclr["target network"], simclr["β"]) == ("–", "–", "1")
-    assert simclr[PAPER] == "69.4" and simclr["ours: top-1 (%)"] == "85.0 ± 0.4 (n=2)"
+    loss = _row(d, "method", "SimCLR's loss, BYOL's settings")  # the BYOL variant (–, –, 1)
+    assert (loss["predictor"], loss["target network"], loss["β"]) == ("–", "–", "1")
+    assert loss[PAPER] == "69.4" and loss["ours: top-1 (%)"] == "86.0 (n=1)"
+    assert "SimCLR" not in set(d["method"])  # the runs' method=simclr cell (85.0) is not here
+    assert not t.data["mean"].eq(85.0).any() and set(t.data["method"]) == {"byol"}
     byol = _row(d, "method", "BYOL")
     assert (byol["predictor"], byol["target network"], byol["β"]) == ("✓", "✓", "0")
     assert byol[PAPER] == "72.5"
@@ -72,8 +74,9 @@ def test_table_5b_has_simclr_among_the_rows_and_marks_failed_and_collapsed(table
     assert ("✓", "✓", "1", "failed (1 of 1 trials)") in rows
     assert ("–", "–", "0", "missing") in rows
     assert ("–", "✓", "0", "10.0 (n=1) [collapsed]") in rows
-    assert len(d) == 9  # the paper's 8 rows, (–, –, 1) twice: BYOL variant and SimCLR
+    assert len(d) == 8  # the paper's 8 rows, once each
     assert t.verdict.startswith("Verdict: agrees with the paper.")
+    assert "69.4" not in t.verdict and "Fig. 3a" in t.caption
     assert any("RuntimeError: boom" in n for n in t.notes)
 
 

@@ -2,10 +2,11 @@
 metric taking the paper's linear evaluation where a trial has it, Tables 1 and 2."""
 
 import pandas as pd
-from synthetic_runs import TRIALS, raw_frame
+from synthetic_runs import TRIALS, raw_frame, trial
 
+from byol_ray.report.cells import NOT_PAPER
 from byol_ray.report.render import build_tables
-from byol_ray.report.runs import normalise_runs, with_protocol_metrics
+from byol_ray.report.runs import normalise_runs, select_runs, with_protocol_metrics
 
 
 def _evals(rows: list[tuple[str, str, str, dict]]) -> pd.DataFrame:
@@ -73,3 +74,37 @@ def test_tables_1_and_2_beside_the_paper_s_values():
     assert list(tables["table_2"].display.columns[:3]) == ["method", "ours: 1% labels",
                                                            "paper: 1% labels"]
     assert "table_1" not in build_tables(normalise_runs(raw_frame(TRIALS)))
+
+
+def _gpu_runs() -> pd.DataFrame:
+    """Table 5a on a GPU preset, two seeds per τ: τ = 0.99 and τ = 0 ran the paper's linear
+    evaluation, τ = 1 only the offline probe (a trial without --eval linear)."""
+    trials = []
+    for tau, top1 in (("1", 60.0), ("0.99", 90.0), ("0", 10.0)):
+        for seed, delta in ((0, -0.25), (1, 0.25)):
+            run = trial("ema_decay", "byol", "tau_base", tau, seed, top1 + delta,
+                        preset="imagenet-300")
+            if tau != "1":
+                run["metrics"]["eval_linear/test_top1"] = top1 - 5.0 + delta
+            trials.append(run)
+    return select_runs(normalise_runs(raw_frame(trials)), preset="imagenet-300")
+
+
+def test_a_probe_only_cell_on_a_gpu_preset_says_so_and_no_verdict_compares_it():
+    t = build_tables(_gpu_runs())["table_5a"]  # the preset's metric: linear
+    data = t.data.set_index("row")
+    probe, paper = data.loc["1"], data.loc["0.99"]
+    assert probe["mean"] == 60.0 and not probe["comparable"]
+    assert probe["cell"] == f"60.0 ± 0.4 (n=2) [{NOT_PAPER}]"
+    assert probe["protocol"] == f"linear probe, offline, digits test split [{NOT_PAPER}]"
+    assert paper["mean"] == 85.0 and paper["comparable"]
+    assert "the paper's protocol [P App. C.1]" in paper["protocol"]
+    assert NOT_PAPER not in paper["cell"]
+    # τ = 1 (paper 18.8) takes part in no check: its own is "no runs", the others skip it
+    assert "? τ_base = 1 far below the best (no runs)" in t.verdict
+    assert "τ_base = 0.99 above τ_base = 0 " in t.verdict and "60.0" not in t.verdict
+    assert "by pair: 1 ✓ of 1" in t.verdict  # 0.99 against 0 only
+    # the same probe numbers on the cpu-mini miniature are its declared metric: compared
+    mini_runs = select_runs(normalise_runs(raw_frame(TRIALS)), preset="cpu-mini")
+    mini = build_tables(mini_runs, metric="linear")["table_5a"]
+    assert mini.data.set_index("row").loc["1", "comparable"]

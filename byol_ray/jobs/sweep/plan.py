@@ -8,8 +8,8 @@ import fnmatch
 import json
 from dataclasses import dataclass, field
 
-from byol_ray.core.config import Config, ConfigError, apply_overrides, to_dict, validate
-from byol_ray.core.presets import get_preset
+from byol_ray.core.config import Config, ConfigError, to_dict, validate
+from byol_ray.core.presets import preset_config
 from byol_ray.experiments.grid import RANDOM_INIT, Cell, Grid
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
@@ -19,6 +19,18 @@ PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
     "cpu-mini": ("scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.epochs=20",
                  "eval.eval_every=0", "train.checkpoint_every=5"),
 }
+
+# The paper's protocols each trial runs after pretraining unless `--eval` says otherwise: on the
+# GPU presets the paper's linear evaluation [P App. C.1], the protocol behind every number of
+# its Table 5 and Fig. 3, so that the tables compare it (`report.cells.MINIATURE_PRESETS`).
+# cpu-mini's tables use its few-label kNN monitor; a protocol would add minutes to each trial.
+PRESET_SWEEP_EVALS: dict[str, tuple[str, ...]] = {"cpu-mini": ()}
+DEFAULT_SWEEP_EVALS = ("linear",)
+
+
+def default_evals(preset: str) -> list[str]:
+    """The protocols a sweep on `preset` runs on every trial when `--eval` is not given."""
+    return list(PRESET_SWEEP_EVALS.get(preset, DEFAULT_SWEEP_EVALS))
 
 
 @dataclass
@@ -48,9 +60,15 @@ class SweepOptions:
     storage: str = ""  # default: ~/ray_results
     address: str | None = None
     concurrent: int = 0  # 0: as many as the cluster fits
-    evals: list[str] = field(default_factory=list)  # protocols run on each finished trial
+    # protocols run on each finished trial; None: the preset's (`default_evals`)
+    evals: list[str] | None = None
     random_init: bool = True  # also record the untrained encoder (`reproduce`: first grid only)
     gpus: int = 0  # --dry-run: GPUs its wall-clock estimate assumes (0: those of one trial)
+
+    def __post_init__(self) -> None:
+        """`evals` not given: the preset's protocols (`default_evals`)."""
+        if self.evals is None:
+            self.evals = default_evals(self.preset)
 
 
 def sweep_name(grid: Grid, options: SweepOptions) -> str:
@@ -67,7 +85,6 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
     """The sweep's trials with validated configs; bad input raises ConfigError naming it."""
     if options.seeds < 1:
         raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
-    base = get_preset(options.preset)
     cells = grid.cells(options.preset)
     if options.random_init:
         cells = [*cells, Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
@@ -81,9 +98,8 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
                          *cell.overrides, f"method.name={cell.method}", f"train.seed={seed}",
                          f"tracking.experiment={experiment_name(grid, options.preset)}",
                          f"tracking.run_name={key}"]
-            cfg = apply_overrides(base, overrides)
             try:
-                validate(cfg, check_paths=check_paths)
+                cfg = validate(preset_config(options.preset, overrides), check_paths=check_paths)
             except ConfigError as error:
                 raise ConfigError(error.field, f"{error.message} (in trial {key})") from None
             trials.append(Trial(key, cell, seed, cfg))
