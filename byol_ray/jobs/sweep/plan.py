@@ -91,16 +91,27 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
     return trials
 
 
+def _target(cfg: Config) -> tuple[str, str]:
+    """The target's tau schedule and initial weights ("-" for a method without a target)."""
+    m = cfg.method
+    if m.name != "byol" or not m.target_network:
+        return "-", "-"
+    fixed = m.tau_schedule == "constant" or m.tau_base == 1
+    return (f"{m.tau_base:g} constant" if fixed else f"cosine {m.tau_base:g}->1"), m.target_init
+
+
 def trial_table(trials: list[Trial]) -> str:
     """The trials and the resources each asks for, as a fixed-width table (for --dry-run)."""
-    rows = [("trial", "method", "axis", "value", "workers", "per worker", "epochs")]
+    rows = [("trial", "method", "axis", "value", "workers", "per worker", "epochs", "tau",
+             "target init")]
     for t in trials:
         s = t.cfg.scaling
         gpu = "" if s.use_gpu == "false" else " (+1 GPU if present)"
         rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(s.num_workers),
-                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs)))
+                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs),
+                     *_target(t.cfg)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     workers = sum(t.cfg.scaling.num_workers for t in trials)
     lines.append(f"{len(trials)} trials, {workers} Ray Train workers in all")
     return "\n".join(lines)
