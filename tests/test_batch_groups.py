@@ -55,7 +55,8 @@ def _method(name: str = "byol", **switches) -> Method:
     encoder = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
     heads = ModelConfig(proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
     kind = SimCLR if name == "simclr" else BYOL
-    method = kind(encoder, 16, heads, MethodConfig(name=name, temperature=0.2, **switches))
+    method = kind(encoder, 16, heads, MethodConfig(name=name, temperature=0.2, target_init="copy",
+                                                   **switches))
     for module in method.modules():
         if isinstance(module, _BatchNorm):
             module.momentum = None  # the cumulative average: see the module docstring

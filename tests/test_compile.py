@@ -27,7 +27,7 @@ def _method() -> Method:
     encoder = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
                             nn.AdaptiveAvgPool2d(1), nn.Flatten())
     heads = ModelConfig(proj_hidden_dim=16, proj_dim=8, pred_hidden_dim=16)
-    return BYOL(encoder, 8, heads, MethodConfig(tau_base=0.9)).train()
+    return BYOL(encoder, 8, heads, MethodConfig(tau_base=0.9, target_init="copy")).train()
 
 
 def _views(step: int, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

@@ -114,6 +114,7 @@ def test_bad_overrides_name_the_field(override, field, hint):
         ("method.tau_base=1.5", "method.tau_base", "[0.0, 1.0]"),
         ("method.tau_base=-0.1", "method.tau_base", "[0.0, 1.0]"),
         ("method.name=moco", "method.name", "byol, simclr, random_init"),
+        ("method.target_init=shared", "method.target_init", "independent, copy"),
         ("data.dataset=mnist", "data.dataset", "digits, cifar10"),
         ("data.batch_size=255", "data.batch_size", "not divisible by scaling.num_workers=2"),
         ("augment.recipe=no_crop", "augment.recipe", "crop_only"),

@@ -45,7 +45,8 @@ def _method(name: str = "byol", **switches) -> Method:
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, 6))
     heads = ModelConfig(proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
     kind = SimCLR if name == "simclr" else BYOL
-    return kind(encoder, 6, heads, MethodConfig(name=name, temperature=0.2, **switches)).eval()
+    return kind(encoder, 6, heads, MethodConfig(name=name, temperature=0.2,
+                                                target_init="copy", **switches)).eval()
 
 
 def _views(batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 METHODS = ("byol", "simclr", "random_init")
 TAU_SCHEDULES = ("cosine", "constant")
+TARGET_INITS = ("independent", "copy")
 OPTIMIZERS = ("lars", "sgd", "adamw")
 VOC_YEARS = tuple(str(year) for year in range(2007, 2013))  # what torchvision's VOC reads
 VOC_SPLITS = ("train", "trainval", "val", "test")  # test: VOC2007 only
@@ -221,6 +222,12 @@ class MethodConfig(_Section):
     predictor: Bool = _field(True, "the predictor q on the online side [P Table 5b]")
     target_network: Bool = _field(True, "False: the target side is the online network itself "
                                   "[P Table 5b]")
+    target_init: Text = _field("independent", "the target's initial weights: independent = a "
+                               "second random draw of encoder + projector, as DeepMind's "
+                               "reference (byol_experiment.py _make_initial_state: rng_online, "
+                               "rng_target; tau = 1 is then a random network of its own "
+                               "[P Table 5a]); copy = a copy of the online network",
+                               one_of(*TARGET_INITS))
     beta: Float = _field(0.0, "weight of the contrastive term [P Table 5b]", NON_NEGATIVE)
     temperature: Float = _field(0.1, "of the contrastive term and of SimCLR's NT-Xent "
                                 "[P Table 5b]", POSITIVE)

@@ -22,16 +22,16 @@ from byol_ray.learn.methods import (
     register,
 )
 from byol_ray.learn.methods.losses import regression_loss
+from byol_ray.learn.models import build_encoder, mlp
 from byol_ray.learn.optim import build_optimizer, tau_at
 
-HEADS = ModelConfig(proj_hidden_dim=8, proj_dim=4, pred_hidden_dim=8)
+# A 4-d small CNN: the independent target is drawn from the same config as the online encoder.
+HEADS = ModelConfig(encoder="small_cnn", width=1, proj_hidden_dim=8, proj_dim=4,
+                    pred_hidden_dim=8)
 
 
 def _encoder() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-    )
+    return build_encoder(HEADS)[0]
 
 
 def _byol(**method) -> BYOL:
@@ -94,10 +94,36 @@ def test_target_forward_builds_no_autograd_graph():
     assert target_z.grad_fn is None and not target_z.requires_grad
 
 
-def test_target_starts_as_copy_of_online():
-    model = _byol()
+def test_target_init_copy_starts_as_copy_of_online():
+    model = _byol(target_init="copy")
     for t, o in zip(_snapshot(model.target), _snapshot(_online(model)), strict=True):
         assert torch.equal(t, o)
+
+
+def test_independent_target_is_a_second_draw_of_the_online_builders():
+    """As DeepMind's `_make_initial_state` (rng_online, rng_target): the target is encoder +
+    projector built again, the seeded generator's next numbers, so every worker (same seed)
+    holds the same target, and it is not the online network."""
+    model = _byol()
+    torch.manual_seed(0)
+    encoder, projector = _encoder(), mlp(4, 8, 4)
+    mlp(4, 8, 4)  # the predictor
+    expected = nn.Sequential(_encoder(), mlp(4, 8, 4))
+    assert model.target.state_dict().keys() == expected.state_dict().keys()
+    for t, want in zip(_snapshot(model.target), _snapshot(expected), strict=True):
+        assert torch.equal(t, want)
+    for t, t_again in zip(_snapshot(model.target), _snapshot(_byol().target), strict=True):
+        assert torch.equal(t, t_again)
+    online = nn.Sequential(encoder, projector)
+    for o, o_model in zip(_snapshot(online), _snapshot(_online(model)), strict=True):
+        assert torch.equal(o, o_model)  # the online draw is unchanged by the target's
+    assert any(not torch.equal(t, o) for t, o in
+               zip(model.target.parameters(), _online(model).parameters(), strict=True))
+
+
+def test_independent_target_needs_the_online_encoders_config():
+    with pytest.raises(ValueError, match="build both from one config"):
+        BYOL(nn.Sequential(nn.Flatten(), nn.Linear(12, 4)), 4, HEADS, MethodConfig())
 
 
 def test_no_gradient_reaches_target():
@@ -143,14 +169,23 @@ def test_fused_ema_equals_the_loop_bit_for_bit(tau_base):
         assert torch.equal(xi, want)
 
 
-def test_tau_one_keeps_a_fixed_random_target():
-    model = _byol(tau_base=1.0, tau_schedule="constant")
-    n_params = len(list(model.target.parameters()))
-    before = _snapshot(model.target)
-    _train_step(model)
-    assert model.after_step(0, 10) == {"tau": 1.0}
-    for t, t0 in zip(_snapshot(model.target)[:n_params], before, strict=False):
-        assert torch.equal(t, t0)
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_tau_one_keeps_a_fixed_random_target_that_never_equalled_online(schedule):
+    """Table 5a's tau = 1 row: a constant random network of its own (not the online init)."""
+    model = _byol(tau_base=1.0, tau_schedule=schedule)
+
+    def differs_from_online() -> bool:
+        return all(not torch.equal(t, o) for t, o in zip(
+            model.target.parameters(), _online(model).parameters(), strict=True) if t.dim() > 1)
+
+    before = [p.detach().clone() for p in model.target.parameters()]
+    assert differs_from_online()  # every weight matrix and kernel, from the start
+    for step in range(3):
+        _train_step(model)
+        assert model.after_step(step, 3) == {"tau": 1.0}
+        for t, t0 in zip(model.target.parameters(), before, strict=True):
+            assert torch.equal(t, t0)
+        assert differs_from_online()
 
 
 def test_tau_zero_makes_target_equal_online():

@@ -108,12 +108,22 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
     return trials
 
 
+def _target(cfg: Config) -> tuple[str, str]:
+    """The target's tau schedule and initial weights ("-" for a method without a target)."""
+    m = cfg.method
+    if m.name != "byol" or not m.target_network:
+        return "-", "-"
+    fixed = m.tau_schedule == "constant" or m.tau_base == 1
+    return (f"{m.tau_base:g} constant" if fixed else f"cosine {m.tau_base:g}->1"), m.target_init
+
+
 def trial_table(trials: list[Trial]) -> str:
     """The trials, what each trains with and the resources it asks for, as a fixed-width table
     (for --dry-run): the optimiser batch (summed over workers and accumulated batches), the group
-    that BN statistics and negatives are computed within, and the peak learning rate."""
+    that BN statistics and negatives are computed within, the peak learning rate, the tau schedule
+    and the target's initialisation."""
     rows = [("trial", "method", "axis", "value", "batch", "BN/negatives", "lr", "workers",
-             "per worker", "epochs")]
+             "per worker", "epochs", "tau", "target init")]
     for t in trials:
         s, d = t.cfg.scaling, t.cfg.data
         batch = d.batch_size * t.cfg.train.accumulate_steps
@@ -121,7 +131,7 @@ def trial_table(trials: list[Trial]) -> str:
         rows.append((t.key, t.cell.method, t.cell.ablation, t.cell.value, str(batch),
                      f"groups of {d.group_size}" if d.group_size else f"batch of {d.batch_size}",
                      f"{t.cfg.optim.lr(batch):.4g}", str(s.num_workers),
-                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs)))
+                     f"{s.cpus_per_worker:g} CPU{gpu}", str(t.cfg.train.epochs), *_target(t.cfg)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in rows]

@@ -7,9 +7,11 @@ loss:    L(q(v1), sg(z'(v2))) + L(q(v2), sg(z'(v1)))                         [P 
 update:  xi <- tau xi + (1 - tau) theta after each optimiser step            [P §3.2]
 
 The Table 5 ablations are config switches: `predictor=False` (q is the identity),
-`tau_base` with `tau_schedule="constant"` (tau=1: fixed random target; tau=0: the target is
+`tau_base` (tau=1: a fixed random target; tau=0 with `tau_schedule="constant"`: the target is
 a stop-gradient copy of the online network), `target_network=False` (the target side is the
 online projection, with gradients, as in SimCLR) and `beta > 0` (contrastive term).
+`target_init` says where xi starts: a second random draw (DeepMind's reference) or a copy of
+theta.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from byol_ray.core.config import MethodConfig, ModelConfig
 from byol_ray.learn.methods.base import Method
 from byol_ray.learn.methods.losses import byol_loss
 from byol_ray.learn.methods.registry import register
-from byol_ray.learn.models import mlp
+from byol_ray.learn.models import build_encoder, mlp
 from byol_ray.learn.optim import tau_at
+
+
+def _shapes(module: nn.Module) -> dict[str, torch.Size]:
+    return {name: t.shape for name, t in module.state_dict().items()}
 
 
 @register("byol")
@@ -42,14 +48,28 @@ class BYOL(Method):
             mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim)
             if method.predictor else nn.Identity()
         )
-        # The target starts as an exact copy of the online encoder + projector [P §3.2].
         self.target: nn.Module | None = None
         if method.target_network:
-            self.target = copy.deepcopy(self._online_target_part()).requires_grad_(False)
+            self.target = self._initial_target(model, method.target_init)
         self.tau_base = method.tau_base
         self.tau_schedule = method.tau_schedule
         self.temperature = method.temperature
         self.beta = method.beta
+
+    def _initial_target(self, model: ModelConfig, init: str) -> nn.Sequential:
+        """xi at step 0: "independent" draws encoder + projector afresh from the builders of
+        the online ones (`build_encoder`, `mlp`; the same distribution, the next numbers of
+        the seeded generator, so every worker draws the same target), as DeepMind's
+        `_make_initial_state` (rng_online, rng_target); "copy" copies theta."""
+        online = self._online_target_part()
+        if init == "copy":
+            return copy.deepcopy(online).requires_grad_(False)
+        encoder, dim = build_encoder(model)
+        target = nn.Sequential(encoder, mlp(dim, model.proj_hidden_dim, model.proj_dim))
+        if _shapes(target) != _shapes(online):
+            raise ValueError(f"model.encoder={model.encoder!r} builds another network than the "
+                             "online encoder given: build both from one config (build_method)")
+        return target.requires_grad_(False)
 
     def _online_target_part(self) -> nn.Sequential:
         """The online modules the target mirrors (encoder + projector), in the same order."""
