@@ -94,12 +94,12 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
     cfg, state, pretrain_id, pretrain_dataset = _resolve(request, uri)
     key = protocol_key(request, cfg)
     preflight(cfg)
-    mode = request.mode if request.protocol == "transfer" else request.protocol
-    choice, final = protocol_jobs(cfg, mode, _train_labels(cfg))  # ConfigError: before Ray
     if skip_finished and pretrain_id:
         done = queries.finished_eval_run(uri, cfg.tracking.experiment, pretrain_id, key)
         if done:
             return ProtocolResult(key, done, {}, f"{key}: finished before (MLflow run {done})")
+    mode = request.mode if request.protocol == "transfer" else request.protocol
+    choice, final = protocol_jobs(cfg, mode, _train_labels(cfg))  # ConfigError: before Ray
     cfg.tracking.run_name = f"eval-{key}"
     with tracked_run(cfg, uri, request.address, parent_run_id=pretrain_id or None, tags={
         "role": "eval", "protocol": key, "pretrain_run_id": pretrain_id or request.ref,
