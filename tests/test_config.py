@@ -44,6 +44,15 @@ def test_imagenet_presets_carry_the_paper_settings():
         assert cfg.augment.blur_p == (1.0, 0.1) and cfg.augment.solarize_p == (0.0, 0.2)
 
 
+def test_fine_tuning_chooses_from_the_paper_s_rates_and_old_configs_keep_their_one_rate():
+    for name in PRESETS:  # [P App. C.2]: {0.01, 0.02, 0.05, 0.1, 0.005}
+        assert get_preset(name).protocol.finetune_lrs == (0.01, 0.02, 0.05, 0.1, 0.005)
+    saved = to_dict(get_preset("cpu-mini"))  # as runs saved it before the lr grid
+    del saved["protocol"]["finetune_lrs"]
+    saved["protocol"]["finetune_lr"] = 0.05
+    assert from_dict(saved).protocol.finetune_lrs == (0.05,)
+
+
 def test_cifar10_preset_is_the_common_recipe():
     cfg = get_preset("cifar10")
     assert cfg.model.encoder == "resnet18" and cfg.model.cifar_stem
@@ -124,6 +133,9 @@ def test_bad_overrides_name_the_field(override, field, hint):
         ("method.temperature=0", "method.temperature", "> 0"),
         ("eval.knn_k=[0]", "eval.knn_k", "k >= 1"),
         ("train.epochs=-1", "train.epochs", ">= 0"),
+        ("protocol.finetune_lrs=[]", "protocol.finetune_lrs", "one or more learning rates > 0"),
+        ("protocol.finetune_lrs=[0.1, 0]", "protocol.finetune_lrs", "learning rates > 0"),
+        ("protocol.finetune_holdout=0.6", "protocol.finetune_holdout", "[1e-06, 0.5]"),
     ],
 )
 def test_validation_names_field_and_allowed_values(override, field, hint):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
 # Built from data scikit-learn ships: no data.root, no download (learn/data/digit_variants.py).
@@ -375,11 +375,27 @@ class ProtocolConfig(_Section):
                                   "[P §3.3, Table 2; App. C.2]", AT_LEAST_1)
     finetune_batch_size: Int = _field(1024, "global; capped at the subset's size [P App. C.2]",
                                       AT_LEAST_1)
-    finetune_lr: Float = _field(0.02, "learning rate of fine-tuning", NON_NEGATIVE)
+    finetune_lrs: Floats = _field((0.01, 0.02, 0.05, 0.1, 0.005), "fine-tuning's lr is chosen "
+                                  "from these on a held-out part of the label subset, then "
+                                  "refit on all of it; one rate: no choice, no held-out part "
+                                  "[P App. C.2]", need("one or more learning rates > 0",
+                                                       lambda v: bool(v) and min(v) > 0))
+    finetune_holdout: Float = _field(0.2, "the held-out part of the label subset (per class, "
+                                     "at least one image) that scores each of finetune_lrs; "
+                                     "its size is not given by the paper", between(1e-6, 0.5))
     finetune_weight_decay: Float = _field(0.0, "weight decay of fine-tuning", NON_NEGATIVE)
     fraction: Float = _field(0.01, "labelled share of the train split (1% or 10% in the paper "
                              "[P Table 2])", between(1e-6, 1.0))
     subset_seed: Int = _field(0, "seed of the held-out part and of the label subsets", COUNT)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_rate(cls, data: Any) -> Any:
+        """Configs saved before the lr grid (older runs' weights) name one rate, finetune_lr."""
+        if isinstance(data, dict) and "finetune_lr" in data:
+            data = {**data, "finetune_lrs": [data["finetune_lr"]]}
+            del data["finetune_lr"]
+        return data
 
 
 class ScalingConfig(_Section):

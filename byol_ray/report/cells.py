@@ -145,7 +145,8 @@ def describe(metric: str) -> str:
     elif metric in PROTOCOL_COLUMN:
         ours = ("the paper's semi-supervised protocol [P App. C.2] (byol-ray eval finetune: "
                 "the whole network fine-tuned on a class-balanced seeded share of the train "
-                "labels), scored on the held-out test split")
+                "labels, lr chosen on a held-out part of that share), scored on the held-out "
+                "test split")
     elif metric == "knn":
         ours = ("kNN on frozen features (cosine, temperature-weighted votes), online monitor "
                 "(its last evaluation, at the end of pretraining), memory bank = train split, "

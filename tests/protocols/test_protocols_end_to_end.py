@@ -18,7 +18,7 @@ from byol_ray.learn.methods import build_method
 
 pytestmark = pytest.mark.slow
 QUICK = ["--set", "protocol.linear_epochs=3", "--set", "protocol.linear_lrs=[0.4,0.05]",
-         "--set", "protocol.finetune_epochs=3"]
+         "--set", "protocol.finetune_epochs=3", "--set", "protocol.finetune_lrs=[0.05]"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +44,8 @@ def _eval(pretrained, capsys, *args) -> tuple[str, object]:
     uri, run_id, _, _, tmp = pretrained
     client = MlflowClient(uri)
     before = {r.info.run_id for r in client.search_runs(_experiments(client))}
-    assert main(["eval", *args, "--tracking-uri", uri, "--storage", str(tmp / "ray"),
-                 *QUICK]) == 0
+    assert main(["eval", args[0], *QUICK, *args[1:], "--tracking-uri", uri,  # args' --set last
+                 "--storage", str(tmp / "ray")]) == 0
     out = capsys.readouterr().out
     new = [r for r in client.search_runs(_experiments(client)) if r.info.run_id not in before]
     assert len(new) == 1 and new[0].info.status == "FINISHED"
@@ -91,20 +91,36 @@ def test_linear_chooses_the_rate_on_held_out_train_images_and_reports_test(pretr
     assert "chosen on a held-out part of train (287 images" in out and "test top-1" in out
 
 
-def test_finetune_on_a_balanced_subset_and_on_the_random_init_encoder(pretrained, capsys):
+def test_finetune_chooses_its_rate_on_held_out_labels_and_runs_on_random_init(pretrained,
+                                                                              capsys):
     uri, run_id, _, _, _ = pretrained
-    _, run = _eval(pretrained, capsys, "finetune", "--run", run_id, "--fraction", "0.1")
+    out, run = _eval(pretrained, capsys, "finetune", "--run", run_id, "--fraction", "0.1",
+                     "--set", "protocol.finetune_lrs=[0.05,0.01]")
+    m = run.data.metrics
     assert run.data.tags["protocol"] == "finetune_10pct"
     assert run.data.tags["mlflow.parentRunId"] == run_id
-    assert 0 <= run.data.metrics["eval_finetune_10pct/test_top1"] <= 100
-    subset = _artifact(uri, run.info.run_id, "finetune_10pct_subset.json")
-    assert len(subset["indices"]) == run.data.metrics["eval_finetune_10pct/train_images"] == 140
+    assert run.data.params["protocol.finetune_lrs"] == "[0.05, 0.01]"
+    val = {lr: m[f"eval_finetune_10pct/val_top1_lr_{lr}"] for lr in ("0.05", "0.01")}
+    best = max(val, key=val.get)
+    assert m["eval_finetune_10pct/lr"] == float(best)
+    assert m["eval_finetune_10pct/val_top1"] == val[best]
+    assert 0 <= m["eval_finetune_10pct/test_top1"] <= 100
+    subset = _artifact(uri, run.info.run_id, "finetune_10pct_subset.json")["indices"]
+    assert len(subset) == m["eval_finetune_10pct/train_images"] == 140  # the refit: all of it
+    # The choice scored the held-out labelled train images, 30 of them, never the 360 test ones.
+    held_out = _artifact(uri, run.info.run_id, "finetune_10pct_holdout.json")["held_out"]
+    assert set(held_out) < set(subset) and len(held_out) == m["eval_finetune_10pct/val_images"]
+    assert len(held_out) == 30 and m["eval_finetune_10pct/test_images"] == 360
+    for top1 in val.values():
+        assert round(top1 * 30 / 100, 6).is_integer()  # a share of 30 images, not of 360
+    assert "chosen on a held-out part of the label subset (30 images" in out
 
     _, baseline = _eval(pretrained, capsys, "finetune", "--run", "random-init",
                         "--preset", "cpu-mini", "--set", "scaling.cpus_per_worker=0.5")
     assert baseline.data.tags["pretrain_run_id"] == "random-init"
     assert baseline.data.tags["method"] == "random_init"
-    assert "eval_finetune_1pct/test_top1" in baseline.data.metrics
+    assert "eval_finetune_1pct/test_top1" in baseline.data.metrics  # one rate: no choice
+    assert "eval_finetune_1pct/val_top1" not in baseline.data.metrics
 
 
 def _write_image_folder(root: Path) -> None:
@@ -139,6 +155,12 @@ def test_bad_eval_input_exits_2_before_any_job(pretrained, capsys, tmp_path):
     assert "--run: " + "f" * 32 + ": not found" in capsys.readouterr().err
     assert main(["eval", "linear", "--run", "random-init"]) == 2
     assert "--preset: needed" in capsys.readouterr().err
+    # 1% of digits is one image per class: no rate of the preset's grid can be chosen
+    assert main(["eval", "finetune", "--run", run_id, "--tracking-uri", uri]) == 2
+    assert "protocol.fraction: 0.01 gives 1 labelled image per class" in capsys.readouterr().err
+    assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--only", "random-init",
+                 "--eval", "finetune", "--tracking-uri", uri]) == 2
+    assert "protocol.fraction: 0.01" in capsys.readouterr().err
 
 
 def test_a_sweep_s_eval_runs_inside_its_trial_and_is_not_repeated(pretrained, capsys):
@@ -147,6 +169,7 @@ def test_a_sweep_s_eval_runs_inside_its_trial_and_is_not_repeated(pretrained, ca
     uri, _, _, _, tmp = pretrained
     assert main(["sweep", "ema_decay", "--preset", "cpu-mini", "--only", "random-init",
                  "--eval", "finetune", "--set", "protocol.finetune_epochs=2",
+                 "--set", "protocol.finetune_lrs=[0.05]",
                  "--tracking-uri", uri, "--storage", str(tmp / "ray")]) == 0
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("ema_decay/cpu-mini").experiment_id

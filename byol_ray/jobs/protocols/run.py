@@ -9,8 +9,10 @@ Each protocol is its own MLflow run in the pretraining run's experiment, nested 
   test. Metrics `eval_linear/{val_top1, test_top1, lr, val_top1_lr_<lr>}`; the held-out
   indices are the artifact `linear_holdout.json`.
 - `finetune` [P App. C.2]: the whole network on a class-balanced, seeded `protocol.fraction`
-  of the train labels, scored on test: `eval_finetune_1pct/test_top1` (10pct, ...); the
-  subset's indices are the artifact `finetune_1pct_subset.json`.
+  of the train labels; the learning rate chosen from `protocol.finetune_lrs` as `linear`'s,
+  on a held-out part of that subset (`protocol.finetune_holdout`), refit on the whole subset,
+  scored on test: `eval_finetune_1pct/{val_top1, test_top1, lr, val_top1_lr_<lr>}` (10pct,
+  ...); artifacts `finetune_1pct_subset.json` (the subset) and `finetune_1pct_holdout.json`.
 - `transfer`: `linear` or `finetune` (`mode`) on another dataset than the pretraining one
   (`--set data.dataset=... data.root=...`): `eval_transfer_linear/...`.
 - `segment`, `detect` [P §4, Table 4, App. D.4/D.5]: FCN and Faster R-CNN + FPN fine-tuned on
@@ -96,6 +98,8 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
         done = queries.finished_eval_run(uri, cfg.tracking.experiment, pretrain_id, key)
         if done:
             return ProtocolResult(key, done, {}, f"{key}: finished before (MLflow run {done})")
+    mode = request.mode if request.protocol == "transfer" else request.protocol
+    choice, final = protocol_jobs(cfg, mode, _train_labels(cfg))  # ConfigError: before Ray
     cfg.tracking.run_name = f"eval-{key}"
     with tracked_run(cfg, uri, request.address, parent_run_id=pretrain_id or None, tags={
         "role": "eval", "protocol": key, "pretrain_run_id": pretrain_id or request.ref,
@@ -104,11 +108,10 @@ def run_protocol(request: EvalRequest, with_tune: bool = True,
         storage = absolute_storage(request.storage or "~/ray_results")
         name = f"eval-{key}-{run.run_id[:8]}"
         state_ref = ray.put(state)
-        mode = request.mode if request.protocol == "transfer" else request.protocol
-        if mode == "linear":
-            metrics, artifacts, lines = _linear(cfg, state_ref, key, name, storage, with_tune)
-        else:
-            metrics, artifacts, lines = _finetune(cfg, state_ref, key, name, storage)
+        choice, final = (job and dataclasses.replace(job, encoder_state=state_ref)
+                         for job in (choice, final))
+        protocol = _linear if mode == "linear" else _finetune
+        metrics, artifacts, lines = protocol(cfg, choice, final, key, name, storage, with_tune)
         run.log_metrics(metrics, step=0)
         for artifact, data in artifacts.items():
             run.log_json(artifact, data)
@@ -187,33 +190,15 @@ def _eval_config(base: Config, request: EvalRequest, extra: list[str] = (),
     return validate(apply_overrides(base, overrides), check_paths=check_paths)
 
 
-def _linear(cfg: Config, state_ref, key: str, name: str, storage: str,
-            with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
-    """Choose the lr on the held-out part of train, refit on all of train, score on test."""
-    labels = labels_of(load_splits(cfg.data).train)
-    choice, final = linear_jobs(cfg, state_ref, labels)
-    lrs = cfg.protocol.linear_lrs
-    per_lr = lr_grid(choice, lrs, name, storage, with_tune)
-    val = {lr: per_lr[lr]["top1"] for lr in lrs}
-    best = choose_lr(val)
-    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
-    prefix = f"eval_{key}"
-    metrics = {f"{prefix}/val_top1": val[best], f"{prefix}/test_top1": test["top1"],
-               f"{prefix}/lr": best, f"{prefix}/val_images": float(len(choice.score_indices)),
-               f"{prefix}/train_images": float(len(final.fit_indices)),
-               f"{prefix}/test_images": test["scored"]}
-    metrics |= {f"{prefix}/val_top1_lr_{lr:g}": v for lr, v in val.items()}
-    per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
-    lines = [
-        f"  learning rate chosen on a held-out part of train ({len(choice.score_indices)} "
-        f"images; val top-1 per lr {per_lr_text}): {best:g}",
-        f"  val top-1 {val[best]:.2f} %   test top-1 {test['top1']:.2f} % (refit on all "
-        f"{len(final.fit_indices)} train images, {cfg.protocol.linear_epochs} epochs; "
-        f"{int(test['scored'])} test images)",
-    ]
-    holdout = {"held_out": choice.score_indices, "seed": cfg.protocol.subset_seed,
-               "val_fraction": cfg.protocol.val_fraction}
-    return metrics, {f"{key}_holdout.json": holdout}, lines
+def _train_labels(cfg: Config) -> torch.Tensor:
+    """Every label of the train split the protocols draw from (no image decoded)."""
+    return labels_of(load_splits(cfg.data).train)
+
+
+def protocol_jobs(cfg: Config, mode: str, labels: torch.Tensor) -> tuple[Job | None, Job]:
+    """`mode`'s (lr choice, final fit), encoder weights and lr unset: `linear_jobs` or
+    `finetune_jobs`."""
+    return (linear_jobs if mode == "linear" else finetune_jobs)(cfg, None, labels)
 
 
 def linear_jobs(cfg: Config, state_ref, labels: torch.Tensor) -> tuple[Job, Job]:
@@ -229,31 +214,105 @@ def linear_jobs(cfg: Config, state_ref, labels: torch.Tensor) -> tuple[Job, Job]
     return choice, final
 
 
+def finetune_jobs(cfg: Config, state_ref, labels: torch.Tensor) -> tuple[Job | None, Job]:
+    """Fine-tuning's two kinds of job on the class-balanced label subset: the lr choice (fit
+    on the subset minus its held-out part, scored on that part: train images, never test) and
+    the final fit (the whole subset, scored on test); no choice (None) where
+    `protocol.finetune_lrs` holds one rate. ConfigError where a class of the subset has fewer
+    than two images: none could be held out and still leave one to fit on."""
+    p = cfg.protocol
+    subset = balanced_subset(labels, p.fraction, p.subset_seed)
+    final = Job(cfg, state_ref, "finetune", subset, "test", None, lr=0.0,
+                epochs=p.finetune_epochs, batch_size=p.finetune_batch_size,
+                weight_decay=p.finetune_weight_decay, seed=cfg.train.seed)
+    if len(p.finetune_lrs) == 1:
+        return None, final
+    fewest = int(torch.unique(labels[subset], return_counts=True)[1].min())
+    if fewest < 2:
+        raise ConfigError("protocol.fraction", f"{p.fraction:g} gives {fewest} labelled image "
+                          f"per class on {cfg.data.dataset}; choosing among protocol."
+                          f"finetune_lrs ({len(p.finetune_lrs)} rates) holds out "
+                          "protocol.finetune_holdout of each class and needs at least 2 per "
+                          "class: raise it (--fraction), or give one rate "
+                          f"(--set protocol.finetune_lrs=[{p.finetune_lrs[0]:g}])")
+    fit_part, held_out = holdout_split(labels[subset], p.finetune_holdout, p.subset_seed)
+    choice = dataclasses.replace(final, fit_indices=[subset[i] for i in fit_part],
+                                 score_split="train", score_indices=[subset[i] for i in held_out])
+    return choice, final
+
+
 def choose_lr(val_top1: dict[float, float]) -> float:
     """The learning rate with the best held-out top-1; ties go to the one listed first."""
     return max(val_top1, key=lambda lr: val_top1[lr])
 
 
-def _finetune(cfg: Config, state_ref, key: str, name: str,
-              storage: str) -> tuple[dict[str, float], dict, list[str]]:
-    """Fine-tune the whole network on a class-balanced label subset, score on test."""
+def _linear(cfg: Config, choice: Job, final: Job, key: str, name: str, storage: str,
+            with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
+    """Choose the lr on the held-out part of train, refit on all of train, score on test."""
     p = cfg.protocol
-    labels = labels_of(load_splits(cfg.data).train)
-    subset = balanced_subset(labels, p.fraction, p.subset_seed)
-    job = Job(cfg, state_ref, "finetune", subset, "test", None, lr=p.finetune_lr,
-              epochs=p.finetune_epochs, batch_size=p.finetune_batch_size,
-              weight_decay=p.finetune_weight_decay, seed=cfg.train.seed)
-    result = fit(job, name, storage)
-    prefix = f"eval_{key}"
-    metrics = {f"{prefix}/test_top1": result["top1"],
-               f"{prefix}/train_images": float(len(subset)),
-               f"{prefix}/test_images": result["scored"]}
-    lines = [f"  fine-tuned on {len(subset)} labelled train images ({p.fraction:.0%}, "
-             f"class-balanced, seed {p.subset_seed}) for {p.finetune_epochs} epochs at lr "
-             f"{p.finetune_lr:g}: test top-1 {result['top1']:.2f} % "
-             f"({int(result['scored'])} test images)"]
-    artifact = {"indices": subset, "fraction": p.fraction, "seed": p.subset_seed}
-    return metrics, {f"{key}_subset.json": artifact}, lines
+    metrics, lines = _choose_and_refit(choice, final, p.linear_lrs, "train", key, name,
+                                       storage, with_tune)
+    lines.append(f"  val top-1 {metrics[f'eval_{key}/val_top1']:.2f} %   test top-1 "
+                 f"{metrics[f'eval_{key}/test_top1']:.2f} % (refit on all "
+                 f"{len(final.fit_indices)} train images, {p.linear_epochs} epochs; "
+                 f"{int(metrics[f'eval_{key}/test_images'])} test images)")
+    holdout = {"held_out": choice.score_indices, "seed": p.subset_seed,
+               "val_fraction": p.val_fraction}
+    return metrics, {f"{key}_holdout.json": holdout}, lines
+
+
+def _finetune(cfg: Config, choice: Job | None, final: Job, key: str, name: str, storage: str,
+              with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
+    """Choose the lr on the held-out part of the label subset (unless there is one rate),
+    fine-tune the whole network on all of the subset at it, score on test."""
+    p = cfg.protocol
+    metrics, lines = _choose_and_refit(choice, final, p.finetune_lrs, "the label subset", key,
+                                       name, storage, with_tune)
+    lines.append(f"  fine-tuned on {len(final.fit_indices)} labelled train images "
+                 f"({p.fraction:.0%}, class-balanced, seed {p.subset_seed}) for "
+                 f"{p.finetune_epochs} epochs at lr {metrics[f'eval_{key}/lr']:g}: test top-1 "
+                 f"{metrics[f'eval_{key}/test_top1']:.2f} % "
+                 f"({int(metrics[f'eval_{key}/test_images'])} test images)")
+    artifacts = {f"{key}_subset.json": {"indices": final.fit_indices, "fraction": p.fraction,
+                                        "seed": p.subset_seed}}
+    if choice is not None:
+        artifacts[f"{key}_holdout.json"] = {"held_out": choice.score_indices,
+                                            "seed": p.subset_seed,
+                                            "holdout": p.finetune_holdout}
+    return metrics, artifacts, lines
+
+
+def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], where: str,
+                      key: str, name: str, storage: str,
+                      with_tune: bool) -> tuple[dict[str, float], list[str]]:
+    """Both protocols' choice: each rate of `lrs` fit by `choice` and scored on its held-out
+    train images (`lr_grid`: a Tune grid or one job after another), the best refit by `final`
+    and scored on test; without a `choice` (one rate) that rate. Metrics `eval_<key>/{lr,
+    test_top1, test_images, train_images}` and, with a choice, `val_top1`, `val_images`,
+    `val_top1_lr_<lr>`; the report line of the choice."""
+    prefix, lines, best = f"eval_{key}", [], lrs[0]
+    metrics = {f"{prefix}/train_images": float(len(final.fit_indices))}
+    if choice is not None:
+        per_lr = lr_grid(choice, lrs, name, storage, with_tune)
+        val = {lr: per_lr[lr]["top1"] for lr in lrs}
+        best, held = choose_lr(val), len(choice.score_indices)
+        metrics |= {f"{prefix}/val_top1": val[best], f"{prefix}/val_images": float(held)}
+        metrics |= {f"{prefix}/val_top1_lr_{lr:g}": v for lr, v in val.items()}
+        per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
+        lines.append(f"  learning rate chosen on a held-out part of {where} ({held} images; "
+                     f"val top-1 per lr {per_lr_text}): {best:g}")
+    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
+    metrics |= {f"{prefix}/test_top1": test["top1"], f"{prefix}/lr": best,
+                f"{prefix}/test_images": test["scored"]}
+    return metrics, lines
+
+
+def check_trial_evals(cfg: Config, protocols: list[str]) -> None:
+    """A sweep's `--eval` on a trial's config, before any trial starts: the ConfigError that
+    `finetune` would raise inside the trial (see `finetune_jobs`)."""
+    if "finetune" in protocols:
+        cfg = _eval_config(cfg, EvalRequest("finetune", ""))
+        finetune_jobs(cfg, None, _train_labels(cfg))
 
 
 def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage: str,

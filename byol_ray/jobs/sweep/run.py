@@ -60,13 +60,18 @@ def run_sweeps(jobs: list[tuple[Grid, SweepOptions]]) -> list[SweepResult]:
 
     # Ray only once a sweep runs: the grids and the CLI import this module
     from byol_ray.jobs.pretrain.driver import preflight
+    from byol_ray.jobs.protocols.run import check_trial_evals
     from byol_ray.runtime.cluster import check_resources, connect, exit_if_cluster_lost
     from byol_ray.runtime.storage import check_storage
 
     plans = [(grid, options, plan(grid, options)) for grid, options in jobs]
-    for *_, trials in plans:
+    for _, options, trials in plans:
         for t in trials:
             preflight(t.cfg)
+        settings = {(t.cfg.data.dataset, t.cfg.data.root, repr(t.cfg.protocol)): t.cfg
+                    for t in trials}
+        for cfg in settings.values():  # each dataset and protocol setting once
+            check_trial_evals(cfg, options.evals)
     uris = [store.resolve_tracking_uri(options.tracking_uri) for _, options in jobs]
     for uri in dict.fromkeys(uris):
         store.check_tracking_store(uri)
