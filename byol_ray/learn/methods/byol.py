@@ -37,9 +37,9 @@ class BYOL(Method):
                  method: MethodConfig):
         super().__init__()
         self.encoder = encoder
-        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim)
+        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim, model.projector_norm)
         self.predictor = (
-            mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim)
+            mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim, model.predictor_norm)
             if method.predictor else nn.Identity()
         )
         # The target starts as an exact copy of the online encoder + projector [P §3.2].
