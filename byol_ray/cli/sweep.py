@@ -12,7 +12,7 @@ from pathlib import Path
 
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.core.config import ConfigError
-from byol_ray.experiments import grids
+from byol_ray.experiments import OPT_IN, grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
@@ -54,6 +54,15 @@ def _protocols(text: str) -> list[str]:
     if wrong or not names:
         raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of linear, finetune")
     return names
+
+
+def _grid_names(text: str) -> list[str]:
+    """--grids' comma-separated grid names, each checked, in the paper's order."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if not names or names - set(GRID_ORDER):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of "
+                                         f"{', '.join(GRID_ORDER)}")
+    return [name for name in GRID_ORDER if name in names]
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
@@ -154,6 +163,10 @@ def add_commands(commands) -> None:
     add_sweep_options(reproduce)
     reproduce.add_argument("--out", type=Path, default=None,
                            help="where the tables and report.md go (default: results/PRESET)")
+    reproduce.add_argument("--grids", type=_grid_names,
+                           default=[g for g in GRID_ORDER if g not in OPT_IN],
+                           metavar="NAME[,NAME]", help="the grids to run (default: all but "
+                           f"the opt-in {', '.join(sorted(OPT_IN))})")
     reproduce.add_argument("--metric", choices=METRICS, default=None,
                            help="top-1 the tables show (default: the preset's, see "
                                 "`byol-ray tables --help`)")
@@ -165,7 +178,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     args.resume = True  # a second `reproduce` finishes what the first left
     # One random-init run serves every grid's tables; the grids share one Tune run's slots.
     jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
-            for i, name in enumerate(GRID_ORDER)]
+            for i, name in enumerate(args.grids)]
     if args.dry_run:
         return print_plans(jobs)
     started = time.perf_counter()
