@@ -86,5 +86,6 @@ class BYOL(Method):
         target_params, online_params = list(self.target.parameters()), list(online.parameters())
         torch._foreach_mul_(target_params, tau)  # one fused call over all parameters
         torch._foreach_add_(target_params, online_params, alpha=1.0 - tau)
-        torch._foreach_copy_(list(self.target.buffers()), list(online.buffers()))
+        if buffers := list(self.target.buffers()):  # none without BN (`model.*_norm`)
+            torch._foreach_copy_(buffers, list(online.buffers()))
         return {"tau": tau}
