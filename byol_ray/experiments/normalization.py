@@ -68,11 +68,14 @@ GRID = Grid("normalization", "BYOL without batch statistics (Richemond et al. 20
 REFERENCE = references("normalization")
 
 
-def build(inputs: table.Inputs) -> table.Table:
+def build(inputs: table.Inputs) -> table.Table | None:
     """A row per network (ours, then any other value we ran), BYOL and SimCLR side by side
-    with the papers' values where they could be verified."""
+    with the papers' values where they could be verified; None when no trial ran the grid
+    (it is opt-in: reports without it show no empty table)."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
     ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
+    if ours.empty:
+        return None
     rows = [*ROWS, *sorted(set(ours["ablation_value"]) - set(ROWS))]
     records = [table.cell_record(row, ROWS[row].label if row in ROWS else row, method,
                                  find_cell(cells, AXIS, row, method), refs.get((row, method)))
