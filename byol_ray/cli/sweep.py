@@ -20,6 +20,7 @@ from byol_ray.report.cells import METRICS
 from byol_ray.runtime.tracking.run import Run
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
+DEFAULT_GRIDS = [name for name in GRID_ORDER if name not in OPT_IN]  # what `reproduce` runs
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
@@ -164,7 +165,7 @@ def add_commands(commands) -> None:
     reproduce.add_argument("--out", type=Path, default=None,
                            help="where the tables and report.md go (default: results/PRESET)")
     reproduce.add_argument("--grids", type=_grid_names,
-                           default=[g for g in GRID_ORDER if g not in OPT_IN],
+                           default=DEFAULT_GRIDS,
                            metavar="NAME[,NAME]", help="the grids to run (default: all but "
                            f"the opt-in {', '.join(sorted(OPT_IN))})")
     reproduce.add_argument("--metric", choices=METRICS, default=None,
