@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from byol_ray.cli.main import main
-from byol_ray.cli.sweep import GRID_ORDER, load_grid, main_dry_run_keys, write_tables
+from byol_ray.cli.sweep import DEFAULT_GRIDS, GRID_ORDER, load_grid, main_dry_run_keys, write_tables
 from byol_ray.core.config import AUGMENT_RECIPES
 from byol_ray.jobs.sweep.plan import SweepOptions, mark_twins, plan
 from byol_ray.jobs.sweep.run import SweepResult
@@ -448,9 +448,20 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
     assert all(t.cell.method != "random_init" for t in trials)
 
 
+def test_reproduce_runs_an_opt_in_grid_only_when_asked(capsys):
+    assert "normalization" in GRID_ORDER and "normalization" not in DEFAULT_GRIDS
+    assert main(["reproduce", "--preset", "cpu-mini", "--grids", "normalization",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "byol-normalization=no_bn-s0" in out and "tau_base" not in out
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--grids", "norm", "--dry-run"])
+    assert "'norm': a comma-separated list of ema_decay" in capsys.readouterr().err
+
+
 def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_results(tmp_path):
     grids = [plan(load_grid(name), SweepOptions("cpu-mini", seeds=2, random_init=i == 0))
-             for i, name in enumerate(GRID_ORDER)]
+             for i, name in enumerate(DEFAULT_GRIDS)]
     # BYOL at the preset's setting in 4 grids (Table 5a's tau 0.99 row runs the preset's
     # cosine schedule), SimCLR in 2 (Fig. 3a and 3b); 2 seeds: (3 + 1) x 2 twins.
     assert mark_twins(grids) == 8

@@ -13,7 +13,7 @@ from pathlib import Path
 from byol_ray.cli.options import add_cluster_options, add_config_options
 from byol_ray.core.config import ConfigError
 from byol_ray.core.presets import method_settings
-from byol_ray.experiments import grids
+from byol_ray.experiments import OPT_IN, grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
@@ -21,6 +21,7 @@ from byol_ray.report.cells import METRICS
 from byol_ray.runtime.tracking.run import Run
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
+DEFAULT_GRIDS = [name for name in GRID_ORDER if name not in OPT_IN]  # what `reproduce` runs
 
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +61,15 @@ def _protocols(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: none, or a comma-separated list of linear, finetune")
     return names
+
+
+def _grid_names(text: str) -> list[str]:
+    """--grids' comma-separated grid names, each checked, in the paper's order."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    if not names or names - set(GRID_ORDER):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of "
+                                         f"{', '.join(GRID_ORDER)}")
+    return [name for name in GRID_ORDER if name in names]
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
@@ -173,6 +183,10 @@ def add_commands(commands) -> None:
     add_sweep_options(reproduce)
     reproduce.add_argument("--out", type=Path, default=None,
                            help="where the tables and report.md go (default: results/PRESET)")
+    reproduce.add_argument("--grids", type=_grid_names,
+                           default=DEFAULT_GRIDS,
+                           metavar="NAME[,NAME]", help="the grids to run (default: all but "
+                           f"the opt-in {', '.join(sorted(OPT_IN))})")
     reproduce.add_argument("--metric", choices=METRICS, default=None,
                            help="top-1 the tables show (default: the preset's, see "
                                 "`byol-ray tables --help`)")
@@ -184,7 +198,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     args.resume = True  # a second `reproduce` finishes what the first left
     # One random-init run serves every grid's tables; the grids share one Tune run's slots.
     jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
-            for i, name in enumerate(GRID_ORDER)]
+            for i, name in enumerate(args.grids)]
     if args.dry_run:
         return print_plans(jobs)
     started = time.perf_counter()

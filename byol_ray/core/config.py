@@ -34,6 +34,9 @@ VOC_SPLITS = ("train", "trainval", "val", "test")  # test: VOC2007 only
 AUGMENT_RECIPES = ("baseline", "remove_flip", "remove_blur", "remove_colour",
                    "remove_colour_jitter", "remove_grey", "crop_only", "crop_flip", "crop_colour")
 COLOUR_OPS = ("reference", "torchvision")  # DeepMind's augmentations.py [P Table 6]; ColorJitter
+# Does BYOL need batch statistics? (learn/models/norms.py; Richemond et al. 2020, arXiv 2010.10241)
+HEAD_NORMS = ("batch", "layer", "group", "none")
+ENCODER_NORMS = ("batch", "group_ws", "none", "affine_init")
 
 
 class ConfigError(ValueError):
@@ -205,6 +208,17 @@ class ModelConfig(_Section):
     proj_hidden_dim: Int = _field(4096, "hidden width of the projector g [P §3.3]", AT_LEAST_1)
     proj_dim: Int = _field(256, "output width of projector g and predictor q [P §3.3]", AT_LEAST_1)
     pred_hidden_dim: Int = _field(4096, "hidden width of the predictor q [P §3.3]", AT_LEAST_1)
+    encoder_norm: Text = _field("batch", "the encoder's normalisation: batch norm [P §3.3], "
+                                "group norm + weight standardisation (no batch statistics; "
+                                "Richemond et al. 2020, arXiv 2010.10241), none (BN removed), "
+                                "or affine_init (BN replaced by a per-channel affine set from "
+                                "its first batch: Richemond et al.'s BN-free network)",
+                                one_of(*ENCODER_NORMS))
+    projector_norm: Text = _field("batch", "normalisation after the projector's hidden layer: "
+                                  "batch in the paper [P §3.3]; none: Fetterman & Albrecht "
+                                  "2020's BYOL without BN in its heads", one_of(*HEAD_NORMS))
+    predictor_norm: Text = _field("batch", "normalisation after the predictor's hidden layer "
+                                  "(as projector_norm)", one_of(*HEAD_NORMS))
     supervised_weights: Text = _field("", "the `--run supervised` baseline of the dense "
                                       "protocols: a torchvision ImageNet state_dict on disk (\"\" "
                                       "= torchvision's file name in torch's hub cache; never "

@@ -5,10 +5,13 @@ from byol_ray.report.reference import reference_frame, references
 
 def test_every_value_of_the_brief_is_there_with_its_source():
     ref = reference_frame()
-    assert (ref["source"].str.startswith("arXiv 2006.07733, ")).all()
+    theirs = ref["table"].eq("normalization")  # Richemond et al. 2020, not the BYOL paper
+    assert (ref.loc[~theirs, "source"].str.startswith("arXiv 2006.07733, ")).all()
+    assert (ref.loc[theirs, "source"].str.startswith("arXiv 2010.10241, ")).all()
     assert ref.groupby("table").size().to_dict() == {
         "table_5a": 5, "table_5b": 8, "fig_3a": 14, "fig_3b": 18, "baseline": 2,
-        "table_4a": 8, "table_1": 2, "table_2": 2}
+        "table_4a": 8, "table_1": 2, "table_2": 2, "normalization": 2}
+    assert {r.row: r.top1 for r in references("normalization")} == {"bn": 74.3, "gn_ws": 73.9}
     tau = {r.row: r.top1 for r in references("table_5a")}
     assert tau == {"1": 18.8, "0.999": 69.8, "0.99": 72.5, "0.9": 68.4, "0": 0.3}
     five_b = {r.row: (r.method, r.top1, r.collapsed) for r in references("table_5b")}

@@ -43,9 +43,9 @@ class BYOL(Method):
                  method: MethodConfig):
         super().__init__()
         self.encoder = encoder
-        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim)
+        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim, model.projector_norm)
         self.predictor = (
-            mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim)
+            mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim, model.predictor_norm)
             if method.predictor else nn.Identity()
         )
         self.target: nn.Module | None = None
@@ -106,5 +106,6 @@ class BYOL(Method):
         target_params, online_params = list(self.target.parameters()), list(online.parameters())
         torch._foreach_mul_(target_params, tau)  # one fused call over all parameters
         torch._foreach_add_(target_params, online_params, alpha=1.0 - tau)
-        torch._foreach_copy_(list(self.target.buffers()), list(online.buffers()))
+        if buffers := list(self.target.buffers()):  # none without BN (`model.*_norm`)
+            torch._foreach_copy_(buffers, list(online.buffers()))
         return {"tau": tau}

@@ -25,7 +25,7 @@ class SimCLR(Method):
                  method: MethodConfig):
         super().__init__()
         self.encoder = encoder
-        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim)
+        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim, model.projector_norm)
         self.temperature = method.temperature
 
     def forward(self, view1: Tensor, view2: Tensor) -> dict[str, Tensor]:

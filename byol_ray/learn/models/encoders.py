@@ -6,6 +6,7 @@ import torchvision
 from torch import nn
 
 from byol_ray.core.config import ModelConfig
+from byol_ray.learn.models.norms import normalise_encoder
 
 
 def _block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
@@ -48,10 +49,12 @@ def build_encoder(cfg: ModelConfig) -> tuple[nn.Module, int]:
     """Randomly initialised encoder named by `cfg.encoder`, and its feature size D.
 
     `resnet18`/`resnet50` are torchvision's (no pretrained weights, `fc` removed, D = 512 /
-    2048), optionally with the 3x3 stride-1 CIFAR stem; `small_cnn` is for CPU demos.
+    2048), optionally with the 3x3 stride-1 CIFAR stem; `small_cnn` is for CPU demos. Their
+    batch norms are then replaced as `cfg.encoder_norm` says (`norms.normalise_encoder`).
     """
     if cfg.encoder == "small_cnn":
-        return small_cnn(cfg.width), 4 * cfg.width
+        return normalise_encoder(small_cnn(cfg.width), cfg.encoder_norm), 4 * cfg.width
     if cfg.encoder in ("resnet18", "resnet50"):
-        return _resnet(cfg.encoder, cfg.cifar_stem)
+        net, dim = _resnet(cfg.encoder, cfg.cifar_stem)
+        return normalise_encoder(net, cfg.encoder_norm), dim
     raise ValueError(f"unknown encoder {cfg.encoder!r}; expected small_cnn, resnet18 or resnet50")
