@@ -65,7 +65,8 @@ class BYOL(Method):
         if init == "copy":
             return copy.deepcopy(online).requires_grad_(False)
         encoder, dim = build_encoder(model)
-        target = nn.Sequential(encoder, mlp(dim, model.proj_hidden_dim, model.proj_dim))
+        target = nn.Sequential(encoder, mlp(dim, model.proj_hidden_dim, model.proj_dim,
+                                            model.projector_norm))
         if _shapes(target) != _shapes(online):
             raise ValueError(f"model.encoder={model.encoder!r} builds another network than the "
                              "online encoder given: build both from one config (build_method)")
