@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -303,16 +303,9 @@ def generate_report(
     return Report(path, tables, runs)
 
 
-def write_report(
-    tracking_uri: str | None,
-    out_dir: str | Path,
-    experiments: Sequence[str] | None = None,
-    preset: str | None = None,
-    metric: str | None = None,
-    sweeps: Sequence[str] | None = None,
-) -> Path:
-    """`generate_report`, returning only the path of report.md."""
-    return generate_report(tracking_uri, out_dir, experiments, preset, metric, sweeps).path
+def write_report(*args: Any, **kwargs: Any) -> Path:
+    """`generate_report` (same arguments), returning only the path of report.md."""
+    return generate_report(*args, **kwargs).path
 
 
 def print_tables(

@@ -37,13 +37,10 @@ def _shapes(module: nn.Module) -> dict[str, torch.Size]:
 class BYOL(Method):
     """BYOL and its Table 5 variants around `encoder` (feature size `feat_dim`)."""
 
-    group_size = 0  # images sharing negatives (`batch_groups.within_groups`); 0 = global batch
-
     def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
                  method: MethodConfig):
         super().__init__()
-        self.encoder = encoder
-        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim, model.projector_norm)
+        self._online_network(encoder, feat_dim, model)
         self.predictor = (
             mlp(model.proj_dim, model.pred_hidden_dim, model.proj_dim, model.predictor_norm)
             if method.predictor else nn.Identity()

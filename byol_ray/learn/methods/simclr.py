@@ -8,7 +8,6 @@ from byol_ray.core.config import MethodConfig, ModelConfig
 from byol_ray.learn.methods.base import Method
 from byol_ray.learn.methods.losses import nt_xent
 from byol_ray.learn.methods.registry import register
-from byol_ray.learn.models import mlp
 
 
 @register("simclr")
@@ -19,13 +18,10 @@ class SimCLR(Method):
     workers with gradients (`nt_xent`): 2B - 2 per sample for a global batch of B.
     """
 
-    group_size = 0  # images sharing negatives (`batch_groups.within_groups`); 0 = global batch
-
     def __init__(self, encoder: nn.Module, feat_dim: int, model: ModelConfig,
                  method: MethodConfig):
         super().__init__()
-        self.encoder = encoder
-        self.projector = mlp(feat_dim, model.proj_hidden_dim, model.proj_dim, model.projector_norm)
+        self._online_network(encoder, feat_dim, model)
         self.temperature = method.temperature
 
     def forward(self, view1: Tensor, view2: Tensor) -> dict[str, Tensor]:
