@@ -19,7 +19,8 @@ def train(tmp_path, *extra: str) -> str:
     """The console of a 2-epoch cpu-mini `byol-ray train` (stdout and stderr together)."""
     proc = subprocess.run(
         [sys.executable, "-m", "byol_ray.cli", *extra, "train", "--preset", "cpu-mini",
-         "--set", "train.epochs=2", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--set", "train.epochs=2", "--set", "eval.eval_every=0",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
          "--storage", str(tmp_path / "ray")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -27,6 +28,7 @@ def train(tmp_path, *extra: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two runs, each starting its own Ray cluster
 def test_the_default_console_holds_our_lines_only_and_verbose_brings_rays_back(tmp_path):
     quiet = train(tmp_path)
     shown = [p for p in INTERNAL if p.lower() in quiet.lower()]
