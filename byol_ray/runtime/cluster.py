@@ -144,7 +144,11 @@ def absolute_storage(path: str) -> str:
 
 def root_cause(error: BaseException) -> str:
     """The most specific message in a Ray error chain, for the MLflow failure tag."""
-    text = f"{type(error).__name__}: {error}"
+    return cause_in(f"{type(error).__name__}: {error}")
+
+
+def cause_in(text: str) -> str:
+    """The most specific `...Error: message` line of a Ray error's text (else all of it)."""
     worker_errors = re.findall(r"(\w+(?:Error|Exception): [^\n]+)", text)
     return worker_errors[-1] if worker_errors else text
 
