@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     parser.add_argument("--experiment", default="ema_decay/cpu-mini")
+    parser.add_argument("--filter", default="tags.role = 'trial'",
+                        help="the runs table's search filter (default: a sweep's trials)")
     parser.add_argument("--out", default="docs/mlflow-ui.png")
     parser.add_argument("--wait-ms", type=int, default=20000,
                         help="time the page's scripts get to draw the table")
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_for(f"{base}/health")
         experiment_id = _experiment_id(base, args.experiment)
-        url = f"{base}/#/experiments/{experiment_id}/runs"
+        query = urllib.parse.urlencode({"searchFilter": args.filter}, quote_via=urllib.parse.quote)
+        url = f"{base}/#/experiments/{experiment_id}/runs?{query}"
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as profile:
