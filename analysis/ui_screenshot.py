@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{url} -> {out} ({out.stat().st_size // 1000} KB)")
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
     return 0
 
 
@@ -75,7 +78,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for(url: str, timeout_s: float = 120) -> None:
+def _wait_for(url: str, timeout_s: float = 600) -> None:
     """Until the server answers `url`."""
     deadline = time.monotonic() + timeout_s
     while True:
