@@ -10,17 +10,19 @@ from pathlib import Path
 import yaml
 
 from byol_ray.cli import sweep as sweep_cli
-from byol_ray.cli.options import add_cluster_options, add_config_options
+from byol_ray.cli.options import add_cluster_options, add_config_options, add_verbose_option
 from byol_ray.cli.tables import add_tables_command
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.explain import explain
 from byol_ray.core.presets import DESCRIPTIONS, PRESETS, preset_config
+from byol_ray.runtime.console import set_verbose
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `byol-ray` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     try:
         return args.handler(args)
     except ConfigError as error:
@@ -32,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="byol-ray", description="BYOL ablations on Ray, tracked in MLflow."
     )
+    add_verbose_option(parser)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     presets = commands.add_parser("presets", help="list the named presets")
@@ -71,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="only the runs logging to this URI (default: all)")
     sync.set_defaults(handler=_sync)
     add_tables_command(commands)
+    for command in commands.choices.values():  # also after the command: byol-ray train --verbose
+        add_verbose_option(command, default=argparse.SUPPRESS)
     return parser
 
 

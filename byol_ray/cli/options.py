@@ -29,3 +29,10 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (default: the one running here, else a new "
                              "local cluster)")
+
+
+def add_verbose_option(parser: argparse.ArgumentParser, default: object = False) -> None:
+    """--verbose: Ray's and the libraries' own console output too (byol_ray/runtime/console.py)."""
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="show Ray's and the libraries' own logs on the console (default: "
+                             "byol-ray's lines only; the rest goes to the log files it names)")

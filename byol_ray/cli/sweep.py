@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from byol_ray.cli.options import add_cluster_options, add_config_options
+from byol_ray.cli.options import add_cluster_options, add_config_options, add_verbose_option
 from byol_ray.core.config import ConfigError
 from byol_ray.core.presets import method_settings
 from byol_ray.experiments import OPT_IN, grids
@@ -18,6 +18,7 @@ from byol_ray.jobs.sweep.cost import describe_cost, total_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
+from byol_ray.runtime.console import set_verbose
 from byol_ray.runtime.tracking.run import Run
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
@@ -86,7 +87,9 @@ def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
     """Entry point of `sweeps/NAME.py`: parse options, then dry-run or run the grid."""
     parser = argparse.ArgumentParser(prog=f"sweeps/{grid.name}.py", description=grid.description)
     add_sweep_options(parser)
+    add_verbose_option(parser)
     args = parser.parse_args(argv)
+    set_verbose(args.verbose)
     try:
         return sweep_command(grid, options_from_args(args), args.dry_run)
     except ConfigError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 METHODS = ("byol", "simclr", "random_init")
+# A method from outside the package; learn/methods/registry.py imports and checks it.
+OUTSIDE_METHOD = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 TAU_SCHEDULES = ("cosine", "constant")
 TARGET_INITS = ("independent", "copy")
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -228,8 +231,12 @@ class ModelConfig(_Section):
 class MethodConfig(_Section):
     """The objective and the target rule: BYOL and its Table 5 variants, or SimCLR."""
 
-    name: Text = _field("byol", "the objective: BYOL, SimCLR's NT-Xent, or random_init (an "
-                        "untrained encoder, no pretraining)", one_of(*METHODS))
+    name: Text = _field("byol", "the objective: BYOL, SimCLR's NT-Xent, random_init (an "
+                        "untrained encoder, no pretraining), or your own Method subclass as "
+                        "package.module:Class (README \"Your own method\")", Allowed(
+                            f"{', '.join(METHODS)}, package.module:Class",
+                            lambda v: v in METHODS or bool(OUTSIDE_METHOD.fullmatch(v)),
+                            "{value!r} is not one of: {text}"))
     tau_base: Float = _field(0.996, "target EMA decay at step 0 [P §3, Table 5a]", PROBABILITY)
     tau_schedule: Text = _field("cosine", "cosine: ramp tau from tau_base to 1 [P §3]; "
                                 "constant: keep tau_base", one_of(*TAU_SCHEDULES))

@@ -23,6 +23,7 @@ from pathlib import Path
 import ray
 
 from byol_ray.core.config import Config, ConfigError
+from byol_ray.runtime import console
 
 # A cluster of our own on one machine: no spot preemption to watch, no Prometheus metrics of
 # Train's controller and workers to export, and short runs want the controller to notice a
@@ -44,7 +45,13 @@ def connect(address: str | None = None) -> None:
     shared machine that is someone else's."""
     if ray.is_initialized():
         return
+    console.before_ray_init(local=not (address or _recorded_cluster()))
     _use_local_auth_token()
+    _init(address)
+    console.after_ray_init()
+
+
+def _init(address: str | None) -> None:
     if address:
         ray.init(address=address)
         return
@@ -54,7 +61,7 @@ def connect(address: str | None = None) -> None:
             ray.init(address=recorded)
             return
         except ConnectionError:  # a stale record of a cluster that has stopped
-            pass
+            console.before_ray_init(local=True)
     ray.init(runtime_env={"env_vars": LOCAL_CLUSTER_ENV})
 
 
@@ -137,7 +144,11 @@ def absolute_storage(path: str) -> str:
 
 def root_cause(error: BaseException) -> str:
     """The most specific message in a Ray error chain, for the MLflow failure tag."""
-    text = f"{type(error).__name__}: {error}"
+    return cause_in(f"{type(error).__name__}: {error}")
+
+
+def cause_in(text: str) -> str:
+    """The most specific `...Error: message` line of a Ray error's text (else all of it)."""
     worker_errors = re.findall(r"(\w+(?:Error|Exception): [^\n]+)", text)
     return worker_errors[-1] if worker_errors else text
 

@@ -15,6 +15,7 @@ from ray.train.torch import TorchTrainer
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.jobs.pretrain.worker import train_worker
 from byol_ray.learn.data import check_dataset
+from byol_ray.learn.methods.registry import check_method
 from byol_ray.runtime.cluster import absolute_storage
 from byol_ray.runtime.lifecycle import tracked_run
 from byol_ray.runtime.tracking import journal, logger, store
@@ -75,8 +76,10 @@ def run_pretraining(
 
 
 def preflight(cfg: Config) -> None:
-    """Every check that needs no worker: config values and the dataset's files."""
+    """Every check that needs no worker: config values, a method from outside the package,
+    and the dataset's files."""
     validate(cfg)
+    check_method(cfg)
     try:
         check_dataset(cfg.data)
     except (FileNotFoundError, ValueError) as error:  # messages start with "data.root: "

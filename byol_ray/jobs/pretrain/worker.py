@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
+from byol_ray.runtime.console import say
 from byol_ray.runtime.tracking.logger import RunLogger
 from byol_ray.runtime.weights import write_weights
 
@@ -89,8 +89,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             f"step; at most {steps_per_epoch - 1} (less than an epoch) may be left"
         )
     if is_training and left_over and rank == 0:
-        _say(f"[byol-ray] train.accumulate_steps={accumulate}: the run's last {left_over} "
-             "batches complete no optimiser step (their lr would be 0) and are not run")
+        say(f"[byol-ray] train.accumulate_steps={accumulate}: the run's last {left_over} "
+            "batches complete no optimiser step (their lr would be 0) and are not run")
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch / accumulate)
     peak_lr = cfg.optim.lr(cfg.data.batch_size * accumulate)
     # Loader batch -> T and T' on the device (ImageFolder batches arrive already cropped).
@@ -238,7 +238,7 @@ def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
     optimizer.load_state_dict(state["optimizer"])
     if state.get("pending_grads") is not None:
         restore_gradients(method, state["pending_grads"])
-    _say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
+    say(f"[byol-ray] resumed from checkpoint after epoch {state['epoch']}")
     return int(state["epoch"])
 
 
@@ -257,7 +257,7 @@ def load_state(path: Path, shown_as: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise CorruptCheckpointError(f"checkpoint file {shown_as} is missing; {advice}") from None
     except Exception as error:  # torch: "PytorchStreamReader failed reading zip archive", ...
-        _say(f"[byol-ray] reading {shown_as}: {type(error).__name__}: {error}")
+        say(f"[byol-ray] reading {shown_as}: {type(error).__name__}: {error}")
         raise CorruptCheckpointError(f"checkpoint file {shown_as} cannot be read, it is truncated "
                                      f"or damaged; {advice}") from None
     missing = {"method", "optimizer", "epoch"} - set(state if isinstance(state, dict) else ())
@@ -312,7 +312,7 @@ class _Logger:
             self.first_epoch, self.started = epoch, time.perf_counter()
         if epoch % self.cfg.train.log_every and epoch != self.cfg.train.epochs:
             return
-        _say(self._line(epoch, metrics))
+        say(self._line(epoch, metrics))
 
     def _line(self, epoch: int, metrics: dict[str, float]) -> str:
         parts = [f"[byol-ray] epoch {epoch}/{self.cfg.train.epochs}"]
@@ -332,12 +332,6 @@ class _Logger:
         are kept."""
         if self.run is not None:
             self.run.close()
-
-
-def _say(line: str) -> None:
-    """One console line. Not print(): Ray Train patches print and would show it twice."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def _clock(seconds: float) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from types import ModuleType
@@ -30,6 +29,7 @@ from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
 from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF, detect, segment
 from byol_ray.learn.data.voc import check_voc
 from byol_ray.runtime.cluster import absolute_storage
+from byol_ray.runtime.console import say
 from byol_ray.runtime.lifecycle import tracked_run
 from byol_ray.runtime.tracking import store
 from byol_ray.runtime.tracking.run import Run
@@ -198,5 +198,4 @@ class _Log:
                  if k in ("train/loss", "train/lr") or k.endswith(("_miou", "_ap50", "_ap"))}
         parts = [f"[byol-ray] {self.task} {step}/{self.settings.iterations}"]
         parts += [f"{k} {v:.4g}" for k, v in shown.items()]
-        sys.stdout.write(" | ".join(parts) + "\n")
-        sys.stdout.flush()
+        say(" | ".join(parts))

@@ -26,7 +26,6 @@ Each protocol is its own MLflow run in the pretraining run's experiment, nested 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 
 import ray
@@ -44,6 +43,7 @@ from byol_ray.learn.methods import build_method
 from byol_ray.learn.models.dense import supervised_encoder
 from byol_ray.learn.models.encoders import build_encoder
 from byol_ray.runtime.cluster import absolute_storage
+from byol_ray.runtime.console import say
 from byol_ray.runtime.lifecycle import tracked_run
 from byol_ray.runtime.tracking import queries, store
 from byol_ray.runtime.weights import fetch_weights, read_config, read_state
@@ -322,10 +322,4 @@ def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage
     for protocol in protocols:
         request = EvalRequest(protocol, run_id, overrides=overrides, tracking_uri=tracking_uri,
                               storage=storage)
-        _say(run_protocol(request, with_tune=False, skip_finished=True).report)
-
-
-def _say(text: str) -> None:
-    """Console lines from inside a Ray worker (its patched print would show them twice)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+        say(run_protocol(request, with_tune=False, skip_finished=True).report)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ray.tune import Callback
+
+from byol_ray.runtime.cluster import cause_in
 
 
 class ProgressCallback(Callback):
@@ -34,7 +37,8 @@ class ProgressCallback(Callback):
         self.running.discard(trial.trial_id)
         self.done += 1
         self.failed += 1
-        self._say(f"FAILED {_key(trial)} (recorded in MLflow; the sweep goes on)")
+        self._say(f"FAILED {_key(trial)}: {_cause(trial)} (recorded in MLflow; the sweep "
+                  "goes on)")
 
     def _say(self, event: str) -> None:
         left = self.total - self.done - len(self.running)
@@ -42,6 +46,14 @@ class ProgressCallback(Callback):
         failed = f" ({self.failed} failed)" if self.failed else ""
         print(f"[sweep {self.name}] {self.done}/{self.total} done{failed}, "
               f"{len(self.running)} running, {left} left, {minutes:.1f} min: {event}", flush=True)
+
+
+def _cause(trial) -> str:
+    """The one-line cause of a failed trial, from the error file Tune wrote for it."""
+    try:
+        return cause_in(Path(trial.error_file).read_text())[:300]
+    except (OSError, TypeError):  # no error file (a lost trial): MLflow's failure_reason has it
+        return "see its failure_reason in MLflow"
 
 
 def _key(trial) -> str:

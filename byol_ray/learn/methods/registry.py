@@ -2,13 +2,19 @@
 `build_method` builds the one `cfg.method.name` names on a fresh encoder.
 
 A registered class is built as `cls(encoder, feat_dim, cfg.model, cfg.method)`. Every name
-lookup goes through `method_class`, the one place a later change would also accept a class
-from outside the package (`package.module:Class`).
+lookup goes through `method_class`, which also takes a class from outside the package,
+`package.module:Class` (README "Your own method"); `check_method` tries such a class on the
+driver, before any worker starts.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable
+
+import torch
+from torch import nn
 
 from byol_ray.core.config import Config, ConfigError
 from byol_ray.learn.methods.base import Method
@@ -35,9 +41,10 @@ def method_names() -> tuple[str, ...]:
 
 
 def method_class(name: str) -> type[Method]:
-    """The class registered as `name`; a ConfigError naming `method.name` otherwise."""
-    # Hook: an out-of-package class `package.module:Class` would be imported and checked
-    # (a Method subclass) here, before the registry lookup.
+    """The class registered as `name`, or the class `package.module:Class` names (importable,
+    with the `Method` interface); a ConfigError naming `method.name` otherwise."""
+    if ":" in name:
+        return _outside_class(name)
     if name not in _REGISTRY:
         raise ConfigError("method.name", f"unknown method {name!r}; registered: "
                                          f"{', '.join(method_names())}")
@@ -49,3 +56,53 @@ def build_method(cfg: Config) -> Method:
     cls = method_class(cfg.method.name)
     encoder, feat_dim = build_encoder(cfg.model)
     return cls(encoder, feat_dim, cfg.model, cfg.method)
+
+
+def check_method(cfg: Config) -> None:
+    """For a method from outside the package: build it as a worker would and run one step on
+    two views of two random images; a ConfigError naming `method.name` and what is missing."""
+    if ":" not in cfg.method.name:
+        return  # ours: tested with the package
+    name = cfg.method.name
+    try:
+        method = build_method(cfg)
+    except Exception as error:
+        raise ConfigError("method.name", f"{name!r}: building it as cls(encoder, feat_dim, "
+                          f"model, method) failed: {type(error).__name__}: {error}") from None
+    if not isinstance(getattr(method, "encoder", None), nn.Module):
+        raise ConfigError("method.name", f"{name!r}: needs an `encoder` attribute (the "
+                          "nn.Module evaluation uses)")
+    size = cfg.data.image_size
+    views = [torch.rand(2, 3, size, size) for _ in range(2)]
+    try:
+        out = method(*views)
+    except Exception as error:
+        raise ConfigError("method.name", f"{name!r}: forward(view1, view2) failed: "
+                          f"{type(error).__name__}: {error}") from None
+    loss = out.get("loss") if isinstance(out, dict) else None
+    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad):
+        raise ConfigError("method.name", f"{name!r}: forward(view1, view2) must return a dict "
+                          "with 'loss', a scalar tensor with a gradient; got "
+                          f"{type(out).__name__}")
+
+
+def _outside_class(name: str) -> type[Method]:
+    """The class `package.module:Class` names, checked for the `Method` interface."""
+    module_name, _, class_name = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as error:
+        raise ConfigError("method.name", f"{name!r}: cannot import {module_name} ({error}); "
+                          "is its folder on PYTHONPATH?") from None
+    except AttributeError:
+        raise ConfigError("method.name", f"{name!r}: {module_name} has no {class_name}") from None
+    missing = [f"{attr}()" for attr in ("forward", "after_step")
+               if not callable(getattr(cls, attr, None))]
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        missing.insert(0, "to be a torch nn.Module (subclass byol_ray.learn.methods.Method)")
+    elif len(inspect.signature(cls).parameters) < 4:
+        missing.append("a constructor cls(encoder, feat_dim, model, method)")
+    if missing:
+        raise ConfigError("method.name", f"{name!r} lacks the Method interface: needs "
+                          f"{', '.join(missing)}")
+    return cls

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from byol_ray.runtime.console import say
 
 JOURNAL_ENV = "BYOL_RAY_JOURNAL"
 DEFAULT_JOURNAL = "~/.cache/byol-ray/journal"
@@ -117,8 +118,8 @@ class Journal:
             self._stopped = True
             self.lock.notify()
         if left:
-            _say(f"[byol-ray] {self.label} still unreachable: {left} record(s) kept in "
-                 f"{self.path}; `byol-ray sync` delivers them (so does the next run's start)")
+            say(f"[byol-ray] {self.label} still unreachable: {left} record(s) kept in "
+                f"{self.path}; `byol-ray sync` delivers them (so does the next run's start)")
         return left == 0
 
     def _deliver_forever(self) -> None:
@@ -138,8 +139,8 @@ class Journal:
             except Exception as error:  # the server is away: keep the record, try again
                 if self._outage_since is None:
                     self._outage_since = time.monotonic()
-                    _say(f"[byol-ray] {self.label} unreachable ({type(error).__name__}: "
-                         f"{str(error)[:200]}); buffering in {self.path} and retrying")
+                    say(f"[byol-ray] {self.label} unreachable ({type(error).__name__}: "
+                        f"{str(error)[:200]}); buffering in {self.path} and retrying")
                 with self.lock:
                     self.lock.wait(backoff)
                 backoff = min(2 * backoff, MAX_BACKOFF_S)
@@ -148,12 +149,6 @@ class Journal:
                 self._pending.pop(0)
                 _append(self.path, {"ack": record["seq"]})
             if self._outage_since is not None:
-                _say(f"[byol-ray] {self.label} back after "
-                     f"{time.monotonic() - self._outage_since:.0f} s; delivering the buffer")
+                say(f"[byol-ray] {self.label} back after "
+                    f"{time.monotonic() - self._outage_since:.0f} s; delivering the buffer")
                 self._outage_since, backoff = None, 1.0
-
-
-def _say(line: str) -> None:
-    """One console line (not print(): Ray Train patches print and would show it twice)."""
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()

@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from byol_ray.core.config import Config, flatten, to_dict
+from byol_ray.runtime.tracking.inputs import dataset_input, source_tags
 from byol_ray.runtime.tracking.store import experiment_id_for
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on one param value
@@ -67,7 +68,8 @@ class Run:
         """Create a RUNNING run holding the config as params, tags and an artifact
         (`describe=False`: tags only; the caller calls `describe`)."""
         client = client_for(uri)
-        all_tags = {"method": cfg.method.name, "preset": cfg.preset, **(tags or {})}
+        all_tags = {"method": cfg.method.name, "preset": cfg.preset, **source_tags(),
+                    **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         created = client.create_run(experiment_id_for(client, cfg.tracking.experiment),
@@ -78,10 +80,11 @@ class Run:
         return run
 
     def describe(self, cfg: Config) -> None:
-        """Log the config as `config.yaml`, then as params. A run that holds all of them is
-        described (`RunRecord.describes`); the calls can be repeated (the same param value
-        again is accepted), which a sweep resumed after its driver was killed mid-description
-        relies on."""
+        """Log the dataset input and the config as `config.yaml`, then as params. A run that
+        holds all of them is described (`RunRecord.describes`); the calls can be repeated (the
+        same param value or dataset again is accepted), which a sweep resumed after its driver
+        was killed mid-description relies on."""
+        self.client.log_inputs(self.run_id, datasets=[dataset_input(cfg.data)])
         self.client.log_text(self.run_id, yaml.safe_dump(to_dict(cfg), sort_keys=False),
                              "config.yaml")
         params = [Param(key, str(value)[:MAX_PARAM_LENGTH])  # last: every param = described

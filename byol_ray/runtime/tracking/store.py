@@ -17,6 +17,9 @@ from mlflow.tracking import MlflowClient
 from byol_ray.core.config import ConfigError
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# MLflow 3's UI opens an experiment on its runs (not its GenAI overview) when it carries this
+# tag (the UI's ExperimentKind enum: custom_model_development vs genai_development).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
 # Schemes MLflow has a tracking store for (a database URI may name its driver: mysql+pymysql).
 TRACKING_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql",
@@ -106,12 +109,17 @@ def _auth_headers() -> dict[str, str]:
 
 
 def experiment_id_for(client: MlflowClient, name: str) -> str:
-    """The id of the named experiment, created on first use."""
+    """The id of the named experiment, created on first use as a model-training experiment
+    (`EXPERIMENT_KIND`; one made before that tag existed gets it now)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                                      EXPERIMENT_KIND)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=_artifact_location(client, name))
+        return client.create_experiment(name, artifact_location=_artifact_location(client, name),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except mlflow.exceptions.MlflowException:  # created concurrently by another process
         return client.get_experiment_by_name(name).experiment_id
 
