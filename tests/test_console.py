@@ -3,11 +3,17 @@ logs only with --verbose (byol_ray/runtime/console.py)."""
 
 from __future__ import annotations
 
+import io
+import os
+import re
 import subprocess
 import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+
+from byol_ray.runtime import console
 
 # Lines of Ray, Ray Train / Tune and MLflow that a quiet console never shows.
 INTERNAL = ("PYTHON worker processes have been started", "Reporting training result",
@@ -22,7 +28,8 @@ def train(tmp_path, *extra: str) -> str:
          "--set", "train.epochs=2", "--set", "eval.eval_every=0",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
          "--storage", str(tmp_path / "ray")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "BYOL_RAY_LOGS": str(tmp_path / "logs")})
     assert proc.returncode == 0, proc.stdout[-4000:]
     return proc.stdout
 
@@ -35,10 +42,37 @@ def test_the_default_console_holds_our_lines_only_and_verbose_brings_rays_back(t
     assert not shown, f"{shown} in:\n{quiet}"
     assert "[byol-ray] epoch 2/2" in quiet and "byol after 2 epochs" in quiet, quiet
     first = quiet.splitlines()[0]
-    assert first.startswith("[byol-ray] Ray's and libraries' logs: ") and "--verbose" in first
-    log = first.split("logs: ")[1].split(",")[0]
-    assert "INFO" in Path(log).read_text()  # what the console left out is in the file it names
+    assert first.startswith("[byol-ray] started a local Ray cluster at ") and "--verbose" in first
+    log = Path(re.search(r"libraries' logs: (\S+), the workers' in ", first)[1])
+    assert log.parent == tmp_path / "logs", first
+    # what the console left out is in the file it names
+    assert "Started a local Ray instance" in log.read_text()
 
     loud = train(tmp_path, "--verbose")
     assert "Reporting training result" in loud and "pid=" in loud, loud[-4000:]
     assert "[byol-ray] epoch 2/2" in loud
+
+
+def test_a_command_chooses_its_console_and_leaves_the_environment_as_it_was(monkeypatch):
+    monkeypatch.delenv(console.VERBOSE_ENV, raising=False)
+    with console.chosen(verbose=False):
+        assert console.is_quiet()
+    assert console.VERBOSE_ENV not in os.environ and not console.is_quiet()
+    monkeypatch.setenv(console.VERBOSE_ENV, "1")  # the environment's choice outlasts no flag
+    with console.chosen(verbose=False):
+        assert not console.is_quiet()
+    assert os.environ[console.VERBOSE_ENV] == "1"
+
+
+def test_the_workers_output_filter_keeps_our_lines_and_passes_what_it_cannot_read_to_ray():
+    to_ray = []
+    ours_only = console._OursOnly(to_ray.append)
+    with redirect_stdout(io.StringIO()) as shown:
+        ours_only({"lines": ["[byol-ray] epoch 1/2 | loss 1", "Reporting training result 1",
+                             "[sweep x] 1/2 done"], "is_err": False, "pid": 7})
+        ours_only({"lines": ["(pid=7) INFO something"], "is_err": False, "pid": 7})
+    assert shown.getvalue() == "[byol-ray] epoch 1/2 | loss 1\n[sweep x] 1/2 done\n"
+    assert to_ray == []
+    unknown = {"text": "a batch of another Ray version"}
+    ours_only(unknown)  # no error: Ray's own handler prints it
+    assert to_ray == [unknown]

@@ -339,7 +339,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
     interrupted = console.wait_until("trial finished and the next checkpointed",
                                      one_finished_and_the_next_checkpointed)
     kill_session(driver)  # the driver and the local Ray cluster it started, workers included
-    assert "Started a local Ray instance" in console.text()  # its own, not the module's
+    assert "started a local Ray cluster at " in console.text()  # its own, not the module's
     registered = _registered_epoch(storage, interrupted)  # final: nothing of the run is left
     _, _, children = _runs(tmp_path)
     finished_before = {c.data.tags["trial"]: c.info.run_id for c in children

@@ -15,16 +15,16 @@ from byol_ray.cli.tables import add_tables_command
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.explain import explain
 from byol_ray.core.presets import DESCRIPTIONS, PRESETS, preset_config
-from byol_ray.runtime.console import set_verbose
+from byol_ray.runtime import console
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `byol-ray` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    set_verbose(args.verbose)
     try:
-        return args.handler(args)
+        with console.chosen(args.verbose):
+            return args.handler(args)
     except ConfigError as error:
         print(f"byol-ray: error: {error}", file=sys.stderr)
         return 2

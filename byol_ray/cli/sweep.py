@@ -18,7 +18,7 @@ from byol_ray.jobs.sweep.cost import describe_cost, total_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
-from byol_ray.runtime.console import set_verbose
+from byol_ray.runtime import console
 from byol_ray.runtime.tracking.run import Run
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
@@ -89,9 +89,9 @@ def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
     add_sweep_options(parser)
     add_verbose_option(parser)
     args = parser.parse_args(argv)
-    set_verbose(args.verbose)
     try:
-        return sweep_command(grid, options_from_args(args), args.dry_run)
+        with console.chosen(args.verbose):
+            return sweep_command(grid, options_from_args(args), args.dry_run)
     except ConfigError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

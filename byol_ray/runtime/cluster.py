@@ -47,22 +47,21 @@ def connect(address: str | None = None) -> None:
         return
     console.before_ray_init(local=not (address or _recorded_cluster()))
     _use_local_auth_token()
-    _init(address)
-    console.after_ray_init()
+    context, started_here = _init(address)
+    console.after_ray_init(context, started_here)
 
 
-def _init(address: str | None) -> None:
+def _init(address: str | None) -> tuple[object, bool]:
+    """`ray.init`'s context, and whether it started a cluster here."""
     if address:
-        ray.init(address=address)
-        return
+        return ray.init(address=address), False
     recorded = _recorded_cluster()
     if recorded:
         try:
-            ray.init(address=recorded)
-            return
+            return ray.init(address=recorded), False
         except ConnectionError:  # a stale record of a cluster that has stopped
             console.before_ray_init(local=True)
-    ray.init(runtime_env={"env_vars": LOCAL_CLUSTER_ENV})
+    return ray.init(runtime_env={"env_vars": LOCAL_CLUSTER_ENV}), True
 
 
 def _use_local_auth_token() -> None:

@@ -9,7 +9,12 @@ where Ray writes them anyway; Ray only stops forwarding them to this console. Er
 reach the user: a failed worker or a lost node raises on the driver, which prints its cause.
 
 Verbose (`--verbose`, or $BYOL_RAY_VERBOSE=1): Ray's and the libraries' own console output.
-`connect()` applies the policy before Ray starts; the command line chooses it (`set_verbose`).
+`connect()` applies the policy around `ray.init`; the command line chooses it (`chosen`).
+
+One piece has no public API: Ray forwards the workers' output to the driver all or nothing
+(`ray.init(log_to_driver=...)`), and our per-epoch lines are printed by a Train worker. So the
+quiet console wraps Ray's own forwarding handler (`ray._private`) in a filter. Should that
+internal change, the workers' output is shown as Ray prints it (verbose), never an error.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 VERBOSE_ENV = "BYOL_RAY_VERBOSE"  # "1": verbose; also what the CLI sets for child processes
@@ -31,13 +38,26 @@ QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
 # ... maximum expected startup concurrency" warning counts against this (default: the CPUs;
 # a sweep's trial drivers, Train controllers and workers are far more on a 2-core machine).
 LOCAL_RAYLET_ENV = {"RAY_worker_maximum_startup_concurrency": "64"}
+# The name under which `ray.init` registers its forwarding of the workers' output (Ray 2.x).
+RAY_FORWARDER = "ray_print_logs"
 
 _log_file: Path | None = None
 
 
-def set_verbose(verbose: bool) -> None:
-    """Choose the console for this process and the processes it starts (the CLI's --verbose)."""
-    os.environ[VERBOSE_ENV] = "1" if verbose else "0"
+@contextmanager
+def chosen(verbose: bool) -> Iterator[None]:
+    """The console of one command (the CLI's --verbose; $BYOL_RAY_VERBOSE=1 is verbose too),
+    for this process and the processes it starts; as it was after the command (a command
+    called in-process, e.g. by a test, leaves no quiet console behind)."""
+    before = os.environ.get(VERBOSE_ENV)
+    os.environ[VERBOSE_ENV] = "1" if verbose or before == "1" else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(VERBOSE_ENV, None)
+        else:
+            os.environ[VERBOSE_ENV] = before
 
 
 def is_quiet() -> bool:
@@ -97,30 +117,65 @@ def before_ray_init(local: bool) -> None:
             os.environ.setdefault(key, value)
 
 
-def after_ray_init() -> None:
+def after_ray_init(context: object, started_here: bool) -> None:
     """Quiet console: forward only our lines of the Ray workers' output, without Ray's
-    `(Actor pid=...)` prefix, and say in one line where the rest is."""
+    `(Actor pid=...)` prefix, and say in one line which cluster this is and where the rest
+    goes. `context`: what `ray.init` returned (its public `address_info`)."""
     if not is_quiet():
         return
     quiet_driver()  # for loggers configured since (Ray's own, on init)
-    try:  # Ray's dispatcher of the workers' output to this console: internal, so guarded
-        from ray._private import worker
+    info = getattr(context, "address_info", None)
+    info = info if isinstance(info, Mapping) else {}
+    address = info.get("gcs_address") or info.get("address") or "?"
+    cluster = (f"started a local Ray cluster at {address}" if started_here
+               else f"joined the Ray cluster at {address}")
+    session = info.get("session_dir")
+    workers = f"{session}/logs" if session else "the Ray session's logs folder"
+    if _forward_ours_only():
+        rest = f"the workers' in {workers} (--verbose shows them here)"
+    else:
+        rest = f"the workers' output is shown as Ray prints it (also in {workers})"
+    say(f"[byol-ray] {cluster}; Ray's and libraries' logs: {driver_log()}, {rest}")
 
-        dispatcher = worker.global_worker_stdstream_dispatcher
-        dispatcher.remove_handler("ray_print_logs")
-        dispatcher.add_handler("ray_print_logs", _show_ours)
-        logs = worker._global_node.get_logs_dir_path()
+
+def _forward_ours_only() -> bool:
+    """Wrap Ray's forwarding of the workers' output in `_OursOnly`; False (Ray's forwarding
+    left as it is) where that internal is not what this was written against."""
+    try:
+        from ray._private import worker as ray_worker
+
+        dispatcher = ray_worker.global_worker_stdstream_dispatcher
+        handlers = list(dispatcher.handlers)
+        forwarders = [handler for name, handler in handlers if name == RAY_FORWARDER]
+        if len(forwarders) != 1 or not callable(forwarders[0]):
+            return False
+        if isinstance(forwarders[0], _OursOnly):
+            return True
+        # one assignment: Ray's emit() sees either the old list or the new one
+        dispatcher.handlers = [(name, _OursOnly(handler) if name == RAY_FORWARDER else handler)
+                               for name, handler in handlers]
+        return True
     except Exception:
-        logs = "the Ray session's logs folder"
-    say(f"[byol-ray] Ray's and libraries' logs: {driver_log()}, workers' in {logs} "
-        "(--verbose shows them here)")
+        return False
 
 
-def _show_ours(data: dict) -> None:
-    """Print the lines of a worker's output batch that are ours."""
-    lines = [line for line in data.get("lines", []) if line.startswith(OUR_TAGS)]
-    if lines:
-        say("\n".join(lines), sys.stderr if data.get("is_err") else sys.stdout)
+class _OursOnly:
+    """Ray's forwarding handler, passed only our lines of each batch of a worker's output
+    (printed by us, without Ray's prefix). A batch not shaped as expected goes to Ray's own
+    handler whole: the console is verbose then, never broken."""
+
+    def __init__(self, ray_handler: Callable[[dict], None]):
+        self.ray_handler = ray_handler
+
+    def __call__(self, data: dict) -> None:
+        try:
+            lines = [line for line in data["lines"] if line.startswith(OUR_TAGS)]
+            stream = sys.stderr if data["is_err"] else sys.stdout
+        except Exception:
+            self.ray_handler(data)
+            return
+        if lines:
+            say("\n".join(lines), stream)
 
 
 def say(text: str, stream=None) -> None:

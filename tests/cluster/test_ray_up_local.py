@@ -310,7 +310,7 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
             "--only", "'random-init*'", "--set", "train.epochs=1", timeout=240,
         )
         assert code == 0, launcher.explain(out)
-        assert f"Ray cluster at address: {head}:{ray_port}" in out, launcher.explain(out)
+        assert f"joined the Ray cluster at {head}:{ray_port}" in out, launcher.explain(out)
 
         client = MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name("batch_size/cpu-mini")
