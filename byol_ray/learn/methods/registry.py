@@ -96,13 +96,28 @@ def _outside_class(name: str) -> type[Method]:
                           "is its folder on PYTHONPATH?") from None
     except AttributeError:
         raise ConfigError("method.name", f"{name!r}: {module_name} has no {class_name}") from None
+    except Exception as error:  # the module itself fails on import
+        raise ConfigError("method.name", f"{name!r}: importing {module_name} failed: "
+                          f"{type(error).__name__}: {error}") from None
     missing = [f"{attr}()" for attr in ("forward", "after_step")
                if not callable(getattr(cls, attr, None))]
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         missing.insert(0, "to be a torch nn.Module (subclass byol_ray.learn.methods.Method)")
-    elif len(inspect.signature(cls).parameters) < 4:
+    elif not _takes_four_arguments(cls):
         missing.append("a constructor cls(encoder, feat_dim, model, method)")
     if missing:
         raise ConfigError("method.name", f"{name!r} lacks the Method interface: needs "
                           f"{', '.join(missing)}")
     return cls
+
+
+def _takes_four_arguments(cls: type) -> bool:
+    """Whether `cls(encoder, feat_dim, model, method)` binds (`*args` too); True where the
+    signature cannot be read (building it on the driver then tells)."""
+    try:
+        inspect.signature(cls).bind(*range(4))
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
