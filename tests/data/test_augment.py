@@ -7,6 +7,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -106,8 +107,10 @@ def test_blur_smooths_and_keeps_mean():
     x = images(4, 32)
     out = BatchAugment(only(blur_p=1.0, blur_sigma=(1.5, 2.0)), 32, *ID)(x, seeded())
     unit = x.float() / 255
+    inside = (..., slice(1, -1), slice(1, -1))  # the border darkens: zero padding
     assert out.std() < 0.6 * unit.std()
-    assert torch.allclose(out.mean(dim=(1, 2, 3)), unit.mean(dim=(1, 2, 3)), atol=0.02)
+    assert torch.allclose(out[inside].mean(dim=(1, 2, 3)), unit[inside].mean(dim=(1, 2, 3)),
+                          atol=0.02)
     assert out.min() >= 0 and out.max() <= 1
 
 
@@ -341,3 +344,14 @@ def test_blur_kernel_is_the_references(size):
                                np.broadcast_to(np.outer(kernel, kernel), (3, taps, taps)),
                                atol=1e-7)
     assert out[0, :, window, window].sum().item() == pytest.approx(3.0, abs=1e-5)  # nothing out
+
+
+def test_blur_pads_borders_with_zeros_as_the_reference():
+    """DeepMind's blur is a 'SAME' depthwise convolution: zeros outside the image, so a flat
+    image keeps its value inside and darkens by the outer taps' weight on its border."""
+    flat = torch.full((1, 3, 32, 32), 0.8)
+    out = BatchAugment(only(blur_p=1.0, blur_sigma=(1.0, 1.0)), 32, *ID)(flat, seeded(), crop=False)
+    outer_tap = math.exp(-0.5) / (1 + 2 * math.exp(-0.5))  # 3 taps at 32 px, sigma 1
+    assert torch.allclose(out[0, :, 1:-1, 1:-1], flat[0, :, 1:-1, 1:-1], atol=1e-6)
+    assert out[0, 0, 0, 16].item() == pytest.approx(0.8 * (1 - outer_tap), abs=1e-6)
+    assert out[0, 0, 0, 0].item() == pytest.approx(0.8 * (1 - outer_tap) ** 2, abs=1e-6)

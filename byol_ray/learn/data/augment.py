@@ -11,8 +11,9 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 - `colour_ops`: "reference" (default) as TF's adjust_*: brightness adds a delta, contrast scales
   each channel about its mean, saturation and hue act in HSV; "torchvision" as ColorJitter
   (brightness multiplies, grey blends); contrast/saturation factors are floored at 0;
-- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3, reflect-padded
-  (the reference pads zeros); sigma is in output pixels, U[0.1, 2], at every image size.
+- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
+  output pixels, U[0.1, 2], at every image size. Borders are zero-padded, as the reference's
+  'SAME' depthwise convolution pads them (the blurred edge darkens a little).
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: View
 
 
 def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
-    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], reflect pad."""
+    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], zero pad."""
     n, c, height, width = x.shape
     on = rand.coin(n, p.blur_p)
     sigma = rand.uniform((n,), *p.blur_sigma)
@@ -210,7 +211,7 @@ def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
     kernel = torch.where(on.view(-1, 1), kernel, identity).repeat_interleave(c, dim=0)
     flat = x.reshape(1, n * c, height, width)
     for pad, hw in (((radius, radius, 0, 0), (1, -1)), ((0, 0, radius, radius), (-1, 1))):
-        flat = F.conv2d(F.pad(flat, pad, mode="reflect"), kernel.view(n * c, 1, *hw), groups=n * c)
+        flat = F.conv2d(F.pad(flat, pad), kernel.view(n * c, 1, *hw), groups=n * c)
     return flat.view(n, c, height, width)
 
 
