@@ -197,6 +197,25 @@ def pg_bin(name: str) -> str:
                             "(apt-get install postgresql, as .ci/run does)")
 
 
+UNPRIVILEGED = "postgres"  # the user Debian's package creates; PostgreSQL refuses to run as root
+
+
+def unprivileged_folder(prefix: str) -> tuple[Path, list[str]]:
+    """A new folder for PostgreSQL's files and the command prefix that runs a program as its
+    owner: when we are root, the `postgres` user (through `runuser`), else ourselves. It is
+    made in a folder of its own under the system's temporary folder (not under pytest's,
+    which only root may pass), which the caller removes: shutil.rmtree(folder.parent)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = base / "pg"
+    folder.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+        return folder, []
+    os.chmod(base, 0o711)  # `postgres` may pass through to its own folder, nothing more
+    owner = pwd.getpwnam(UNPRIVILEGED)
+    os.chown(folder, owner.pw_uid, owner.pw_gid)
+    return folder, ["runuser", "-u", UNPRIVILEGED, "--"]
+
+
 @dataclass
 class Postgres:
     """A PostgreSQL server on 127.0.0.1 with password (scram-sha-256) authentication: a role
@@ -219,6 +238,16 @@ class Postgres:
     def env(self) -> dict[str, str]:
         return {"PGPASSFILE": str(self.passfile)}
 
+    def query(self, sql: str) -> list[tuple]:
+        """The rows of one SQL statement in the database (psycopg, logging in with the
+        passfile): what MLflow really stored there."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user,
+                             dbname=self.database, passfile=str(self.passfile),
+                             connect_timeout=30) as connection:
+            return connection.execute(sql).fetchall()
+
 
 @contextmanager
 def postgres(max_connections: int = 300) -> Iterator[Postgres]:
@@ -227,24 +256,17 @@ def postgres(max_connections: int = 300) -> Iterator[Postgres]:
     authentication only, a fresh database `mlflow`; ready once `pg_isready` says so and the
     password logs in (createdb). Stopped on leaving (fast shutdown, then its session killed),
     its folder removed."""
-    base = Path(tempfile.mkdtemp(prefix="byol-ray-pg-"))  # not under pytest's 0700 folders
-    folder, passfile = base / "pg", base / "pgpass"
-    folder.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        os.chmod(base, 0o711)  # `postgres` may pass through to its own folder, nothing more
-        owner = pwd.getpwnam("postgres")
-        os.chown(folder, owner.pw_uid, owner.pw_gid)
-    os.chmod(folder, 0o700)
+    folder, as_user = unprivileged_folder("byol-ray-pg-")
+    base, passfile = folder.parent, folder.parent / "pgpass"
     password, port = secrets.token_urlsafe(24), free_ports(1)[0]
     pwfile = folder / "initdb-password"  # initdb reads the superuser's password from a file
-    pwfile.write_text(password + "\n")
-    os.chmod(pwfile, 0o600)
-    if as_user:
-        os.chown(pwfile, owner.pw_uid, owner.pw_gid)
     server = None
     try:
+        pwfile.write_text(password + "\n")
+        os.chmod(pwfile, 0o600)
+        if as_user:
+            owner = pwd.getpwnam(UNPRIVILEGED)
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         _setup([*as_user, pg_bin("initdb"), "-D", str(folder / "data"), "-U", "mlflow",
                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
                 "--no-sync"])
@@ -308,9 +330,10 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = folder / "server.log"
 
-    def start(self, timeout_s: float = 300) -> None:
-        """Start it; return once a real API call answers (the first start over an empty
-        database creates MLflow's tables first)."""
+    def start(self, timeout_s: float = 600) -> None:
+        """Start it; return once a real API call answers. The first start over an empty
+        database creates MLflow's tables first: seconds on an idle machine, over 4 minutes
+        over PostgreSQL on the loaded 2-core one."""
         log = self.log.open("a")
         self.proc = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1",
@@ -331,9 +354,17 @@ class MlflowServer:
                            f"{self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
+        """SIGTERM to its process group (uvicorn's workers end their requests), then whatever
+        of its session is left is killed: `mlflow server` itself may outlive its workers,
+        waiting on the job consumers it started (MLflow 3)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+        kill_session(self.proc)
 
     def __enter__(self) -> MlflowServer:
         self.start()
