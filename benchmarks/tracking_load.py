@@ -3,7 +3,8 @@
 N simulated trials (threads spread over a few client processes, each its own MLflow run) log a
 batch of metrics every `--interval` seconds for `--seconds` to one `mlflow server` on 127.0.0.1
 (`--workers 2`, as cluster/gpu.yaml starts it), once over a sqlite file and once over PostgreSQL
-(Debian's server, started here as the unprivileged `postgres` user in a temporary folder). Then
+(Debian's server, run as the unprivileged `postgres` user in a temporary folder, with password
+authentication: tests/local_servers.py starts both servers, as the tests do). Then
 every run's metric histories are read back and counted. Per store and N it prints: errors the
 clients saw (after MLflow's own retries), metric points lost and duplicated, and the p50/p99
 latency of `log_batch`. Nothing here talks to another host; the servers stop when it ends.
@@ -18,12 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import pwd
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,120 +28,15 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+# The servers the tests start (tests/local_servers.py): one way to run PostgreSQL and MLflow.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from local_servers import MlflowServer, Postgres, postgres  # noqa: E402
+
 METRICS = ("train/loss", "train/lr", "train/tau", "train/images_per_s", "epoch")
 # uvicorn kills a worker that misses a 5 s health check, which a busy head (it also runs the
 # trial drivers) can: cluster/gpu.yaml gives MLflow's workers the same 60 s.
 HEALTHCHECK = "--timeout-worker-healthcheck 60"
 CLIENT_PROCESSES = 4  # the trials' threads are spread over this many client processes
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, what: str, timeout_s: float = 60.0) -> None:
-    """Poll `check()` until it is true; fail naming `what` after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come up within {timeout_s:.0f} s")
-        time.sleep(0.2)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _pg_bin(name: str) -> str:
-    """A PostgreSQL server binary: Debian keeps them under /usr/lib/postgresql/VERSION/bin."""
-    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
-    if found:
-        return str(found[-1])
-    if path := shutil.which(name):
-        return path
-    raise FileNotFoundError(f"{name}: install Debian's postgresql package (apt-get install "
-                            "postgresql)")
-
-
-@contextmanager
-def postgres(folder: Path):
-    """A PostgreSQL server on 127.0.0.1 in `folder`, run as `postgres` when we are root
-    (initdb refuses root); yields its SQLAlchemy URI for MLflow and stops it (by its pid)."""
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data = folder / "pgdata"
-    folder.mkdir(parents=True, exist_ok=True)
-    if as_user:
-        pw = pwd.getpwnam("postgres")
-        os.chown(folder, pw.pw_uid, pw.pw_gid)
-        os.chmod(folder.parent, 0o711)  # a private temporary folder: let `postgres` pass through
-    _run([*as_user, _pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "-A", "trust",
-          "--no-sync"])
-    port = free_port()
-    with open(folder / "postgres.log", "wb") as log:  # the child keeps its own descriptor
-        server = subprocess.Popen(
-            [*as_user, _pg_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
-             "-k", str(folder), "-c", "max_connections=300"],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    try:
-        wait_for(lambda: _listening(port), "PostgreSQL")
-        time.sleep(0.5)
-        _run([*as_user, _pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow",
-              "mlflow"])
-        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
-    finally:
-        _stop(server)
-
-
-def _run(command: list[str]) -> None:
-    """Run a set-up command; fail with its own words."""
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)}: {(done.stderr or done.stdout).strip()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """End a server we started, and its process group, by its id."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@contextmanager
-def mlflow_server(store_uri: str, folder: Path, workers: int = 2):
-    """`mlflow server` on 127.0.0.1 over `store_uri`, as the cluster's head runs it."""
-    port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    with open(folder / "mlflow-server.log", "wb") as log:
-        server = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers",
-             str(workers), "--backend-store-uri", store_uri, "--artifacts-destination",
-             str(folder / "artifacts"), "--uvicorn-opts", HEALTHCHECK],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    try:
-        import requests
-
-        def healthy() -> bool:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
-            except requests.RequestException:
-                return False
-
-        try:
-            wait_for(healthy, "mlflow server", 300)
-        except TimeoutError as error:
-            log = (folder / "mlflow-server.log").read_text(errors="replace")[-2000:]
-            raise TimeoutError(f"{error}; its log ends:\n{log}") from None
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(server)
 
 
 def _trial(uri: str, experiment_id: str, seconds: float, interval: float, out: list) -> None:
@@ -233,13 +124,18 @@ def load(uri: str, trials: int, seconds: float, interval: float) -> dict:
 
 
 @contextmanager
-def store(kind: str, folder: Path):
-    """The backend store URI of `kind` (sqlite file or a fresh PostgreSQL database)."""
+def store(kind: str):
+    """None for a sqlite file (MlflowServer's default), or a fresh PostgreSQL server."""
     if kind == "sqlite":
-        yield f"sqlite:///{folder / 'mlflow.db'}"
+        yield None
     else:
-        with postgres(folder / "pg") as uri:
-            yield uri
+        with postgres() as pg:
+            yield pg
+
+
+def serve(folder: Path, pg: Postgres | None) -> MlflowServer:
+    """`mlflow server` over the store, as cluster/gpu.yaml's head runs it."""
+    return MlflowServer(folder, pg=pg, workers=2, uvicorn_opts=HEALTHCHECK)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.stores:
         for trials in args.trials:
             with tempfile.TemporaryDirectory(prefix=f"load-{kind}-") as tmp, \
-                    store(kind, Path(tmp)) as backend, \
-                    mlflow_server(backend, Path(tmp)) as uri:
-                row = {"store": kind, **load(uri, trials, args.seconds, args.interval)}
+                    store(kind) as pg, serve(Path(tmp), pg) as server:
+                row = {"store": kind, **load(server.uri, trials, args.seconds, args.interval)}
             rows.append(row)
             print(f"{kind:<11}{trials:>7}{row['batches']:>16}{row['errors']:>8}{row['lost']:>7}"
                   f"{row['duplicated']:>11}{row['p50_ms']:>8.0f}{row['p99_ms']:>8.0f}",

@@ -4,14 +4,17 @@
 every process of that node (GCS, raylet, dashboard agent, the Tune and Train workers it runs)
 is in it, and `kill_session` SIGKILLs exactly those, as a lost machine or `ray stop --force`
 would, without touching other Ray clusters on this shared machine (`ray stop` kills every Ray
-process of the user, found by name). `MlflowServer` is a real tracking server and `moto_s3`
-a real S3 API, both on 127.0.0.1.
+process of the user, found by name). `MlflowServer` is a real tracking server (over a sqlite
+file, or over `postgres`: Debian's PostgreSQL server, run as the unprivileged `postgres` user
+in a temporary folder) and `moto_s3` a real S3 API, all on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -179,37 +182,193 @@ def moto_s3(folder: Path, bucket: str = "byol-ray") -> Iterator[S3]:
         kill_session(server)
 
 
-class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 over a sqlite store that outlives its restarts;
-    artifacts in `artifacts` (default: a folder beside the store; or s3://..., reached with
-    the S3 settings in `env`)."""
+def pg_bin(name: str) -> str:
+    """A PostgreSQL server program: Debian keeps them in /usr/lib/postgresql/VERSION/bin (the
+    newest version installed), not on PATH. Fails naming the package when there is none."""
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in path.parts[-3].split(".") if part.isdigit())
 
-    def __init__(self, folder: Path, artifacts: str = "", env: dict[str, str] | None = None):
-        self.folder, self.proc, self.env = folder, None, env
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=version)
+    if found:
+        return str(found[-1])
+    if path := shutil.which(name):
+        return path
+    raise FileNotFoundError(f"{name}: no PostgreSQL server here; install Debian's package "
+                            "(apt-get install postgresql, as .ci/run does)")
+
+
+UNPRIVILEGED = "postgres"  # the user Debian's package creates; PostgreSQL refuses to run as root
+
+
+def unprivileged_folder(prefix: str) -> tuple[Path, list[str]]:
+    """A new folder for PostgreSQL's files and the command prefix that runs a program as its
+    owner: when we are root, the `postgres` user (through `runuser`), else ourselves. It is
+    made in a folder of its own under the system's temporary folder (not under pytest's,
+    which only root may pass), which the caller removes: shutil.rmtree(folder.parent)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = base / "pg"
+    folder.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+        return folder, []
+    os.chmod(base, 0o711)  # `postgres` may pass through to its own folder, nothing more
+    owner = pwd.getpwnam(UNPRIVILEGED)
+    os.chown(folder, owner.pw_uid, owner.pw_gid)
+    return folder, ["runuser", "-u", UNPRIVILEGED, "--"]
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server on 127.0.0.1 with password (scram-sha-256) authentication: a role
+    and a database `mlflow`. Its password is only in `passfile` (libpq's ~/.pgpass format,
+    0600), which a client finds through PGPASSFILE (`env`): never in a URI or a command line."""
+
+    port: int
+    password: str
+    passfile: Path
+    log: Path  # the server's own log
+    user: str = "mlflow"
+    database: str = "mlflow"
+
+    @property
+    def uri(self) -> str:
+        """SQLAlchemy's URI for MLflow's --backend-store-uri (psycopg 3), without a password."""
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PGPASSFILE": str(self.passfile)}
+
+    def query(self, sql: str) -> list[tuple]:
+        """The rows of one SQL statement in the database (psycopg, logging in with the
+        passfile): what MLflow really stored there."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user,
+                             dbname=self.database, passfile=str(self.passfile),
+                             connect_timeout=30) as connection:
+            return connection.execute(sql).fetchall()
+
+
+@contextmanager
+def postgres(max_connections: int = 300) -> Iterator[Postgres]:
+    """Debian's PostgreSQL server on a free port of 127.0.0.1, in a temporary folder of its
+    own, run as the `postgres` user when we are root (initdb refuses root), password
+    authentication only, a fresh database `mlflow`; ready once `pg_isready` says so and the
+    password logs in (createdb). Stopped on leaving (fast shutdown, then its session killed),
+    its folder removed."""
+    folder, as_user = unprivileged_folder("byol-ray-pg-")
+    base, passfile = folder.parent, folder.parent / "pgpass"
+    password, port = secrets.token_urlsafe(24), free_ports(1)[0]
+    pwfile = folder / "initdb-password"  # initdb reads the superuser's password from a file
+    server = None
+    try:
+        pwfile.write_text(password + "\n")
+        os.chmod(pwfile, 0o600)
+        if as_user:
+            owner = pwd.getpwnam(UNPRIVILEGED)
+            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        _setup([*as_user, pg_bin("initdb"), "-D", str(folder / "data"), "-U", "mlflow",
+                "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C",
+                "--no-sync"])
+        pwfile.unlink()
+        passfile.write_text(f"127.0.0.1:{port}:*:mlflow:{password}\n")
+        os.chmod(passfile, 0o600)  # libpq ignores a passfile others may read
+        log = folder / "postgres.log"
+        with open(log, "wb") as out:  # the server keeps its own descriptor
+            server = subprocess.Popen(
+                [*as_user, pg_bin("postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1",
+                 "-p", str(port), "-k", str(folder), "-c", f"max_connections={max_connections}"],
+                stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while subprocess.run([pg_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
+                             check=False).returncode:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        pg = Postgres(port, password, passfile, log)
+        _setup([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow",
+                "mlflow"], env={**os.environ, **pg.env, "PGCONNECT_TIMEOUT": "30"})
+        yield pg
+    finally:
+        if server is not None:
+            _stop_postgres(server)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _setup(command: list[str], env: dict[str, str] | None = None) -> None:
+    """Run a set-up command; fail with its own words."""
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)}: {(done.stderr or done.stdout).strip()}")
+
+
+def _stop_postgres(server: subprocess.Popen) -> None:
+    """Fast shutdown (SIGINT: sessions ended, shared memory released), then whatever of its
+    session is left is killed."""
+    with suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGINT)
+    with suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=60)
+    kill_session(server)
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 over a store that outlives its restarts: a sqlite
+    file in `folder`, or the database of `pg` (from `postgres()`; its password reaches the
+    server through PGPASSFILE in the environment, never its command line); artifacts in `artifacts`
+    (default: a folder beside the store; or s3://..., reached with the S3 settings in `env`).
+    `workers` and `uvicorn_opts` as `mlflow server` takes them (cluster/gpu.yaml: 2 and a 60 s
+    health check). A context manager: started on entering, stopped on leaving."""
+
+    def __init__(self, folder: Path, artifacts: str = "", env: dict[str, str] | None = None,
+                 pg: Postgres | None = None, workers: int = 1, uvicorn_opts: str = ""):
+        self.folder, self.proc = folder, None
+        self.workers, self.uvicorn_opts = workers, uvicorn_opts
+        self.env = env if pg is None else {**(env or {}), **pg.env}
+        self.backend = pg.uri if pg else f"sqlite:///{folder / 'mlflow.db'}"
         self.artifacts = artifacts or str(folder / "artifacts")
         self.port = free_ports(1)[0]
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = folder / "server.log"
 
-    def start(self) -> None:
-        log = (self.folder / "server.log").open("a")
+    def start(self, timeout_s: float = 600) -> None:
+        """Start it; return once a real API call answers. The first start over an empty
+        database creates MLflow's tables first: seconds on an idle machine, over 4 minutes
+        over PostgreSQL on the loaded 2-core one."""
+        log = self.log.open("a")
         self.proc = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-             "--artifacts-destination", self.artifacts],
+             "--port", str(self.port), "--workers", str(self.workers),
+             *(["--uvicorn-opts", self.uvicorn_opts] if self.uvicorn_opts else []),
+             "--backend-store-uri", self.backend, "--artifacts-destination", self.artifacts],
             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env=None if self.env is None else {**os.environ, **self.env})
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-3000:]
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:  # one quick API call (MLflow's client would retry for minutes)
                 check_tracking_store(self.uri, attempts=1, timeout_s=2)
                 return
             except ConfigError:
                 time.sleep(0.5)
-        raise TimeoutError("mlflow server did not start")
+        raise TimeoutError(f"mlflow server did not start; its log ends:\n"
+                           f"{self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
+        """SIGTERM to its process group (uvicorn's workers end their requests), then whatever
+        of its session is left is killed: `mlflow server` itself may outlive its workers,
+        waiting on the job consumers it started (MLflow 3)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+        kill_session(self.proc)
+
+    def __enter__(self) -> MlflowServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,93 @@ def test_one_pin_of_ray_and_torch_is_the_tested_one_and_every_cluster_file_uses_
                     for path in KUBERAY_MANIFESTS for doc in yaml.safe_load_all(path.read_text())
                     if doc and doc["kind"] in ("RayJob", "RayCluster")]
     assert ray_versions and set(ray_versions) == {ray_pin}
+
+
+# --------------------------------------------------------------------------- tracking store
+
+# A database URI that carries a password: scheme://user:password@host
+URI_WITH_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s@:]+:[^/\s@]+@")
+
+
+def test_the_launcher_head_keeps_mlflows_runs_in_postgresql_started_and_probed_before_it():
+    """Issue 20: PostgreSQL served twice SQLite's requests at 64 trials in
+    benchmarks/tracking_load.py (cluster/README.md). gpu.yaml's head installs it, initialises
+    it with password authentication on 127.0.0.1, waits for pg_isready, and only then starts
+    MLflow over it, the password in a passfile that MLflow's driver reads (PGPASSFILE), never
+    in the URI."""
+    config = _load(CLUSTER / "gpu.yaml")
+    setup = "\n".join(config["head_setup_commands"])
+    assert "apt-get install -y -qq postgresql" in setup and "psycopg[binary]" in setup
+    commands = config["head_start_ray_commands"]
+    [start] = [i for i, c in enumerate(commands) if "initdb" in c]
+    [server] = [i for i, c in enumerate(commands) if "exec mlflow server" in c]
+    assert start < server, "PostgreSQL must be ready before MLflow starts"
+    pg = commands[start]
+    assert "--auth=scram-sha-256" in pg and "--pwfile=" in pg and "-h 127.0.0.1 " in pg
+    assert "pg_isready" in pg and "umask 077" in pg
+    line = next(x for x in commands[server].splitlines() if "exec mlflow server" in x)
+    assert ("--backend-store-uri postgresql+psycopg://mlflow@127.0.0.1:$BYOL_PG_PORT/mlflow"
+            in line)
+    assert "PGPASSFILE=$HOME/byol-ray-mlflow/pgpass exec mlflow server" in line
+    assert '--uvicorn-opts "--timeout-worker-healthcheck 60"' in line
+    assert "sqlite" not in "\n".join(commands)
+    assert "BYOL_PG_PORT=5432" in "\n".join(config["setup_commands"])
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_kuberays_mlflow_keeps_its_runs_in_postgresql_behind_readiness_probes():
+    """A PostgreSQL StatefulSet (unprivileged, password from a Secret, ready on pg_isready)
+    and its Service; MLflow waits for it (an init container running pg_isready), reads the
+    password from the Secret as PGPASSWORD, and its store URI names none."""
+    docs = _kuberay_docs()
+    [db] = [d for d in docs if d["kind"] == "StatefulSet"]
+    pod = db["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    [postgres] = pod["containers"]
+    assert postgres["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    assert _env(postgres)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "byol-ray-postgres")
+    assert any(d["kind"] == "Service" and d["metadata"]["name"] == db["spec"]["serviceName"]
+               for d in docs)
+    [mlflow] = [d for d in docs if d["kind"] == "Deployment"
+                and d["metadata"]["name"] == "byol-ray-mlflow"]
+    spec = mlflow["spec"]["template"]["spec"]
+    [wait] = spec["initContainers"]
+    assert "pg_isready" in " ".join(wait["command"])
+    [server] = spec["containers"]
+    env = _env(server)
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"] == (
+        "postgresql+psycopg://mlflow@byol-ray-postgres:5432/mlflow")
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "byol-ray-postgres",
+                                                               "key": "password"}
+    assert not any("backend-store-uri" in arg for arg in server["command"])
+    assert "--uvicorn-opts=--timeout-worker-healthcheck 60" in server["command"]
+    assert "readinessProbe" in server
+
+
+def test_no_cluster_file_holds_a_password():
+    """Passwords come from a Secret (KubeRay) or a file made on the head (gpu.yaml): no
+    Secret with data, no password variable with a literal value, no URI with a password."""
+    for path in [*LAUNCHER_CONFIGS, *KUBERAY_MANIFESTS, CLUSTER / "Dockerfile"]:
+        text = path.read_text()
+        assert not URI_WITH_PASSWORD.search(text), (path.name, URI_WITH_PASSWORD.search(text))
+        assert not re.search(r"PGPASSWORD=|POSTGRES_PASSWORD=|--password", text), path.name
+    for doc in _kuberay_docs():
+        assert not (doc["kind"] == "Secret" and (doc.get("data") or doc.get("stringData")))
+        for variable in _all_env(doc):
+            if "PASSWORD" in variable["name"]:
+                assert "value" not in variable and "secretKeyRef" in variable["valueFrom"]
+    assert URI_WITH_PASSWORD.search("postgresql+psycopg://mlflow:s3cret@db:5432/mlflow")
+
+
+def _all_env(obj: Any) -> list[dict]:
+    """Every container env entry in a manifest."""
+    if isinstance(obj, dict):
+        own = [e for e in obj.get("env", []) if isinstance(e, dict) and "name" in e]
+        return own + [e for key, value in obj.items() if key != "env" for e in _all_env(value)]
+    if isinstance(obj, list):
+        return [e for value in obj for e in _all_env(value)]
+    return []

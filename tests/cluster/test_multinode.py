@@ -4,8 +4,10 @@ The head (127.0.0.1, which Ray advertises as this machine's own address) and a w
 (127.0.0.2) are two `ray start` processes of the test's own, each with its own raylet, object
 store and one CPU, so a trial of two one-CPU Train workers spans both. Checkpoints go to a
 moto S3 server on 127.0.0.1 (`--storage s3://...?endpoint_override=...`), MLflow's artifacts
-through a tracking server to the same S3. Nothing talks to the real AWS: every process gets
-dummy settings, instance metadata off and the endpoint explicitly.
+through a tracking server to the same S3, its runs in PostgreSQL (Debian's server, started by
+the test as the unprivileged `postgres` user), as cluster/gpu.yaml's head keeps them. Nothing
+talks to the real AWS: every process gets dummy settings, instance metadata off and the
+endpoint explicitly.
 """
 
 from __future__ import annotations
@@ -25,7 +27,17 @@ import pytest
 import ray
 import yaml
 from console_lines import Lines
-from local_servers import NO_REAL_AWS, S3, MlflowServer, free_ports, kill_session, moto_s3, ray_node
+from local_servers import (
+    NO_REAL_AWS,
+    S3,
+    MlflowServer,
+    Postgres,
+    free_ports,
+    kill_session,
+    moto_s3,
+    postgres,
+    ray_node,
+)
 from mlflow.tracking import MlflowClient
 
 from byol_ray.cli.main import main as byol_ray_main
@@ -191,26 +203,33 @@ def _actors(class_name: str) -> list[dict]:
 
 
 @pytest.fixture
-def mlflow_s3(s3, tmp_path) -> Iterator[MlflowServer]:
-    """A tracking server whose artifacts go to the bucket (`--artifacts-destination s3://`)."""
-    server = MlflowServer(tmp_path, artifacts=f"s3://{s3.bucket}/mlflow",
-                          env={**s3.env, "MLFLOW_S3_ENDPOINT_URL": f"http://{s3.endpoint}"})
-    server.start()
-    yield server
-    server.stop()
+def pg() -> Iterator[Postgres]:
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def mlflow_s3(s3, pg, tmp_path) -> Iterator[MlflowServer]:
+    """A tracking server over PostgreSQL whose artifacts go to the bucket
+    (`--artifacts-destination s3://`)."""
+    with MlflowServer(tmp_path, artifacts=f"s3://{s3.bucket}/mlflow", pg=pg,
+                      env={**s3.env, "MLFLOW_S3_ENDPOINT_URL": f"http://{s3.endpoint}"}
+                      ) as server:
+        yield server
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # two Ray nodes, an MLflow server, a node lost and started again
-def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster, s3, mlflow_s3,
+@pytest.mark.timeout(1800)  # two Ray nodes, MLflow over PostgreSQL, a node lost and restarted
+def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster, s3, pg, mlflow_s3,
                                                                         tmp_path, monkeypatch):
     """One sweep trial of two Train workers, one on each node (DDP over gloo between them),
     checkpoints in S3. Once Ray registered a checkpoint there, every process of the worker
     node is SIGKILLed (its session: a lost machine); the node comes back at the same address
     and the trial continues from that checkpoint, under the same child run and the same trial
     driver and Train controller (both on the head: a worker node's loss never kills them),
-    every epoch's metrics once. The sweep ends FINISHED; the run's weights and config went to
-    S3 through the tracking server, and `byol_ray.load_encoder` reads the weights back."""
+    every epoch's metrics once. The sweep ends FINISHED, its runs in the server's PostgreSQL;
+    the run's weights and config went to S3 through the tracking server, and
+    `byol_ray.load_encoder` reads the weights back."""
     server, started = mlflow_s3, time.monotonic()
     sweep = None
     try:
@@ -258,6 +277,8 @@ def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster,
     for name, first in (("train/loss", 1), ("epoch", 0)):
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, name))
         assert steps == list(range(first, EPOCHS + 1)), (name, steps)
+    assert {row[0] for row in pg.query("SELECT run_uuid FROM runs")} == {
+        parent.info.run_id, child.info.run_id}
 
     stored = boto3.client("s3", endpoint_url=f"http://{s3.endpoint}", region_name="us-east-1",
                           aws_access_key_id=s3.env["AWS_ACCESS_KEY_ID"],
