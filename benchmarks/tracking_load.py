@@ -10,7 +10,7 @@ clients saw (after MLflow's own retries), metric points lost and duplicated, and
 latency of `log_batch`. Nothing here talks to another host; the servers stop when it ends.
 
 Usage: python benchmarks/tracking_load.py [--trials 8 32 64] [--seconds 60] [--stores sqlite
-postgresql] [--out tracking_load.json]
+postgresql] [--pool N] [--out tracking_load.json]
 """
 
 from __future__ import annotations
@@ -133,9 +133,13 @@ def store(kind: str):
             yield pg
 
 
-def serve(folder: Path, pg: Postgres | None) -> MlflowServer:
-    """`mlflow server` over the store, as cluster/gpu.yaml's head runs it."""
-    return MlflowServer(folder, pg=pg, workers=2, uvicorn_opts=HEALTHCHECK)
+def serve(folder: Path, pg: Postgres | None, pool: int | None) -> MlflowServer:
+    """`mlflow server` over the store, as cluster/gpu.yaml's head runs it; `pool`: each server
+    worker's database connections (SQLAlchemy's pool size, and as many again on overflow;
+    MLflow's default is 5 + 10, after which a request waits 30 s and fails)."""
+    env = None if pool is None else {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": str(pool),
+                                     "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(pool)}
+    return MlflowServer(folder, pg=pg, workers=2, uvicorn_opts=HEALTHCHECK, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,20 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"],
                         choices=["sqlite", "postgresql"])
+    parser.add_argument("--pool", type=int, default=None,
+                        help="database connections per server worker (default: MLflow's 5+10)")
     parser.add_argument("--out", type=Path, default=Path("tracking_load.json"))
     args = parser.parse_args(argv)
     rows = []
-    print(f"load: {os.getloadavg()[0]:.1f} (1-min average) on {os.cpu_count()} CPUs")
+    print(f"load: {os.getloadavg()[0]:.1f} (1-min average) on {os.cpu_count()} CPUs; "
+          f"connections per server worker: {args.pool or 'MLflow default'}")
     print(f"{'store':<11}{'trials':>7}{'log_batch calls':>16}{'errors':>8}{'lost':>7}"
-          f"{'duplicated':>11}{'p50 ms':>8}{'p99 ms':>8}")
+          f"{'duplicated':>11}{'p50 ms':>8}{'p99 ms':>8}{'load':>6}")
     for kind in args.stores:
         for trials in args.trials:
             with tempfile.TemporaryDirectory(prefix=f"load-{kind}-") as tmp, \
-                    store(kind) as pg, serve(Path(tmp), pg) as server:
-                row = {"store": kind, **load(server.uri, trials, args.seconds, args.interval)}
+                    store(kind) as pg, serve(Path(tmp), pg, args.pool) as server:
+                row = {"store": kind, "pool": args.pool,
+                       **load(server.uri, trials, args.seconds, args.interval),
+                       "loadavg": os.getloadavg()[0]}
             rows.append(row)
             print(f"{kind:<11}{trials:>7}{row['batches']:>16}{row['errors']:>8}{row['lost']:>7}"
-                  f"{row['duplicated']:>11}{row['p50_ms']:>8.0f}{row['p99_ms']:>8.0f}",
+                  f"{row['duplicated']:>11}{row['p50_ms']:>8.0f}{row['p99_ms']:>8.0f}"
+                  f"{row['loadavg']:>6.1f}",
                   flush=True)
             for error in row["first_errors"]:
                 print(f"    e.g. {error}")

@@ -2,7 +2,9 @@
 
 The head (127.0.0.1, which Ray advertises as this machine's own address) and a worker node
 (127.0.0.2) are two `ray start` processes of the test's own, each with its own raylet, object
-store and one CPU, so a trial of two one-CPU Train workers spans both. Checkpoints go to a
+store and one CPU, so a trial of two one-CPU Train workers spans both; its batch norm takes the
+statistics of the whole 256-image batch across the two nodes (`data.group_size=256`: the CPU's
+counterpart of SyncBN, `GroupBatchNorm` over gloo), as SyncBN does on GPUs. Checkpoints go to a
 moto S3 server on 127.0.0.1 (`--storage s3://...?endpoint_override=...`), MLflow's artifacts
 through a tracking server to the same S3, its runs in PostgreSQL (Debian's server, started by
 the test as the unprivileged `postgres` user), as cluster/gpu.yaml's head keeps them. Nothing
@@ -51,8 +53,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER_IP = "127.0.0.2"
 TRIAL = "byol-tau_base=0.99-s0"
 EPOCHS = 10
-# One trial of two Train workers of one CPU each: on nodes of one CPU, one worker per node.
+# One trial of two Train workers of one CPU each: on nodes of one CPU, one worker per node; one
+# BN group of the whole batch (cpu-mini's 256), so batch statistics cross the nodes.
 SPANNING = ("--only", TRIAL, "--set", "scaling.num_workers=2", "--set", "scaling.cpus_per_worker=1",
+            "--set", "data.group_size=256",
             "--set", f"train.epochs={EPOCHS}", "--set", "train.checkpoint_every=2",
             "--set", "scaling.max_failures=2")
 
@@ -274,6 +278,7 @@ def test_a_trial_spans_two_nodes_and_continues_from_s3_after_losing_one(cluster,
     assert parent.info.status == "FINISHED" and parent.data.tags["failed_trials"] == "0"
     assert child.info.status == "FINISHED" and child.data.tags["trial"] == TRIAL
     assert child.data.params["scaling.num_workers"] == "2"
+    assert child.data.params["data.group_size"] == "256"
     for name, first in (("train/loss", 1), ("epoch", 0)):
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, name))
         assert steps == list(range(first, EPOCHS + 1)), (name, steps)
