@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="database connections per server worker (default: MLflow's 5+10)")
     parser.add_argument("--out", type=Path, default=Path("tracking_load.json"))
     args = parser.parse_args(argv)
+    # SIGTERM (or a background job's ignored SIGINT) must still stop the servers it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = []
     print(f"load: {os.getloadavg()[0]:.1f} (1-min average) on {os.cpu_count()} CPUs; "
           f"connections per server worker: {args.pool or 'MLflow default'}")

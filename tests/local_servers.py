@@ -367,7 +367,11 @@ class MlflowServer:
         kill_session(self.proc)
 
     def __enter__(self) -> MlflowServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # a start that timed out or was interrupted leaves nothing behind
+            self.stop()
+            raise
         return self
 
     def __exit__(self, *_) -> None:
