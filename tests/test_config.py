@@ -231,3 +231,20 @@ def test_show_config_explain_gives_each_field_its_value_meaning_limits_and_paper
     assert "\nmethod.predictor = true\n" in out and "    allowed: true, false" in out
     assert all(f"\n{name} = " in out for name in flatten(Config()) if "." in name)
     assert all(info.description for _, _, info in leaves(Config()))
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "ema_decay"]])
+def test_every_set_help_explains_the_keys_set_most(command, capsys):
+    """`--help` of a command taking --set shows the common keys with the schema's own
+    descriptions (cut where long) and what each allows."""
+    from byol_ray.cli.main import main
+    from byol_ray.core.explain import COMMON_KEYS
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert "every key: byol-ray show-config --preset P --explain" in out
+    assert all(f"\n  {key}: " in out for key in COMMON_KEYS)
+    assert "  method.tau_base: target EMA decay at step 0 [P §3, Table 5a]\n" in out
+    assert "      allowed: batch, group_ws, none, affine_init\n" in out
+    assert all(len(line) < 140 for line in out.splitlines() if line.startswith("  method."))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from byol_ray.core.config import Config
+from byol_ray.core.explain import common_keys_help
 from byol_ray.core.presets import PRESETS
 
 
@@ -16,6 +17,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override one config value, e.g. method.tau_base=0.99 (repeatable); "
                         f"sections: {', '.join(n for n in Config.model_fields if n != 'preset')}; "
                         "every key: byol-ray show-config --preset P --explain")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # the epilog's own lines
+    parser.epilog = common_keys_help()
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
