@@ -352,7 +352,9 @@ def test_the_launcher_head_keeps_mlflows_runs_in_postgresql_started_and_probed_b
     line = next(x for x in commands[server].splitlines() if "exec mlflow server" in x)
     assert ("--backend-store-uri postgresql+psycopg://mlflow@127.0.0.1:$BYOL_PG_PORT/mlflow"
             in line)
-    assert "PGPASSFILE=$HOME/byol-ray-mlflow/pgpass exec mlflow server" in line
+    assert ("PGPASSFILE=$HOME/byol-ray-mlflow/pgpass MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=40 "
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=40 exec mlflow server") in line
+    assert "max_connections=300" in pg  # 2 server workers x (40 + 40) connections fit
     assert '--uvicorn-opts "--timeout-worker-healthcheck 60"' in line
     assert "sqlite" not in "\n".join(commands)
     assert "BYOL_PG_PORT=5432" in "\n".join(config["setup_commands"])
@@ -389,6 +391,8 @@ def test_kuberays_mlflow_keeps_its_runs_in_postgresql_behind_readiness_probes():
                                                                "key": "password"}
     assert not any("backend-store-uri" in arg for arg in server["command"])
     assert "--uvicorn-opts=--timeout-worker-healthcheck 60" in server["command"]
+    assert env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]["value"] == "40"  # tracking_load.py's
+    assert env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]["value"] == "40"
     assert "readinessProbe" in server
 
 
