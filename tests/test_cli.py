@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -56,3 +57,14 @@ def test_train_with_a_missing_dataset_exits_2_before_ray_starts(tmp_path):
     assert proc.returncode == 2
     assert "data.root:" in proc.stderr and "cifar-10-batches-py" in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr
+
+
+def test_reproduce_of_other_grids_never_overwrites_the_full_report():
+    """`reproduce --grids normalization` reports to its own folder: its report would show the
+    default grids' tables empty."""
+    from byol_ray.cli.sweep import DEFAULT_GRIDS, default_out
+
+    assert default_out("cpu-mini", list(DEFAULT_GRIDS)) == Path("results/cpu-mini")
+    assert default_out("cpu-mini", ["normalization"]) == Path("results/cpu-mini-normalization")
+    assert default_out("cifar10", ["ema_decay", "batch_size"]) == Path(
+        "results/cifar10-ema_decay-batch_size")

@@ -185,7 +185,9 @@ def add_commands(commands) -> None:
         "reproduce", help="run every grid in turn, skipping cells already finished")
     add_sweep_options(reproduce)
     reproduce.add_argument("--out", type=Path, default=None,
-                           help="where the tables and report.md go (default: results/PRESET)")
+                           help="where the tables and report.md go (default: results/PRESET, "
+                                "or results/PRESET-GRID-... for grids other than the default "
+                                "set, so that they never overwrite a full report)")
     reproduce.add_argument("--grids", type=_grid_names,
                            default=DEFAULT_GRIDS,
                            metavar="NAME[,NAME]", help="the grids to run (default: all but "
@@ -209,8 +211,15 @@ def reproduce_command(args: argparse.Namespace) -> int:
     for result in results:
         print(summary(result))
     print(timing_report(results, time.perf_counter() - started))
-    write_tables(results, args.preset, args.out or Path("results") / args.preset, args.metric)
+    write_tables(results, args.preset, args.out or default_out(args.preset, args.grids),
+                 args.metric)
     return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
+
+
+def default_out(preset: str, grids: list[str]) -> Path:
+    """results/PRESET for the default grids; results/PRESET-GRID-... for any other set (its
+    report would show the other grids' tables empty)."""
+    return Path("results") / "-".join([preset, *(grids if grids != DEFAULT_GRIDS else [])])
 
 
 def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str | None) -> None:
