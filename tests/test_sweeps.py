@@ -486,3 +486,13 @@ def test_reproduce_runs_a_config_repeated_across_grids_once_and_shares_its_resul
     shared = client.get_run(target)
     assert shared.info.status == "FINISHED" and shared.data.tags["same_as"] == source
     assert [m.value for m in client.get_metric_history(target, "eval/knn_top1")] == [50.0, 70.0]
+
+
+def test_dry_run_says_what_each_cell_sets(capsys):
+    """A cell's axis value is a label: the dry run spells out the overrides behind it."""
+    assert main(["sweep", "normalization", "--preset", "imagenet-300", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert ("  normalization=encoder_bn_only: model.encoder_norm=batch model.projector_norm=none "
+            "model.predictor_norm=none\n") in out
+    assert ("  normalization=gn_ws: model.encoder_norm=group_ws model.projector_norm=group "
+            "model.predictor_norm=group\n") in out

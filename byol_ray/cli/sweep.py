@@ -126,11 +126,17 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
 
 def settings_lines(trials: list[Trial], options: SweepOptions) -> str:
     """What a dry run adds below its table: the settings a method takes on this preset
-    (`core.presets.METHOD_SETTINGS`) and the protocols every trial runs (`--eval`)."""
+    (`core.presets.METHOD_SETTINGS`), the overrides of each cell (its axis value's meaning)
+    and the protocols every trial runs (`--eval`)."""
     lines = [f"{method} trials on {options.preset} take its own settings before --set "
              f"(METHOD_SETTINGS): {' '.join(found)}"
              for method in dict.fromkeys(t.cell.method for t in trials)
              if (found := method_settings(options.preset, method))]
+    cells = {(t.cell.ablation, t.cell.value): t.cell.overrides for t in trials}
+    if any(cells.values()):
+        lines.append("what each cell sets (applied after --set: the cell's own values win):")
+        lines += [f"  {axis}={value}: {' '.join(sets)}"
+                  for (axis, value), sets in cells.items() if sets]
     evals = ", ".join(options.evals or []) or "none"
     lines.append(f"protocols after every trial (--eval): {evals}")
     return "\n".join(lines)
