@@ -497,3 +497,21 @@ def test_dry_run_says_what_each_cell_sets(capsys):
             "model.predictor_norm=none\n") in out
     assert ("  normalization=gn_ws: model.encoder_norm=group_ws model.projector_norm=group "
             "model.predictor_norm=group\n") in out
+
+
+def test_every_seed_of_a_cell_has_the_cells_colour_in_the_mlflow_ui(tmp_path):
+    """The UI draws a run in its `mlflow.runColor`: seeds of one cell share a colour, cells
+    differ (child runs created as a sweep does, in a real SQLite store)."""
+    from byol_ray.jobs.sweep.run import _attach_child_runs, _open_parent
+
+    grid, options = load_grid("ema_decay"), SweepOptions("cpu-mini", seeds=2)
+    trials = plan(grid, options, check_paths=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = _open_parent(grid, options, "colours", uri)
+    _attach_child_runs(trials, parent, grid, options, "colours")
+    client = MlflowClient(uri)
+    colour = {t.key: client.get_run(t.run_id).data.tags["mlflow.runColor"] for t in trials}
+    assert colour["byol-tau_base=0.99-s0"] == colour["byol-tau_base=0.99-s1"]
+    by_cell = {t.cell: colour[t.key] for t in trials}
+    assert len(set(by_cell.values())) == len(by_cell) == 4
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in by_cell.values())

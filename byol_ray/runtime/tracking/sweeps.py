@@ -8,6 +8,17 @@ from mlflow.entities import RunStatus
 from byol_ray.runtime.tracking.run import MAX_PARAM_LENGTH, Run, RunRecord, client_for
 from byol_ray.runtime.tracking.store import experiment_id_for
 
+# The MLflow UI draws a run in the colour of this tag; a sweep gives every seed of one cell the
+# same colour, so a cell's spread reads as one group in the UI's charts.
+RUN_COLOR_TAG = "mlflow.runColor"
+CELL_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+                "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")  # Tableau 10
+
+
+def cell_colour(index: int) -> str:
+    """The UI colour of a grid's `index`-th cell (the palette repeats after ten cells)."""
+    return CELL_COLOURS[index % len(CELL_COLOURS)]
+
 
 def newest_sweep_run(tracking_uri: str, experiment: str, sweep: str) -> Run | None:
     """The newest parent run of the sweep named `sweep`, or None."""
