@@ -6,14 +6,20 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from local_servers import kill_session
+from mlflow.tracking import MlflowClient
+from test_ray_errors import RAYLET_NOTICE
 
 from byol_ray.runtime import console
+from byol_ray.runtime.pause_points import PAUSE_ENV
 
 # Lines of Ray, Ray Train / Tune and MLflow that a quiet console never shows.
 INTERNAL = ("PYTHON worker processes have been started", "Reporting training result",
@@ -76,3 +82,54 @@ def test_the_workers_output_filter_keeps_our_lines_and_passes_what_it_cannot_rea
     unknown = {"text": "a batch of another Ray version"}
     ours_only(unknown)  # no error: Ray's own handler prints it
     assert to_ray == [unknown]
+
+
+def test_a_raylet_notice_becomes_one_line_with_its_cause_and_the_rest_goes_to_ray(
+        monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("BYOL_RAY_LOGS", str(tmp_path))
+    monkeypatch.setattr(console, "_log_file", None)
+    to_ray = []
+    short = console._ShortNotices(lambda data, ignore_prefix: to_ray.append(data))
+    short({"lines": [RAYLET_NOTICE], "pid": "raylet", "is_err": False}, ignore_prefix=False)
+    err = capsys.readouterr().err
+    assert err.startswith("[byol-ray] Ray: Ray lost a worker (pid 22843, node 192.0.2.2): exit "
+                          "SYSTEM_ERROR: Worker unexpectedly exits"), err
+    assert err.count("\n") == 1 and "Some common causes" not in err and to_ray == []
+    autoscaler = {"lines": ["Resized to 2 CPUs."], "pid": "autoscaler", "is_err": False}
+    short(autoscaler, ignore_prefix=False)
+    assert to_ray == [autoscaler]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_worker_ray_loses_reaches_the_quiet_console_as_one_line_with_its_cause(tmp_path):
+    """The rank-0 Train worker is SIGKILLed after its first epoch (pause point `epoch-end`):
+    the run fails with one line naming that worker's pid, and nothing of Ray's advice text."""
+    marker = tmp_path / "worker-paused"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
+         "--set", "train.epochs=3", "--set", "eval.eval_every=0",
+         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+         "--storage", str(tmp_path / "ray")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        start_new_session=True, env={**os.environ, "BYOL_RAY_LOGS": str(tmp_path / "logs"),
+                                     PAUSE_ENV: f"epoch-end:{marker}"})
+    try:
+        deadline = time.monotonic() + 600
+        while not marker.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the worker never reached epoch-end"
+            time.sleep(0.2)
+        worker = int(marker.read_text())
+        os.kill(worker, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            kill_session(proc)
+    assert proc.returncode == 1, out[-4000:]
+    cause = f"Ray lost a worker (pid {worker}, node "
+    assert f"byol-ray: error: the run failed: {cause}" in out, out[-4000:]
+    assert "(raylet)" not in out and "Some common causes" not in out, out[-4000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [run] = client.search_runs([client.get_experiment_by_name("byol-ray").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["failure_reason"].startswith(cause)

@@ -133,7 +133,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, args.overrides)
     from byol_ray.jobs.pretrain.driver import run_pretraining  # heavy imports only when training
     from byol_ray.jobs.pretrain.summary import print_run_summary
-    from byol_ray.runtime.cluster import root_cause
+    from byol_ray.runtime.ray_errors import root_cause
     from byol_ray.runtime.tracking import store
     from byol_ray.runtime.tracking.run import WEIGHTS_ARTIFACT, Run
 

@@ -1,5 +1,6 @@
-"""The Ray cluster, in one place: joining it, what it can host, where its runs keep files, the
-root cause of a Ray error, and a driver whose cluster is gone (`exit_if_cluster_lost`).
+"""The Ray cluster, in one place: joining it, what it can host, where its runs keep files, and
+a driver whose cluster is gone (`exit_if_cluster_lost`); the cause in a Ray error's text is
+`ray_errors.py`'s.
 
 When a cluster's processes die (`ray stop --force`, its head machine lost), a driver joined
 to it waits Ray's 60 s for the GCS and is then ended from Ray's C++ side with a log line of
@@ -11,7 +12,6 @@ GCS back within that time (GCS fault tolerance) is not lost.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 import threading
@@ -139,17 +139,6 @@ def check_resources(cfg: Config) -> None:
 def absolute_storage(path: str) -> str:
     """Local folders made absolute (workers run elsewhere); s3://, gs://, ... kept as given."""
     return path if "://" in path else str(Path(path).expanduser().resolve())
-
-
-def root_cause(error: BaseException) -> str:
-    """The most specific message in a Ray error chain, for the MLflow failure tag."""
-    return cause_in(f"{type(error).__name__}: {error}")
-
-
-def cause_in(text: str) -> str:
-    """The most specific `...Error: message` line of a Ray error's text (else all of it)."""
-    worker_errors = re.findall(r"(\w+(?:Error|Exception): [^\n]+)", text)
-    return worker_errors[-1] if worker_errors else text
 
 
 def gcs_reachable(address: str, timeout_s: float = 2.0) -> bool:

@@ -6,15 +6,17 @@ cause). Everything else goes to files: the driver's Python logs (Ray, Ray Tune, 
 Python warnings) to `driver_log()`, the Ray workers' stdout and stderr (Ray Train's "Reporting
 training result", pycocotools' AP tables, tracebacks) stay in the Ray session's `logs/` folder,
 where Ray writes them anyway; Ray only stops forwarding them to this console. Errors still
-reach the user: a failed worker or a lost node raises on the driver, which prints its cause.
+reach the user: a failed worker or a lost node raises on the driver, which prints its cause,
+and the raylet's notices (a worker died) become one line with the cause (`ray_errors.py`).
 
 Verbose (`--verbose`, or $BYOL_RAY_VERBOSE=1): Ray's and the libraries' own console output.
 `connect()` applies the policy around `ray.init`; the command line chooses it (`chosen`).
 
 One piece has no public API: Ray forwards the workers' output to the driver all or nothing
 (`ray.init(log_to_driver=...)`), and our per-epoch lines are printed by a Train worker. So the
-quiet console wraps Ray's own forwarding handler (`ray._private`) in a filter. Should that
-internal change, the workers' output is shown as Ray prints it (verbose), never an error.
+quiet console wraps Ray's own forwarding handler (`ray._private`) in a filter, and likewise
+Ray's printer of the raylet's notices. Should those internals change, that output is shown as
+Ray prints it (verbose), never an error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from byol_ray.runtime.ray_errors import notice_in
 
 VERBOSE_ENV = "BYOL_RAY_VERBOSE"  # "1": verbose; also what the CLI sets for child processes
 OUR_TAGS = ("[byol-ray]", "[sweep")  # how every console line of ours begins, from any process
@@ -131,6 +135,7 @@ def after_ray_init(context: object, started_here: bool) -> None:
                else f"joined the Ray cluster at {address}")
     session = info.get("session_dir")
     workers = f"{session}/logs" if session else "the Ray session's logs folder"
+    _shorten_raylet_notices()
     if _forward_ours_only():
         rest = f"the workers' in {workers} (--verbose shows them here)"
     else:
@@ -157,6 +162,39 @@ def _forward_ours_only() -> bool:
         return True
     except Exception:
         return False
+
+
+def _shorten_raylet_notices() -> None:
+    """Wrap Ray's printer of the raylet's notices to the driver (`ray._private`: a worker died,
+    a node ran out of memory) in `_ShortNotices`; nothing where that internal is not there."""
+    try:
+        from ray._private import worker as ray_worker
+
+        if not isinstance(ray_worker.print_to_stdstream, _ShortNotices):
+            ray_worker.print_to_stdstream = _ShortNotices(ray_worker.print_to_stdstream)
+    except Exception:
+        pass
+
+
+class _ShortNotices:
+    """Each raylet notice as one line of ours with its cause (`ray_errors.notice_in`), the
+    whole notice in the driver's log; anything else, or a notice not shaped as expected, to
+    Ray's own printer."""
+
+    def __init__(self, ray_printer: Callable[..., None]):
+        self.ray_printer = ray_printer
+
+    def __call__(self, data: dict, ignore_prefix: bool = False) -> None:
+        try:
+            raylet = data.get("pid") == "raylet"
+            text = "\n".join(data["lines"]) if raylet else ""
+        except Exception:
+            raylet = False
+        if not raylet:
+            self.ray_printer(data, ignore_prefix=ignore_prefix)
+            return
+        logging.getLogger("ray").warning("(raylet) %s", text)
+        say(f"[byol-ray] Ray: {notice_in(text)} (Ray's notice: {driver_log()})", sys.stderr)
 
 
 class _OursOnly:

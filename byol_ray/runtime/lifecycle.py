@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import ray
 
 from byol_ray.core.config import Config
-from byol_ray.runtime.cluster import check_resources, connect, root_cause
+from byol_ray.runtime.cluster import check_resources, connect
+from byol_ray.runtime.ray_errors import root_cause
 from byol_ray.runtime.storage import check_storage
 from byol_ray.runtime.tracking.logger import finish_run
 from byol_ray.runtime.tracking.run import Run

@@ -33,6 +33,7 @@ from byol_ray.learn.methods import Method, build_method
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
 from byol_ray.runtime.console import say
+from byol_ray.runtime.pause_points import pause_point
 from byol_ray.runtime.tracking.logger import RunLogger
 from byol_ray.runtime.weights import write_weights
 
@@ -152,6 +153,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 metrics |= evaluate(method, splits, cfg, device, rank, world,
                                     linear=done == cfg.train.epochs)
         log.epoch(done, metrics | clock.totals())
+        if rank == 0:
+            pause_point("epoch-end")  # a test kills this worker here (Ray loses a worker)
         # Ray hears of evaluations and checkpoints only: each report waits for its controller.
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
         if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from byol_ray.runtime.cluster import cause_in
+from byol_ray.runtime.ray_errors import cause_in
 
 
 class ProgressCallback(Callback):
