@@ -218,7 +218,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
         print(summary(result))
     print(timing_report(results, time.perf_counter() - started))
     write_tables(results, args.preset, args.out or default_out(args.preset, args.grids),
-                 args.metric)
+                 args.metric, None if args.grids == DEFAULT_GRIDS else args.grids)
     return 1 if any(t.status == "FAILED" for r in results for t in r.trials) else 0
 
 
@@ -228,12 +228,15 @@ def default_out(preset: str, grids: list[str]) -> Path:
     return Path("results") / "-".join([preset, *(grids if grids != DEFAULT_GRIDS else [])])
 
 
-def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str | None) -> None:
-    """Print the paper's tables from the sweeps' runs and write them with report.md."""
+def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str | None,
+                 grids: list[str] | None = None) -> None:
+    """Print the paper's tables from the sweeps' runs and write them with report.md (only
+    `grids`' tables and the others that have runs, when given)."""
     from byol_ray.report import generate_report, show_tables
 
     experiments = [r.experiment for r in results]
-    report = generate_report(results[0].tracking_uri, out, experiments, preset, metric)
+    report = generate_report(results[0].tracking_uri, out, experiments, preset, metric,
+                             grids=grids)
     show_tables(report.tables)
     print(f"\ntables, figures and report: {report.path}")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,16 +33,28 @@ from byol_ray.report.verdicts import Noise
 
 
 def build_tables(runs: pd.DataFrame, metric: str | None = None,
-                 eval_runs: pd.DataFrame | None = None) -> dict[str, Table]:
+                 eval_runs: pd.DataFrame | None = None,
+                 grids: Collection[str] | None = None) -> dict[str, Table]:
     """Every experiment's tables (`byol_ray.experiments`, in its order) from tidy runs
     (`load_runs`) and dense-protocol runs (`load_eval_runs`), keyed by file stem. `metric`
-    defaults to the preset's (`cells.default_metric`)."""
+    defaults to the preset's (`cells.default_metric`). `grids` (a `reproduce --grids` that
+    ran some grids only): the tables of those grids, and of the experiments without a grid
+    only those with a cell that ran (e.g. the baseline), not the other grids' empty tables."""
     metric = resolve_metric(metric, runs)
     if metric not in METRICS:
         raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRICS)}")
     inputs = Inputs.of(runs, metric, eval_runs)
-    built = [build(inputs) for module in paper_experiments() for build in module.TABLES]
-    return {t.key: t for t in built if t is not None}
+    tables = {}
+    for module in paper_experiments():
+        grid = getattr(module, "GRID", None)
+        if grids is not None and grid is not None and grid.name not in grids:
+            continue
+        for build in module.TABLES:
+            table = build(inputs)
+            ran = table is not None and table.data["status"].ne("missing").any()
+            if table is not None and (grids is None or grid is not None or ran):
+                tables[table.key] = table
+    return tables
 
 
 def markdown_grid(frame: pd.DataFrame) -> str:
@@ -286,13 +298,15 @@ def generate_report(
     preset: str | None = None,
     metric: str | None = None,
     sweeps: Sequence[str] | None = None,
+    grids: Collection[str] | None = None,
 ) -> Report:
     """Read the trial runs at `tracking_uri`, write every table (.md, .csv, .tex), fig_3a.png,
-    fig_3b.png and report.md into `out_dir`; return what was written."""
+    fig_3b.png and report.md into `out_dir`; return what was written. `grids`: as in
+    `build_tables`."""
     uri = resolve_uri(tracking_uri)
     runs = load_runs(uri, experiments, preset, sweeps)
     metric = resolve_metric(metric, runs)
-    tables = build_tables(runs, metric, load_eval_runs(uri, experiments, preset))
+    tables = build_tables(runs, metric, load_eval_runs(uri, experiments, preset), grids)
     out = Path(out_dir)
     for table in tables.values():
         write_table(table, out)

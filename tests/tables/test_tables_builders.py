@@ -144,3 +144,11 @@ def test_markdown_and_latex_render_every_cell_escaped(tables):
     assert r"\begin{tabular}{lllllll}" in tex and r"\checkmark{} & \checkmark{} & 0" in tex
     assert r"ours: top-1 (\%)" in tex and "±" not in tex and "τ" not in tex
     assert latex_escape("a_b 50% ± τ") == r"a\_b 50\% $\pm$ $\tau$"
+
+
+def test_chosen_grids_keep_their_tables_and_the_ones_that_ran_not_other_grids_empty_ones(runs):
+    """`reproduce --grids ema_decay`: Table 5a and the baseline (random-init ran), not the
+    other grids' tables of missing cells."""
+    assert set(build_tables(runs, "linear", grids=["ema_decay"])) == {"table_5a", "baseline"}
+    empty = normalise_runs(pd.DataFrame(columns=["run_id", "experiment_id", "status"]))
+    assert set(build_tables(empty, grids=["target_network"])) == {"table_5b"}
