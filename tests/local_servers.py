@@ -111,6 +111,18 @@ def kill_session(leader: subprocess.Popen) -> None:
     leader.wait(timeout=60)
 
 
+def paused_pid(proc: subprocess.Popen, marker: Path, point: str, timeout_s: float) -> int:
+    """The pid a process of `proc`'s (itself or a Ray worker) wrote to `marker` on reaching
+    pause point `point` (byol_ray/runtime/pause_points.py); fails if `proc` ends first or
+    `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else proc.returncode
+        assert time.monotonic() < deadline, f"no process reached {point!r}"
+        time.sleep(0.2)
+    return int(marker.read_text())
+
+
 def session_members(session: int) -> list[int]:
     """The live (not zombie) processes of a session, from /proc."""
     members = []

@@ -9,12 +9,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-from local_servers import kill_session
+from local_servers import kill_session, paused_pid
 from mlflow.tracking import MlflowClient
 from test_ray_errors import RAYLET_NOTICE
 
@@ -115,12 +114,7 @@ def test_a_worker_ray_loses_reaches_the_quiet_console_as_one_line_with_its_cause
         start_new_session=True, env={**os.environ, "BYOL_RAY_LOGS": str(tmp_path / "logs"),
                                      PAUSE_ENV: f"epoch-end:{marker}"})
     try:
-        deadline = time.monotonic() + 600
-        while not marker.exists():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the worker never reached epoch-end"
-            time.sleep(0.2)
-        worker = int(marker.read_text())
+        worker = paused_pid(proc, marker, "epoch-end", timeout_s=600)
         os.kill(worker, signal.SIGKILL)
         out, _ = proc.communicate(timeout=600)
     finally:

@@ -7,14 +7,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from console_lines import Lines
-from local_servers import kill_session, ray_node
+from local_servers import kill_session, paused_pid, ray_node
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -197,12 +196,7 @@ def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     workers included). Returns the driver's output."""
     marker = tmp_path / f"paused-at-{point}"
     driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
-    deadline = time.monotonic() + 400
-    while not marker.exists():
-        assert driver.poll() is None, driver.stdout.read()
-        assert time.monotonic() < deadline, f"the driver never reached {point!r}"
-        time.sleep(0.2)
-    assert int(marker.read_text()) == driver.pid
+    assert paused_pid(driver, marker, point, timeout_s=400) == driver.pid
     kill_session(driver)
     out, _ = driver.communicate()
     marker.unlink()

@@ -51,8 +51,9 @@ def build_tables(runs: pd.DataFrame, metric: str | None = None,
             continue
         for build in module.TABLES:
             table = build(inputs)
-            ran = table is not None and table.data["status"].ne("missing").any()
-            if table is not None and (grids is None or grid is not None or ran):
+            if table is None:
+                continue
+            if grids is None or grid is not None or table.data["status"].ne("missing").any():
                 tables[table.key] = table
     return tables
 

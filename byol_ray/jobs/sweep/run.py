@@ -163,7 +163,8 @@ def _attach_child_runs(trials: list[Trial], parent: Run, grid: Grid, options: Sw
     run is created with its `trial` tag in one call, so a killed driver leaves at most one run
     per trial, which a resume finds and finishes describing."""
     existing = sweeps.child_runs(parent, experiment_name(grid, options.preset))
-    cells = list(dict.fromkeys(t.cell for t in trials))  # grid order
+    colour = {cell: sweeps.cell_colour(i)  # grid order
+              for i, cell in enumerate(dict.fromkeys(t.cell for t in trials))}
     for t in trials:
         if t.key in existing:
             record = existing[t.key]
@@ -174,7 +175,7 @@ def _attach_child_runs(trials: list[Trial], parent: Run, grid: Grid, options: Sw
         run = Run.start(t.cfg, parent.uri, parent_run_id=parent.run_id, describe=False, tags={
             "role": "trial", "sweep": name, "grid": grid.name, "trial": t.key,
             "seed": str(t.seed), "ablation": t.cell.ablation, "ablation_value": t.cell.value,
-            sweeps.RUN_COLOR_TAG: sweeps.cell_colour(cells.index(t.cell)),
+            sweeps.RUN_COLOR_TAG: colour[t.cell],
         })
         t.run_id = run.run_id
         pause_point("trials-start")
