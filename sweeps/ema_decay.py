@@ -1,6 +1,8 @@
-"""Table 5a: the target network's decay rate tau, held constant [P §5, Table 5a].
-Usage: python sweeps/ema_decay.py --preset imagenet-300 [--seeds 3] [--dry-run] [--resume]
+"""Table 5a: the target network's decay rate tau_base under the cosine schedule tau -> 1; only
+tau = 0 is held constant, as the table's footnote says [P §5, Table 5a].
+Usage (a checkout): python sweeps/ema_decay.py --preset imagenet-300 [--seeds 3] [--dry-run]
        ray submit cluster/gpu.yaml sweeps/ema_decay.py --preset imagenet-300
+The same from an installed wheel: byol-ray sweep ema_decay --preset imagenet-300 [...]
 """
 
 from byol_ray.cli.sweep import run_sweep_cli
