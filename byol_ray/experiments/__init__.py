@@ -1,6 +1,6 @@
 """The paper's tables and figures, one module each, in the order the report shows them.
 
-Each holds its `REFERENCE` (its rows of `report/reference.csv`: the paper's values, cited) and
+Each holds its `REFERENCE` (its rows of `tables/reference.csv`: the paper's values, cited) and
 `TABLES`, its builders with their checks (`report.table.Inputs` -> a `Table`, or None where it
 has nothing to show); the four ablations also hold their sweep `GRID` and its row keys. The
 sweep CLI (`grids`) and the report (`paper_experiments`, `canonical_value`) read them here.

@@ -8,10 +8,10 @@ import pandas as pd
 
 from byol_ray.core.config import AUGMENT_RECIPES
 from byol_ray.experiments.grid import Cell, Grid, number
-from byol_ray.report import table
-from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import NO_RUNS, Check, Noise, check
+from byol_ray.tables import table
+from byol_ray.tables.cells import describe, find_cell, numeric
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import NO_RUNS, Check, Noise, check
 
 RECIPE, STRENGTH = "recipe", "strength"
 BASELINE = "baseline"

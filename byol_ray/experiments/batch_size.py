@@ -8,9 +8,9 @@ statistics and SimCLR's negatives (`data.group_size=B`). Batches above the prese
 
 from byol_ray.core.presets import get_preset
 from byol_ray.experiments.grid import Cell, Grid, integer
-from byol_ray.report import table
-from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import references
+from byol_ray.tables import table
+from byol_ray.tables.cells import describe, find_cell, numeric
+from byol_ray.tables.reference import references
 
 AXIS = "batch_size"
 PAPER = (4096, 2048, 1024, 512, 256, 128, 64)  # Fig. 3a, largest first

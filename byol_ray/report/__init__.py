@@ -6,8 +6,6 @@ composes (beside the paper's values, `reference`), `render` asks the experiments
 tables (`build_tables`) and writes or prints them. `analysis/paper_tables.ipynb` walks through
 the same steps."""
 
-from byol_ray.report.cells import aggregate, format_cell
-from byol_ray.report.reference import reference_frame
 from byol_ray.report.render import (
     Report,
     build_tables,
@@ -28,8 +26,10 @@ from byol_ray.report.runs import (
     search_trial_runs,
     select_runs,
 )
-from byol_ray.report.table import Inputs, Table
-from byol_ray.report.verdicts import Check, Estimate, Noise
+from byol_ray.tables.cells import aggregate, format_cell
+from byol_ray.tables.reference import reference_frame
+from byol_ray.tables.table import Inputs, Table
+from byol_ray.tables.verdicts import Check, Estimate, Noise
 
 __all__ = [
     "Check", "Estimate", "Inputs", "Noise", "Report", "Table", "TablesError", "aggregate",

@@ -25,11 +25,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from byol_ray.experiments import paper_experiments
-from byol_ray.report.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
-from byol_ray.report.reference import PAPER
 from byol_ray.report.runs import load_eval_runs, load_runs, resolve_uri
-from byol_ray.report.table import METHODS, NAMES, Inputs, Table
-from byol_ray.report.verdicts import Noise
+from byol_ray.tables.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
+from byol_ray.tables.reference import PAPER
+from byol_ray.tables.table import METHODS, NAMES, Inputs, Table
+from byol_ray.tables.verdicts import Noise
 
 
 def build_tables(runs: pd.DataFrame, metric: str | None = None,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from byol_ray.experiments import canonical_value
 from byol_ray.experiments.grid import RANDOM_INIT
-from byol_ray.report.reference import PAPER_PROTOCOL
+from byol_ray.tables.reference import PAPER_PROTOCOL
 
 
 def numeric(value: str) -> float:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from byol_ray.experiments.grid import RANDOM_INIT
-from byol_ray.report.cells import (
+from byol_ray.tables.cells import (
     BASELINE_COLUMN,
     METRIC_COLUMN,
     NOT_PAPER,
@@ -22,8 +22,8 @@ from byol_ray.report.cells import (
     aggregate,
     format_cell,
 )
-from byol_ray.report.reference import Reference
-from byol_ray.report.verdicts import (
+from byol_ray.tables.reference import Reference
+from byol_ray.tables.verdicts import (
     NO_RUNS,
     Check,
     Difference,
