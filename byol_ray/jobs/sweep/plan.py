@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass, field
 
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
+from byol_ray.core.methods import untrained_names
 from byol_ray.core.presets import preset_config
-from byol_ray.experiments.grid import RANDOM_INIT, Cell, Grid
+from byol_ray.experiments.grid import Cell, Grid
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
 # worker on half a core: a short trial spends most of its time starting processes and waiting
@@ -87,10 +88,10 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
         raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
     cells = grid.cells(options.preset)
     if options.random_init:
-        cells = [*cells, Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
+        cells = [*cells, *(Cell(name, name, name) for name in untrained_names())]
     trials = []
     for cell in cells:
-        for seed in range(1 if cell.method == RANDOM_INIT else options.seeds):
+        for seed in range(1 if cell.method in untrained_names() else options.seeds):
             key = cell.key(seed)
             if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
                 continue
