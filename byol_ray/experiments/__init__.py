@@ -1,7 +1,7 @@
 """The paper's tables and figures, one module each, in the order the report shows them.
 
 Each holds its `REFERENCE` (its rows of `tables/reference.csv`: the paper's values, cited) and
-`TABLES`, its builders with their checks (`report.table.Inputs` -> a `Table`, or None where it
+`TABLES`, its builders with their checks (`tables.table.Inputs` -> a `Table`, or None where it
 has nothing to show); the four ablations also hold their sweep `GRID` and its row keys. The
 sweep CLI (`grids`) and the report (`paper_experiments`, `canonical_value`) read them here.
 They build on the table kit (`byol_ray.tables`) and are read by `byol_ray.report`, never the

@@ -1,10 +1,11 @@
 """The paper's tables and figures from MLflow runs: runs -> cells -> verdicts -> render.
 
-`runs` reads the trial runs, `cells` averages them over seeds, `verdicts` compares shapes
-beyond the seeds' noise, `table` is the machinery each builder in `byol_ray.experiments`
-composes (beside the paper's values, `reference`), `render` asks the experiments for their
-tables (`build_tables`) and writes or prints them. `analysis/paper_tables.ipynb` walks through
-the same steps."""
+`runs` reads the trial runs (axis values in their grid's spelling), the table kit
+(`byol_ray.tables`: `cells` averages them over seeds, `verdicts` compares shapes beyond the
+seeds' noise, `table` is what each builder in `byol_ray.experiments` composes beside the paper's
+values, `reference`), `render` asks the experiments for their tables (`build_tables`) and writes
+or prints them. This package's API re-exports the kit's names a user calls;
+`analysis/paper_tables.ipynb` walks through the same steps."""
 
 from byol_ray.report.render import (
     Report,

@@ -23,7 +23,7 @@ PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
 
 # The paper's protocols each trial runs after pretraining unless `--eval` says otherwise: on the
 # GPU presets the paper's linear evaluation [P App. C.1], the protocol behind every number of
-# its Table 5 and Fig. 3, so that the tables compare it (`report.cells.MINIATURE_PRESETS`).
+# its Table 5 and Fig. 3, so that the tables compare it (`tables.cells.MINIATURE_PRESETS`).
 # cpu-mini's tables use its few-label kNN monitor; a protocol would add minutes to each trial.
 PRESET_SWEEP_EVALS: dict[str, tuple[str, ...]] = {"cpu-mini": ()}
 DEFAULT_SWEEP_EVALS = ("linear",)
