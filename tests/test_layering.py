@@ -1,8 +1,11 @@
 """The package's layering, read from the source alone (pure AST: no module is imported).
 
-Every import of every module of `byol_ray/` counts, those inside functions too. Two rules:
-no import cycle between modules, and each stage imports only the stages below it
-(core < learn < runtime < jobs; experiments and report beside them; cli on top).
+Every import of every module of `byol_ray/` counts, those inside functions too, and so does
+every `import_module` call: its module when the argument is a string, else every string of the
+file that names a module of the package (absolute, or under the file's own package: the
+`f"{__name__}.{name}"` of `experiments.paper_experiments` over `ORDER`). Two rules: no import
+cycle between modules, and each stage imports only the stages below it (core < learn < runtime
+< jobs; tables < experiments < report beside them; cli on top).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ ALLOWED: dict[str, set[str] | None] = {
     "learn": {"core"},
     "runtime": {"core", "learn"},
     "jobs": {"core", "learn", "runtime", "experiments"},
-    "experiments": {"core", "report"},  # report's generic table pieces (no module cycles)
-    "report": {"core", "runtime", "experiments"},
+    "tables": {"core"},  # the table kit: cells, verdicts, table, reference
+    "experiments": {"core", "tables"},  # the paper's tables and grids, built with the kit
+    "report": {"core", "runtime", "tables", "experiments"},  # runs in, tables out
     "cli": None,
 }
 # stage -> outside engines it never imports (top-level distribution names).
@@ -28,11 +32,11 @@ FORBIDDEN_ENGINES = {"core": {"torch", "torchvision", "ray", "mlflow"}, "learn":
 
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     """Dotted module name -> source file, for every module of the package."""
     out = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         if parts[-1] == "__init__":
             parts = parts[:-1]
         out[".".join(parts)] = path
@@ -45,8 +49,11 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str,
     `from a.b import c` imports the module `a.b.c` when that is a module, else `a.b`."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if _is_import_module(node):
+            found += _dynamic_imports(node, tree, name, modules)
+        elif isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -59,9 +66,31 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str,
     return found
 
 
-def _graph() -> dict[str, dict[str, int]]:
+def _is_import_module(node: ast.AST) -> bool:
+    """Whether `node` calls `import_module(...)` or `importlib.import_module(...)`."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Name) and func.id == "import_module"
+            or isinstance(func, ast.Attribute) and func.attr == "import_module")
+
+
+def _dynamic_imports(call: ast.Call, tree: ast.Module, name: str,
+                     modules: dict[str, Path]) -> list[tuple[str, int]]:
+    """The modules an `import_module` call may load: its string argument, else every string of
+    the file naming a package module, absolutely or under `name` (`f"{__name__}.{x}"`)."""
+    argument = call.args[0] if call.args else None
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        return [(argument.value, call.lineno)]
+    texts = {node.value for node in ast.walk(tree)
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    return [(module, call.lineno) for text in sorted(texts)
+            for module in (text, f"{name}.{text}") if module in modules]
+
+
+def _graph(package: Path = PACKAGE) -> dict[str, dict[str, int]]:
     """importer -> {imported module (package ones and outside ones): first line}."""
-    modules = _modules()
+    modules = _modules(package)
     graph: dict[str, dict[str, int]] = {}
     for name, path in modules.items():
         edges = graph.setdefault(name, {})
@@ -171,3 +200,50 @@ def test_stages_import_only_the_stages_below():
     assert not bad, (f"imports against the stage order ({rules}; core never imports torch, "
                      "ray, mlflow; learn never ray, mlflow; only cli imports cli):\n  "
                      + "\n  ".join(_where(graph, a, b) for a, b in bad))
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    """A synthetic `byol_ray` package under `root`: {relative path: source}."""
+    for relative, source in files.items():
+        path = root / "byol_ray" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source)
+    return root / "byol_ray"
+
+
+# tables < experiments < report, experiments loading its modules by name, as the package does.
+_SHAPE = {
+    "__init__.py": "",
+    "tables/__init__.py": "",
+    "tables/kit.py": "",
+    "experiments/__init__.py": (
+        "from importlib import import_module\n\nORDER = ('ablation',)\n\n\n"
+        "def paper_experiments():\n"
+        "    return [import_module(f'{__name__}.{name}') for name in ORDER]\n"),
+    "experiments/ablation.py": "from byol_ray.tables import kit\n",
+    "report/__init__.py": "",
+    "report/render.py": "from byol_ray.experiments import paper_experiments\n",
+}
+
+
+def test_the_layering_checks_see_through_import_module(tmp_path):
+    """An `import_module` that runs back up fails both checks, with a string argument or
+    through a module list; the same package without it passes."""
+    assert not _cycles(graph := _graph(_write(tmp_path / "ok", _SHAPE)))
+    assert not _violations(graph)
+    assert graph["byol_ray.experiments"]["byol_ray.experiments.ablation"] == 7  # the call's line
+
+    back_up = "    return importlib.import_module('byol_ray.report.render')\n"
+    literal = _write(tmp_path / "literal", {
+        **_SHAPE, "tables/kit.py": "import importlib\n\n\ndef rows():\n" + back_up})
+    graph = _graph(literal)
+    assert ("byol_ray.tables.kit", "byol_ray.report.render") in _violations(graph)
+    assert _cycles(graph)
+
+    listed = _write(tmp_path / "listed", {
+        **_SHAPE, "experiments/ablation.py": "from byol_ray import report\n"
+                                             "from byol_ray.report import render\n"})
+    graph = _graph(listed)
+    assert ("byol_ray.experiments.ablation", "byol_ray.report.render") in _violations(graph)
+    assert ["byol_ray.experiments", "byol_ray.experiments.ablation", "byol_ray.report.render",
+            "byol_ray.experiments"] in _cycles(graph)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from byol_ray.cli.sweep import DEFAULT_GRIDS, GRID_ORDER
-from byol_ray.report.reference import reference_frame
+from byol_ray.tables.reference import reference_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_every_dry_run(tmp_path):
                       "['purelib'])"], cwd, env).stdout.strip())
     (site / "outer_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
-    check = ("import byol_ray; from byol_ray.report.reference import reference_frame; "
+    check = ("import byol_ray; from byol_ray.tables.reference import reference_frame; "
              "from byol_ray.experiments import grids; "
              "print(byol_ray.__file__); print(len(reference_frame())); print(*grids())")
     found, n_refs, names = _run([str(python), "-c", check], cwd, env).stdout.splitlines()

@@ -17,9 +17,9 @@ from byol_ray.experiments import OPT_IN, grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
-from byol_ray.report.cells import METRICS
 from byol_ray.runtime import console
 from byol_ray.runtime.tracking.run import Run
+from byol_ray.tables.cells import METRICS
 
 GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
 DEFAULT_GRIDS = [name for name in GRID_ORDER if name not in OPT_IN]  # what `reproduce` runs

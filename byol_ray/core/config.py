@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,13 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from byol_ray.core.methods import is_outside, method_names
+
 # Built from data scikit-learn ships: no data.root, no download (learn/data/digit_variants.py).
 BUNDLED_DATASETS = ("digits", "colour_digits", "mnistm_digits")
 DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
-METHODS = ("byol", "simclr", "random_init")
-# A method from outside the package; learn/methods/registry.py imports and checks it.
-OUTSIDE_METHOD = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 TAU_SCHEDULES = ("cosine", "constant")
 TARGET_INITS = ("independent", "copy")
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -234,8 +232,8 @@ class MethodConfig(_Section):
     name: Text = _field("byol", "the objective: BYOL, SimCLR's NT-Xent, random_init (an "
                         "untrained encoder, no pretraining), or your own Method subclass as "
                         "package.module:Class (README \"Your own method\")", Allowed(
-                            f"{', '.join(METHODS)}, package.module:Class",
-                            lambda v: v in METHODS or bool(OUTSIDE_METHOD.fullmatch(v)),
+                            f"{', '.join(method_names())}, package.module:Class",
+                            lambda v: v in method_names() or is_outside(v),
                             "{value!r} is not one of: {text}"))
     tau_base: Float = _field(0.996, "target EMA decay at step 0 [P §3, Table 5a]", PROBABILITY)
     tau_schedule: Text = _field("cosine", "cosine: ramp tau from tau_base to 1 [P §3]; "

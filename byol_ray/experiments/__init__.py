@@ -1,10 +1,11 @@
 """The paper's tables and figures, one module each, in the order the report shows them.
 
-Each holds its `REFERENCE` (its rows of `report/reference.csv`: the paper's values, cited) and
-`TABLES`, its builders with their checks (`report.table.Inputs` -> a `Table`, or None where it
+Each holds its `REFERENCE` (its rows of `tables/reference.csv`: the paper's values, cited) and
+`TABLES`, its builders with their checks (`tables.table.Inputs` -> a `Table`, or None where it
 has nothing to show); the four ablations also hold their sweep `GRID` and its row keys. The
 sweep CLI (`grids`) and the report (`paper_experiments`, `canonical_value`) read them here.
-Modules load on first use: they build on the report's machinery, which reads this registry.
+They build on the table kit (`byol_ray.tables`) and are read by `byol_ray.report`, never the
+other way. Modules load on first use, so that the sweep planner's `grid` types cost no pandas.
 """
 
 from __future__ import annotations

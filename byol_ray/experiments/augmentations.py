@@ -8,10 +8,10 @@ import pandas as pd
 
 from byol_ray.core.config import AUGMENT_RECIPES
 from byol_ray.experiments.grid import Cell, Grid, number
-from byol_ray.report import table
-from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import NO_RUNS, Check, Noise, check
+from byol_ray.tables import table
+from byol_ray.tables.cells import describe, find_cell, numeric
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import NO_RUNS, Check, Noise, check
 
 RECIPE, STRENGTH = "recipe", "strength"
 BASELINE = "baseline"
@@ -42,12 +42,12 @@ def build(inputs: table.Inputs) -> table.Table:
     each method's top-1 and drop from its `baseline` recipe."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
     labels = {r.row: r.label for r in REFERENCE}
-    ours = cells[cells["ablation"].eq(RECIPE) & cells["method"].isin(table.METHODS)]
+    ours = cells[cells["ablation"].eq(RECIPE) & cells["method"].isin(inputs.methods)]
     names = [*labels, *sorted(set(ours["ablation_value"]) - set(labels))]
     data, display = table.drop_frames(
         "augmentations", [(n, labels.get(n, n.replace("_", " "))) for n in names],
         lambda row, method: find_cell(cells, RECIPE, row, method), refs,
-        dict.fromkeys(table.METHODS, BASELINE), BASELINE)
+        dict.fromkeys(inputs.methods, BASELINE), BASELINE, inputs.methods)
     return table.make(
         "fig_3b", "Fig. 3b: augmentations removed, BYOL vs SimCLR (top-1 and drop from baseline)",
         f"{describe(inputs.metric)} Drop = top-1 with the full recipe (baseline) minus top-1 "
@@ -62,7 +62,7 @@ def build_strength(inputs: table.Inputs) -> table.Table | None:
     cells = inputs.cells
     if not cells["ablation"].eq(STRENGTH).any():
         return None
-    ours = cells[cells["ablation"].eq(STRENGTH) & cells["method"].isin(table.METHODS)]
+    ours = cells[cells["ablation"].eq(STRENGTH) & cells["method"].isin(inputs.methods)]
     values = sorted(set(ours["ablation_value"]) | {"1"}, key=numeric)
 
     def lookup(row: str, method: str) -> dict | None:
@@ -72,7 +72,8 @@ def build_strength(inputs: table.Inputs) -> table.Table | None:
         return cell
 
     data, display = table.drop_frames("colour strength", [(v, v) for v in values], lookup, {},
-                                      dict.fromkeys(table.METHODS, "1"), None)
+                                      dict.fromkeys(inputs.methods, "1"), None,
+                                      inputs.methods)
     return table.make(
         "fig_3b_strength", "Fig. 3b (extension): colour-jitter strength, BYOL vs SimCLR",
         f"{describe(inputs.metric)} Drop = top-1 at strength 1 (the baseline recipe) minus "

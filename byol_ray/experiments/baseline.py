@@ -5,10 +5,10 @@ beside BYOL trained at the preset's setting (also what Tables 1 and 2 list: `pro
 import pandas as pd
 
 from byol_ray.experiments import augmentations, target_network
-from byol_ray.report import table
-from byol_ray.report.cells import describe, find_cell
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import above, check
+from byol_ray.tables import table
+from byol_ray.tables.cells import describe, find_cell
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import above, check
 
 RANDOM_INIT_LABEL = "random-init encoder (its own run, no training)"
 NOT_A_SWEEP_CELL = "not run by the sweeps"

@@ -8,9 +8,9 @@ statistics and SimCLR's negatives (`data.group_size=B`). Batches above the prese
 
 from byol_ray.core.presets import get_preset
 from byol_ray.experiments.grid import Cell, Grid, integer
-from byol_ray.report import table
-from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import references
+from byol_ray.tables import table
+from byol_ray.tables.cells import describe, find_cell, numeric
+from byol_ray.tables.reference import references
 
 AXIS = "batch_size"
 PAPER = (4096, 2048, 1024, 512, 256, 128, 64)  # Fig. 3a, largest first
@@ -37,18 +37,18 @@ def build(inputs: table.Inputs) -> table.Table:
     """Fig. 3a as a table: a row per batch size (the paper's and ours, largest first); drops
     are from each method's largest batch that finished (the paper's: from 4096)."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
-    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
+    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(inputs.methods)]
     values = sorted({row for row, _ in refs} | set(ours["ablation_value"]), key=numeric,
                     reverse=True)
     finished = ours[ours["status"].eq("ok")]
     ours_from = {
         m: max(finished.loc[finished["method"].eq(m), "ablation_value"], key=numeric,
                default=None)
-        for m in table.METHODS
+        for m in inputs.methods
     }
     data, display = table.drop_frames("batch size", [(v, v) for v in values],
                                       lambda row, method: find_cell(cells, AXIS, row, method),
-                                      refs, ours_from, str(PAPER[0]))
+                                      refs, ours_from, str(PAPER[0]), inputs.methods)
     notes = table.failure_notes(data)
     if len({v for v in ours_from.values() if v}) > 1:
         notes.append("Our drops start from different batches: "

@@ -10,10 +10,10 @@ should fall far below tau_base around 0.99.
 import pandas as pd
 
 from byol_ray.experiments.grid import Cell, Grid, number
-from byol_ray.report import table, verdicts
-from byol_ray.report.cells import describe, find_cell, numeric
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import NO_RUNS, Check, check
+from byol_ray.tables import table, verdicts
+from byol_ray.tables.cells import describe, find_cell, numeric
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import NO_RUNS, Check, check
 
 AXIS = "tau_base"
 PAPER = (1.0, 0.999, 0.99, 0.9, 0.0)  # Table 5a (0.996 is the 1000-epoch run's, no row there)

@@ -9,22 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-RANDOM_INIT = "random_init"
+from byol_ray.core.methods import untrained_names
 
 
 @dataclass(frozen=True)
 class Cell:
     """One point of a grid: the method, the axis value tables show, the config overrides."""
 
-    method: str  # byol | simclr | random_init
+    method: str  # a `core.methods` name (byol, simclr, random_init) or package.module:Class
     ablation: str  # the axis: batch_size, recipe, strength, tau_base, target_network, ...
     value: str  # the axis value as tables show it (the MLflow tag `ablation_value`)
     overrides: tuple[str, ...] = ()
 
     def key(self, seed: int) -> str:
         """Stable trial name: the same cell and seed always map to the same MLflow run."""
-        if self.method == RANDOM_INIT:
-            return "random-init"
+        if self.method in untrained_names():  # one run, whatever the seed: "random-init"
+            return self.method.replace("_", "-")
         return f"{self.method}-{self.ablation}={self.value}-s{seed}"
 
 

@@ -4,10 +4,10 @@ this evaluation where a trial has it."""
 
 
 from byol_ray.experiments.baseline import protocol_rows
-from byol_ray.report import table
-from byol_ray.report.cells import PAPER_LINEAR, aggregate, describe, has_protocol
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import above, check
+from byol_ray.tables import table
+from byol_ray.tables.cells import PAPER_LINEAR, aggregate, describe, has_protocol
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import above, check
 
 REFERENCE = references("table_1")
 

@@ -20,11 +20,12 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from byol_ray.core.methods import label
 from byol_ray.experiments.grid import Cell, Grid
-from byol_ray.report import table, verdicts
-from byol_ray.report.cells import describe, find_cell
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import NO_RUNS, Check, Estimate, check, contrast
+from byol_ray.tables import table, verdicts
+from byol_ray.tables.cells import describe, find_cell
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import NO_RUNS, Check, Estimate, check, contrast
 
 AXIS = "normalization"
 FEW_POINTS = 3.0  # "within a few points": Richemond et al.'s GN+WS is 0.4 below BN (abstract)
@@ -73,23 +74,23 @@ def build(inputs: table.Inputs) -> table.Table | None:
     with the papers' values where they could be verified; None when no trial ran the grid
     (it is opt-in: reports without it show no empty table)."""
     cells, refs = inputs.cells, {(r.row, r.method): r for r in REFERENCE}
-    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(table.METHODS)]
+    ours = cells[cells["ablation"].eq(AXIS) & cells["method"].isin(inputs.methods)]
     if ours.empty:
         return None
     rows = [*ROWS, *sorted(set(ours["ablation_value"]) - set(ROWS))]
     records = [table.cell_record(row, ROWS[row].label if row in ROWS else row, method,
                                  find_cell(cells, AXIS, row, method), refs.get((row, method)))
-               for method in table.METHODS for row in rows]
+               for method in inputs.methods for row in rows]
     data = table.data_frame(records)
     by_key = {(r["row"], r["method"]): r for r in records}
     columns: dict[str, list[str]] = {"normalisation": [by_key[(r, "byol")]["label"]
                                                        for r in rows]}
-    for method in table.METHODS:
-        columns[f"{table.NAMES[method]} ours (%)"] = [by_key[(r, method)]["cell"] for r in rows]
-    columns["protocol (ours)"] = [table.row_protocol([by_key[(r, m)] for m in table.METHODS])
+    for method in inputs.methods:
+        columns[f"{label(method)} ours (%)"] = [by_key[(r, method)]["cell"] for r in rows]
+    columns["protocol (ours)"] = [table.row_protocol([by_key[(r, m)] for m in inputs.methods])
                                   for r in rows]
     for method in table.METHODS:
-        columns[f"{table.NAMES[method]} paper (%)"] = [table.format_paper(refs.get((r, method)))
+        columns[f"{label(method)} paper (%)"] = [table.format_paper(refs.get((r, method)))
                                                        for r in rows]
     sources = table.sources(data) or "none verified"
     return table.make(
@@ -105,7 +106,7 @@ def checks(data: pd.DataFrame, inputs: table.Inputs) -> list[Check]:
     cells = {(r["row"], r["method"]): r for r in data[data["status"].eq("ok")].to_dict("records")}
     found = []
     for method, collapses in (("byol", True), ("simclr", False)):
-        name = table.NAMES[method]
+        name = label(method)
         claim = "collapses or falls" if collapses else "neither collapses nor falls"
         what = f"{name} with no normalisation {claim} far below {name} with BN"
         bn, none = cells.get(("bn", method)), cells.get(("no_bn", method))

@@ -4,10 +4,10 @@ where trials ran it (`byol-ray eval finetune`, a sweep's `--eval finetune`)."""
 import pandas as pd
 
 from byol_ray.experiments.baseline import protocol_rows
-from byol_ray.report import table
-from byol_ray.report.cells import aggregate, describe, has_protocol
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import above, check
+from byol_ray.tables import table
+from byol_ray.tables.cells import aggregate, describe, has_protocol
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import above, check
 
 SHARES = ("1pct", "10pct")
 REFERENCE = references("table_2")

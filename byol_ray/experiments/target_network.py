@@ -14,10 +14,10 @@ from typing import NamedTuple
 import pandas as pd
 
 from byol_ray.experiments.grid import Cell, Grid
-from byol_ray.report import table, verdicts
-from byol_ray.report.cells import describe, find_cell
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import NO_RUNS, Check, all_of, check, tally
+from byol_ray.tables import table, verdicts
+from byol_ray.tables.cells import describe, find_cell
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import NO_RUNS, Check, all_of, check, tally
 
 AXIS = "target_network"
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from byol_ray.report import table
-from byol_ray.report.reference import references
-from byol_ray.report.verdicts import Estimate, Noise, above, check
+from byol_ray.tables import table
+from byol_ray.tables.reference import references
+from byol_ray.tables.verdicts import Estimate, Noise, above, check
 
 ENCODERS = (("byol", "BYOL"), ("simclr", "SimCLR"), ("moco", "MoCo"),
             ("supervised", "Supervised-IN"), ("random_init", "random-init"))

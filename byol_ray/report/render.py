@@ -24,12 +24,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from byol_ray.core.methods import compared_methods, label, method_info
 from byol_ray.experiments import paper_experiments
-from byol_ray.report.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
-from byol_ray.report.reference import PAPER
 from byol_ray.report.runs import load_eval_runs, load_runs, resolve_uri
-from byol_ray.report.table import METHODS, NAMES, Inputs, Table
-from byol_ray.report.verdicts import Noise
+from byol_ray.tables.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
+from byol_ray.tables.reference import PAPER
+from byol_ray.tables.table import Inputs, Table
+from byol_ray.tables.verdicts import Noise
 
 
 def build_tables(runs: pd.DataFrame, metric: str | None = None,
@@ -118,7 +119,16 @@ def write_table(table: Table, out_dir: Path) -> list[Path]:
     return paths
 
 
-COLOURS = {"byol": "#1f77b4", "simclr": "#d62728"}
+def _colours(methods: Sequence[str]) -> dict[str, str]:
+    """Each method's colour: its entry's (`core.methods`), else matplotlib's next one."""
+    spare = iter(f"C{i}" for i in range(2, 10 + len(methods)))
+    return {m: method_info(m).colour or next(spare) for m in methods}
+
+
+def _methods(data: pd.DataFrame) -> tuple[str, ...]:
+    """The methods a drop table's figure draws: those of its `data` (`Inputs.methods`)."""
+    found = set(data["method"])
+    return tuple(m for m in compared_methods(found) if m in found)
 
 
 def _gaps(data: pd.DataFrame) -> str:
@@ -130,7 +140,7 @@ def _gaps(data: pd.DataFrame) -> str:
                          ("missing", "missing")):
         bad = data[data["status"].eq(status) & (data["row"].isin(ran) | (status != "missing"))]
         if len(bad):
-            parts.append(f"{word}: " + ", ".join(f"{NAMES.get(r.method, r.method)} {r.label}"
+            parts.append(f"{word}: " + ", ".join(f"{label(r.method)} {r.label}"
                                                  for r in bad.itertuples()))
     return "; ".join(parts)
 
@@ -141,18 +151,18 @@ def _footnote(fig: Figure, text: str) -> None:
 
 
 def _drop_lines(ax, data: pd.DataFrame, x_label: str, log2: bool) -> None:
-    for method in METHODS:
+    colours = _colours(_methods(data))
+    for method, colour in colours.items():
         part = data[data["method"].eq(method)].assign(x=lambda d: d["row"].map(numeric))
         part = part.sort_values("x")
-        colour = COLOURS[method]
         drawn = part[part["drop"].notna()]  # a line through the cells that have a value
-        ax.plot(drawn["x"], drawn["drop"], "-o", color=colour, label=f"{NAMES[method]} (ours)")
+        ax.plot(drawn["x"], drawn["drop"], "-o", color=colour, label=f"{label(method)} (ours)")
         crossed = part[(part["n_collapsed"] > 0) & part["drop"].notna()]
         ax.plot(crossed["x"], crossed["drop"], "kx", markersize=10, linestyle="none")
         paper = part[part["paper_drop"].notna()]
         if len(paper):
             ax.plot(paper["x"], paper["paper_drop"], "--s", color=colour, alpha=0.5,
-                    markersize=4, label=f"{NAMES[method]} (paper)")
+                    markersize=4, label=f"{label(method)} (paper)")
     if log2:
         ax.set_xscale("log", base=2)
         ax.invert_xaxis()
@@ -180,28 +190,31 @@ def _drop_bars(ax, data: pd.DataFrame) -> None:
     rows = [r for r in dict.fromkeys(data["row"]) if r != "baseline"]
     labels = data.drop_duplicates("row").set_index("row")["label"]
     x = np.arange(len(rows))
-    width = 0.2
-    series = [(m, "drop", False) for m in METHODS] + [(m, "paper_drop", True) for m in METHODS]
-    ours = data[data["method"].isin(METHODS)].pivot_table(
+    methods = _methods(data)
+    colours = _colours(methods)
+    series = [(m, "drop", False) for m in methods] + [  # the paper's: ours only (BYOL, SimCLR)
+        (m, "paper_drop", True) for m in compared_methods() if m in methods]
+    width = 0.8 / len(series)
+    ours = data[data["method"].isin(methods)].pivot_table(
         index="row", columns="method", values="n_seeds", aggfunc="sum")
     for i, (method, column, is_paper) in enumerate(series):
         part = data[data["method"].eq(method)].set_index("row")
-        offset = (i - 1.5) * width
-        label = f"{NAMES[method]} ({'paper' if is_paper else 'ours'})"
+        offset = (i - (len(series) - 1) / 2) * width
+        legend = f"{label(method)} ({'paper' if is_paper else 'ours'})"
         for j, row in enumerate(rows):
             value, status = part.at[row, column], part.at[row, "status"]
             if not math.isnan(value):
-                ax.bar(x[j] + offset, value, width, color=COLOURS[method],
+                ax.bar(x[j] + offset, value, width, color=colours[method],
                        alpha=0.4 if is_paper else 0.9, hatch="//" if is_paper else None,
-                       edgecolor=COLOURS[method], label=label)
-                label = None  # one legend entry per series
+                       edgecolor=colours[method], label=legend)
+                legend = None  # one legend entry per series
                 if not is_paper and part.at[row, "n_collapsed"] > 0:
                     ax.plot(x[j] + offset, value, "kx", markersize=8)
             elif not is_paper and ours.loc[row].sum() + (status != "missing") > 0:
                 word = "missing" if status == "missing" else status.replace("pending", "running")
                 ax.text(x[j] + offset, 0, f" {word}", rotation=90, fontsize=6, ha="center",
                         va="bottom")
-            elif not is_paper and method == METHODS[0]:
+            elif not is_paper and method == methods[0]:
                 ax.text(x[j] - width, 0, " not run", rotation=90, fontsize=6, ha="center",
                         va="bottom", color="grey")
     ax.legend(fontsize=7)

@@ -3,7 +3,7 @@
 `search_trial_runs` is `mlflow.search_runs` (through `queries.search_runs_frame`; its columns
 `tags.*`, `params.*`, `metrics.*`); `normalise_runs` turns that into one row per trial with
 short column names (`method`, `ablation`, `ablation_value`, `seed`, `linear_top1`, ...),
-whatever the store holds;
+whatever the store holds, each axis value in its grid's spelling (`experiments.canonical_value`);
 `select_runs` filters by experiment, sweep and preset. The table builders read only the tidy
 frame, so tests can build one by hand.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from byol_ray.core.config import ConfigError
+from byol_ray.experiments import canonical_value
 from byol_ray.runtime.tracking import queries, store
 
 TABLES_URI_ENV = "BYOL_RAY_TRACKING_URI"
@@ -125,7 +126,8 @@ def with_protocol_metrics(trials: pd.DataFrame, evals: pd.DataFrame) -> pd.DataF
 
 def normalise_runs(raw: pd.DataFrame) -> pd.DataFrame:
     """One row per trial with the short columns of `COLUMNS`; absent ones are filled with NA
-    (a metric never logged stays NaN, never 0)."""
+    (a metric never logged stays NaN, never 0); axis values canonical ("1.0" and "1" of two
+    sweeps meet in one cell)."""
     out = pd.DataFrame(index=raw.index)
     for column in ("run_id", "experiment", "status", "start_time", "end_time"):
         out[column] = raw.get(column, pd.NA)
@@ -137,6 +139,8 @@ def normalise_runs(raw: pd.DataFrame) -> pd.DataFrame:
         values = raw.get(f"metrics.{metric}", pd.Series(float("nan"), index=raw.index))
         out[short] = pd.to_numeric(values, errors="coerce").astype(float)
     out["seed"] = pd.to_numeric(out["seed"], errors="coerce").astype("Int64")
+    out["ablation_value"] = [v if pd.isna(v) else canonical_value(str(a), v)
+                             for a, v in zip(out["ablation"], out["ablation_value"], strict=True)]
     return out.reset_index(drop=True)[list(COLUMNS)]
 
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from byol_ray.core import methods
 from byol_ray.core.config import (
-    METHODS,
     Config,
     ConfigError,
     MethodConfig,
@@ -263,9 +263,15 @@ def test_build_method_unknown():
     assert "byol, random_init, simclr" in str(error.value)  # what is allowed
 
 
-def test_registry_names_match_config_validation():
-    """Config validation allows exactly the registered methods (until it reads the registry)."""
-    assert method_names() == tuple(sorted(METHODS))
+def test_every_method_entry_has_a_registered_class():
+    """Config validation reads `core.methods`' entries: each has a class to build, no class
+    lacks an entry."""
+    assert method_names() == tuple(sorted(methods.method_names()))
+
+
+def test_register_refuses_a_name_without_an_entry():
+    with pytest.raises(ValueError, match="no entry in byol_ray.core.methods"):
+        register("entryless")(RandomInit)
 
 
 def test_register_refuses_a_name_twice():

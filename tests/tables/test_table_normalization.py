@@ -9,8 +9,8 @@ from byol_ray.cli.sweep import GRID_ORDER
 from byol_ray.experiments import OPT_IN, grids
 from byol_ray.experiments.normalization import AXIS, ROWS, build
 from byol_ray.report.runs import normalise_runs, select_runs
-from byol_ray.report.table import Inputs
-from byol_ray.report.verdicts import AGREES, DISAGREES, NO_RUNS, WITHIN_NOISE
+from byol_ray.tables.table import Inputs
+from byol_ray.tables.verdicts import AGREES, DISAGREES, NO_RUNS, WITHIN_NOISE
 
 GRID = "normalization"
 

@@ -11,8 +11,8 @@ from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report import build_tables
 from byol_ray.report.render import latex_escape, markdown_grid, to_latex, to_markdown
 from byol_ray.report.runs import normalise_runs
-from byol_ray.report.table import Inputs
-from byol_ray.report.verdicts import Estimate
+from byol_ray.tables.table import Inputs
+from byol_ray.tables.verdicts import Estimate
 
 PROTOCOL = "linear probe, offline, digits test split"
 PAPER = "paper top-1 (%; linear probe, offline, ImageNet val)"

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from synthetic_runs import TRIALS, raw_frame, trial
 
-from byol_ray.report.cells import aggregate, find_cell, format_cell
 from byol_ray.report.runs import TablesError, normalise_runs, select_runs
+from byol_ray.tables.cells import aggregate, find_cell, format_cell
 
 
 def _cell(cells, ablation, value, method="byol"):

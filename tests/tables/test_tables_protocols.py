@@ -4,9 +4,9 @@ metric taking the paper's linear evaluation where a trial has it, Tables 1 and 2
 import pandas as pd
 from synthetic_runs import TRIALS, raw_frame, trial
 
-from byol_ray.report.cells import NOT_PAPER
 from byol_ray.report.render import build_tables
 from byol_ray.report.runs import normalise_runs, select_runs, with_protocol_metrics
+from byol_ray.tables.cells import NOT_PAPER
 
 
 def _evals(rows: list[tuple[str, str, str, dict]]) -> pd.DataFrame:

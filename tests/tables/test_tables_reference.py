@@ -1,6 +1,6 @@
 """The paper's reference values ship with the package, each with its source."""
 
-from byol_ray.report.reference import reference_frame, references
+from byol_ray.tables.reference import reference_frame, references
 
 
 def test_every_value_of_the_brief_is_there_with_its_source():

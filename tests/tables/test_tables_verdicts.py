@@ -9,8 +9,8 @@ from synthetic_runs import raw_frame, trial
 
 from byol_ray.experiments.ema_decay import build as build_table_5a
 from byol_ray.report.runs import normalise_runs
-from byol_ray.report.table import Inputs
-from byol_ray.report.verdicts import (
+from byol_ray.tables.table import Inputs
+from byol_ray.tables.verdicts import (
     AGREES,
     DISAGREES,
     NO_RUNS,

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from byol_ray.core.config import Config
+from byol_ray.core.methods import method_info
 
 # Images/s of one GPU: (encoder, image size) -> (rate, settings). NVIDIA H200, torch 2.11,
 # 2026-11-26 (benchmarks/results/gpu_check_h200_2026-11-26.json, "ours" at the preset's batch).
@@ -39,7 +40,7 @@ class Cost:
 
 def trial_cost(cfg: Config) -> Cost:
     """One trial's pretraining: GPU-hours and wall-clock hours on its workers."""
-    if cfg.method.name == "random_init" or cfg.scaling.use_gpu == "false":
+    if not method_info(cfg.method.name).trains or cfg.scaling.use_gpu == "false":
         return Cost()
     images = (IMAGEFOLDER_IMAGES.get(cfg.preset) if cfg.data.dataset == "imagefolder"
               else DATASET_IMAGES.get(cfg.data.dataset))

@@ -9,8 +9,9 @@ import json
 from dataclasses import dataclass, field
 
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
+from byol_ray.core.methods import untrained_names
 from byol_ray.core.presets import preset_config
-from byol_ray.experiments.grid import RANDOM_INIT, Cell, Grid
+from byol_ray.experiments.grid import Cell, Grid
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
 # worker on half a core: a short trial spends most of its time starting processes and waiting
@@ -22,7 +23,7 @@ PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
 
 # The paper's protocols each trial runs after pretraining unless `--eval` says otherwise: on the
 # GPU presets the paper's linear evaluation [P App. C.1], the protocol behind every number of
-# its Table 5 and Fig. 3, so that the tables compare it (`report.cells.MINIATURE_PRESETS`).
+# its Table 5 and Fig. 3, so that the tables compare it (`tables.cells.MINIATURE_PRESETS`).
 # cpu-mini's tables use its few-label kNN monitor; a protocol would add minutes to each trial.
 PRESET_SWEEP_EVALS: dict[str, tuple[str, ...]] = {"cpu-mini": ()}
 DEFAULT_SWEEP_EVALS = ("linear",)
@@ -87,10 +88,10 @@ def plan(grid: Grid, options: SweepOptions, check_paths: bool = True) -> list[Tr
         raise ConfigError("--seeds", f"{options.seeds}: need at least 1")
     cells = grid.cells(options.preset)
     if options.random_init:
-        cells = [*cells, Cell(RANDOM_INIT, RANDOM_INIT, RANDOM_INIT)]
+        cells = [*cells, *(Cell(name, name, name) for name in untrained_names())]
     trials = []
     for cell in cells:
-        for seed in range(1 if cell.method == RANDOM_INIT else options.seeds):
+        for seed in range(1 if cell.method in untrained_names() else options.seeds):
             key = cell.key(seed)
             if options.only and not any(fnmatch.fnmatch(key, p) for p in options.only):
                 continue

@@ -1,5 +1,6 @@
-"""Methods by name: each `Method` subclass registers itself with `@register("name")`, and
-`build_method` builds the one `cfg.method.name` names on a fresh encoder.
+"""Methods by name: each `Method` subclass registers itself with `@register("name")` under its
+entry of `core/methods.py` (its facts: label, trains, compared), and `build_method` builds the
+one `cfg.method.name` names on a fresh encoder.
 
 A registered class is built as `cls(encoder, feat_dim, cfg.model, cfg.method)`. Every name
 lookup goes through `method_class`, which also takes a class from outside the package,
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from byol_ray.core import methods
 from byol_ray.core.config import Config, ConfigError
 from byol_ray.learn.methods.base import Method
 from byol_ray.learn.models import build_encoder
@@ -24,9 +26,13 @@ _REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: make the `Method` subclass buildable as `method.name=<name>`."""
+    """Class decorator: make the `Method` subclass buildable as `method.name=<name>`; `name`
+    needs its facts entered first (`core.methods.add`), which config and the tables read."""
 
     def add(cls: type[Method]) -> type[Method]:
+        if name not in methods.method_names():
+            raise ValueError(f"method {name!r} has no entry in byol_ray.core.methods: enter "
+                             "its facts with methods.add(MethodInfo(...)) before registering")
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is registered twice ({_REGISTRY[name]}, {cls})")
         _REGISTRY[name] = cls
@@ -36,7 +42,7 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
 
 
 def method_names() -> tuple[str, ...]:
-    """The registered method names, sorted: what `method.name` may be."""
+    """The registered method names, sorted: the classes behind `core.methods`' entries."""
     return tuple(sorted(_REGISTRY))
 
 

@@ -36,7 +36,7 @@ class Reference:
 
 @cache
 def _frame() -> pd.DataFrame:
-    text = resources.files("byol_ray.report").joinpath("reference.csv").read_text("utf-8")
+    text = resources.files("byol_ray.tables").joinpath("reference.csv").read_text("utf-8")
     frame = pd.read_csv(StringIO(text), dtype={"row": str}, keep_default_na=False)
     frame["top1"] = frame["top1"].astype(float)
     frame["collapsed"] = frame["collapsed"].eq("yes")

@@ -6,7 +6,8 @@ finished seeds collapsed, and which protocol measured it ("top-1" alone hides wh
 kNN monitor or a linear probe, and on which split; the paper's numbers are a linear probe on
 ImageNet val). A seed that was re-run (a retried trial, a second sweep) counts once: its
 best-status, latest run. Axis tags are text written by different sweeps ("1" or "1.0",
-SimCLR's own "simclr"); `experiments.canonical_value` maps each to its grid's spelling.
+SimCLR's own "simclr"); reading the runs (`report.runs.normalise_runs`) maps each to its grid's
+spelling.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from byol_ray.experiments import canonical_value
-from byol_ray.experiments.grid import RANDOM_INIT
-from byol_ray.report.reference import PAPER_PROTOCOL
+from byol_ray.core.methods import untrained_names
+from byol_ray.tables.reference import PAPER_PROTOCOL
 
 
 def numeric(value: str) -> float:
@@ -177,7 +177,7 @@ def run_values(runs: pd.DataFrame, metric: str) -> pd.Series:
     if metric == "linear":  # the paper's protocol where the trial ran it
         values = _column(runs, PROTOCOL_COLUMN[PAPER_LINEAR]).fillna(values)
     fallback = _column(runs, BASELINE_COLUMN.get(metric, ""))
-    is_random = runs["method"].eq(RANDOM_INIT).fillna(False)
+    is_random = runs["method"].isin(untrained_names())
     return values.where(~(is_random & values.isna()), fallback)
 
 
@@ -253,15 +253,13 @@ def _cell(group: pd.DataFrame, metric: str) -> dict[str, Any]:
 
 
 def aggregate(runs: pd.DataFrame, metric: str = "linear") -> pd.DataFrame:
-    """One row per cell (ablation, ablation_value, method) with the columns of `CELL_COLUMNS`;
-    axis values in their canonical spelling; `mean` is NaN (never 0) when no seed finished
-    with the metric."""
+    """One row per cell (ablation, ablation_value, method) with the columns of `CELL_COLUMNS`
+    (axis values as the runs spell them: canonical after `normalise_runs`); `mean` is NaN
+    (never 0) when no seed finished with the metric."""
     if metric not in METRIC_COLUMN:
         raise ValueError(f"metric {metric!r} is not one of: {', '.join(METRIC_COLUMN)}")
     frame = runs.copy()
     frame[list(CELL_KEYS)] = frame[list(CELL_KEYS)].astype(object).fillna("")
-    frame["ablation_value"] = [canonical_value(a, v) for a, v in
-                               zip(frame["ablation"], frame["ablation_value"], strict=True)]
     frame = dedupe_seeds(frame, metric)
     records = [
         {**dict(zip(CELL_KEYS, key, strict=True)), **_cell(group, metric)}

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from byol_ray.experiments.grid import RANDOM_INIT
-from byol_ray.report.cells import (
+from byol_ray.core.methods import compared_methods, label, untrained_names
+from byol_ray.tables.cells import (
     BASELINE_COLUMN,
     METRIC_COLUMN,
     NOT_PAPER,
@@ -22,8 +22,8 @@ from byol_ray.report.cells import (
     aggregate,
     format_cell,
 )
-from byol_ray.report.reference import Reference
-from byol_ray.report.verdicts import (
+from byol_ray.tables.reference import Reference
+from byol_ray.tables.verdicts import (
     NO_RUNS,
     Check,
     Difference,
@@ -41,8 +41,9 @@ PAPER_TOP1 = "paper top-1 (%; linear probe, offline, ImageNet val)"  # header of
 DATA_COLUMNS = ("row", "label", "method", "mean", "std", "n_seeds", "n_failed", "n_pending",
                 "n_collapsed", "status", "cell", "protocol", "comparable", "failure_reasons",
                 "paper_top1", "paper_collapsed", "paper_source")
-METHODS = ("byol", "simclr")
-NAMES = {"byol": "BYOL", "simclr": "SimCLR"}
+# The methods the paper's comparison tables run and check: BYOL and SimCLR (`core.methods`,
+# `compared`). A table shows these and any outside method with cells (`Inputs.methods`).
+METHODS = compared_methods()
 
 
 @dataclass
@@ -69,7 +70,8 @@ def make(key: str, title: str, caption: str, display: pd.DataFrame, data: pd.Dat
 class Inputs:
     """What every builder reads: tidy trial runs (`runs.load_runs`), the metric, the cells
     averaged from them, the seeds' noise pooled over every cell (one estimate serves every
-    verdict), the random-init floor and the dense-protocol runs (None: not read)."""
+    verdict), the random-init floor, the dense-protocol runs (None: not read) and the methods
+    the comparison tables show (ours, then any outside method the runs hold)."""
 
     runs: pd.DataFrame
     metric: str
@@ -77,6 +79,7 @@ class Inputs:
     noise: Noise
     floor: Estimate | None  # our random-init top-1: its own run, else the trials' epoch 0
     eval_runs: pd.DataFrame | None = None
+    methods: tuple[str, ...] = METHODS
 
     @classmethod
     def of(cls, runs: pd.DataFrame, metric: str = "linear",
@@ -84,7 +87,8 @@ class Inputs:
         """The inputs of `runs` under `metric`: cells, noise and floor derived from them."""
         cells = aggregate(runs, metric)
         floor = Estimate.of(random_init_cell(cells)) or Estimate.of(untrained_cell(runs, metric))
-        return cls(runs, metric, cells, Noise.of(cells), floor, eval_runs)
+        return cls(runs, metric, cells, Noise.of(cells), floor, eval_runs,
+                   compared_methods(cells["method"]))
 
 
 def format_paper(ref: Reference | None) -> str:
@@ -167,15 +171,14 @@ def floor_text(floor: Estimate | None) -> str:
 
 def random_init_cell(cells: pd.DataFrame) -> dict | None:
     """The random-init run's cell (its own run, no training), or None."""
-    found = cells[cells["method"].eq(RANDOM_INIT)]
+    found = cells[cells["method"].isin(untrained_names())]
     return found.iloc[0].to_dict() if len(found) else None
 
 
 def untrained_cell(runs: pd.DataFrame, metric: str) -> dict | None:
     """Every trained trial's epoch-0 evaluation (baseline/*) pooled into one cell: n counts
     trials, not seeds."""
-    has_value = runs[BASELINE_COLUMN[metric]].notna() & ~runs["method"].eq(RANDOM_INIT).fillna(
-        False)
+    has_value = runs[BASELINE_COLUMN[metric]].notna() & ~runs["method"].isin(untrained_names())
     # the trials' own protocol numbers measure the trained encoder: not this cell's
     frame = runs[has_value].drop(columns=list(PROTOCOL_COLUMN.values()), errors="ignore")
     frame[METRIC_COLUMN[metric]] = frame[BASELINE_COLUMN[metric]]
@@ -214,38 +217,40 @@ def _format_paper_drop(record: dict[str, Any], paper_from: str | None) -> str:
 
 def drop_frames(axis: str, rows: list[tuple[str, str]], lookup: CellLookup,
                 refs: dict[tuple[str, str], Reference], ours_from: dict[str, str | None],
-                paper_from: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                paper_from: str | None, methods: tuple[str, ...] = METHODS,
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A drop table's `data` and `display`. Per (row, label) of `rows` and method, a
     `cell_record` with its drop from the method's reference row: `ours_from[method]` for our
     cells, `paper_from` for the paper's (NaN when either value is missing: a drop is never
-    computed from a missing cell). `display` shows per row ours (top-1, drop) for BYOL and
-    SimCLR, the protocol of those cells, then the paper's top-1 and drop (none without
-    `refs`); `data` has the common CSV columns plus drop, drop_from and paper_drop."""
+    computed from a missing cell). `display` shows per row ours (top-1, drop) for each of
+    `methods` (`Inputs.methods`), the protocol of those cells, then the paper's top-1 and drop
+    (none without `refs`); `data` has the common CSV columns plus drop, drop_from and
+    paper_drop."""
     records = []
-    for method in METHODS:
-        base = lookup(ours_from[method], method) if ours_from[method] else None
+    for method in methods:
+        base = lookup(ours_from[method], method) if ours_from.get(method) else None
         base_mean = base["mean"] if base and base["status"] == "ok" else math.nan
         paper_base = refs.get((paper_from, method)) if paper_from else None
-        for row, label in rows:
+        for row, row_label in rows:
             ref = refs.get((row, method))
-            record = cell_record(row, label, method, lookup(row, method), ref)
+            record = cell_record(row, row_label, method, lookup(row, method), ref)
             record["drop"] = round(base_mean - record["mean"], 6)
-            record["drop_from"] = ours_from[method] or ""
+            record["drop_from"] = ours_from.get(method) or ""
             record["paper_drop"] = (round(paper_base.top1 - ref.top1, 6) if paper_base and ref
                                     else math.nan)
             records.append(record)
     by_key = {(r["row"], r["method"]): r for r in records}
     columns: dict[str, list[str]] = {axis: [label for _, label in rows]}
-    for method in METHODS:
-        columns[f"{NAMES[method]} ours (%)"] = [by_key[(row, method)]["cell"] for row, _ in rows]
-        columns[f"{NAMES[method]} drop (ours)"] = [_format_drop(by_key[(row, method)])
+    for method in methods:
+        columns[f"{label(method)} ours (%)"] = [by_key[(row, method)]["cell"] for row, _ in rows]
+        columns[f"{label(method)} drop (ours)"] = [_format_drop(by_key[(row, method)])
                                                    for row, _ in rows]
-    columns["protocol (ours)"] = [row_protocol([by_key[(row, m)] for m in METHODS])
+    columns["protocol (ours)"] = [row_protocol([by_key[(row, m)] for m in methods])
                                   for row, _ in rows]
     for method in METHODS if refs else ():
-        columns[f"{NAMES[method]} {PAPER_TOP1}"] = [format_paper(refs.get((row, method)))
+        columns[f"{label(method)} {PAPER_TOP1}"] = [format_paper(refs.get((row, method)))
                                                  for row, _ in rows]
-        columns[f"{NAMES[method]} drop (paper)"] = [
+        columns[f"{label(method)} drop (paper)"] = [
             _format_paper_drop(by_key[(row, method)], paper_from) for row, _ in rows]
     return data_frame(records, DROP_COLUMNS), pd.DataFrame(columns)
 
@@ -303,5 +308,5 @@ def drop_checks(data: pd.DataFrame, what: str, rows_word: str, noise: Noise) -> 
     checks = [byol_loses_less(data, what, noise)]
     for method in METHODS:
         checks.append(order_check(estimates(data, method), paper_values(data, method),
-                                  f"{NAMES[method]} {rows_word}", noise))
+                                  f"{label(method)} {rows_word}", noise))
     return checks
