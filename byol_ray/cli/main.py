@@ -101,6 +101,10 @@ def _add_eval_command(commands) -> None:
                           help="finetune: share of the train labels (0.01 or 0.1 in the paper)")
     evaluate.add_argument("--mode", choices=("linear", "finetune"), default="linear",
                           help="transfer: which protocol runs on the other dataset")
+    evaluate.add_argument("--trust-code", action="store_true",
+                          help="build a method from outside byol-ray (method.name "
+                               "package.module:Class) that the weights' config names: importing "
+                               "it runs that module's code, so only for weights you trust")
     add_cluster_options(evaluate)
     evaluate.set_defaults(handler=_eval)
 
@@ -179,7 +183,8 @@ def _eval(args: argparse.Namespace) -> int:
     from byol_ray.jobs.protocols.run import EvalRequest, run_protocol  # heavy imports only now
 
     request = EvalRequest(args.protocol, args.run, args.preset, args.overrides, args.fraction,
-                          args.mode, args.tracking_uri, args.storage, args.address)
+                          args.mode, args.tracking_uri, args.storage, args.address,
+                          args.trust_code)
     print(run_protocol(request).report)
     return 0
 
