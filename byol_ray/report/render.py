@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from byol_ray.core.masking import mask
 from byol_ray.experiments import paper_experiments
 from byol_ray.report.cells import METRIC_COLUMN, METRICS, aggregate, numeric, resolve_metric
 from byol_ray.report.reference import PAPER
@@ -255,7 +256,7 @@ def _header(runs: pd.DataFrame, uri: str, experiments: Sequence[str] | None,
         "# BYOL ablations: our runs beside the paper",
         "",
         f"- paper: {PAPER} (ImageNet, ResNet-50, 300 epochs, linear top-1)",
-        f"- tracking URI: `{uri}`",
+        f"- tracking URI: `{mask(uri)}`",  # no password of the URI in the report
         f"- experiments: {', '.join(experiments) if experiments else 'all'} (found: {names})",
         f"- preset: {preset or presets}",
         f"- metric: `eval/{METRIC_COLUMN[metric]}`",
