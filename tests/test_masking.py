@@ -34,14 +34,16 @@ SECRETS = ("SECRET-HTTP", "SECRET-PG", "SECRET-S3", "SECRET-S3Q", "SECRET-STS", 
 @pytest.mark.parametrize(("uri", "shown"), URIS.items())
 def test_each_kind_of_uri_loses_its_secret_and_keeps_the_rest(uri, shown):
     assert mask(uri) == shown
-    assert mask(f"error: cannot reach {uri!r}: refused") == f"error: cannot reach {shown!r}: refused"
+    line = "error: cannot reach {!r}: refused"
+    assert mask(line.format(uri)) == line.format(shown)
     assert mask(shown) == shown  # idempotent
 
 
 @pytest.mark.parametrize("text", [
     "sqlite:////tmp/runs/mlflow.db", "file:///home/u/mlruns", "s3://bucket/prefix",
     "mail alice@example.org", "http://h/p?email=a@b.c&page=2", "monkey=1 key_id=2 design=3",
-    "train.epochs=10 method.tau_base=0.996"])
+    "train.epochs=10 method.tau_base=0.996", "an override looks like section.key=value",
+    "http://h/p?monkey=1&key_id=2"])
 def test_text_without_a_secret_is_unchanged(text):
     assert mask(text) == text
 

@@ -8,9 +8,10 @@ such place passes its text through `mask`, which replaces
   `mlflow:***@`); a userinfo without a password is a token (`https://TOKEN@host`) and is masked
   whole; an S3 URI's userinfo (`s3://ACCESS_KEY:SECRET_KEY@bucket`) keeps only the key id, as
   AWS treats that as an identifier, not a secret;
-- the value of a query parameter or `NAME=VALUE` setting whose name says it is a secret:
-  `token`, `password`, `secret_key`, `X-Amz-Signature`, `X-Amz-Credential`, `sig`, `key`, ...
-  (`SECRET_NAME` below);
+- the value of a setting (`NAME=VALUE` in text, a config key) whose name says it is a secret
+  (`SECRET_NAME`: `password`, `token`, `secret`, `signature`, `credential`, ...), and of a
+  URI's query parameter named so or by the short names query strings use (`QUERY_SECRET_NAME`:
+  `sig`, `key`, `api_key`, `access_key`, `auth`);
 
 by `***`. The code that connects keeps the real value: only what is shown or stored is masked.
 Pure (no torch, Ray or MLflow), so every layer may use it.
@@ -26,13 +27,16 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 MASK = "***"
-# A setting or query parameter whose value is a secret, by its name (case-insensitive):
-# passwords, tokens (OAuth `access_token`, AWS `X-Amz-Security-Token`), AWS SigV4's
-# `X-Amz-Signature` / `X-Amz-Credential`, pyarrow's S3 `access_key` / `secret_key`, Azure SAS
-# `sig`, API keys (`key`, `api_key`), basic/bearer `auth`.
-SECRET_NAME = re.compile(
-    r"(?i)(passw(or)?d|pwd|secret|token|signature|credential|"
-    r"(^|[_.-])(sig|key|api_?key|access_?key|auth|authorization)$)")
+# A setting whose value is a secret, by its name (case-insensitive): passwords, secrets
+# (`AWS_SECRET_ACCESS_KEY`, pyarrow's `secret_key`), tokens (OAuth `access_token`, AWS
+# `X-Amz-Security-Token`), AWS SigV4's `X-Amz-Signature` / `X-Amz-Credential`.
+SECRET_NAME = re.compile(r"(?i)passw(or)?d|pwd|secret|token|signature|credential")
+# A URI query parameter holding a secret: those, and the short names of query strings (Azure
+# SAS `sig`, API `key` / `api_key`, pyarrow's S3 `access_key`, `auth`); in free text
+# `section.key=value` is no secret.
+QUERY_SECRET_NAME = re.compile(
+    r"(?i)passw(or)?d|pwd|secret|token|signature|credential|"
+    r"^(sig|key|api_?key|access_?key|auth|authorization)$")
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<userinfo>[^/?#@\s'\"]+)@")
 _PARAM = re.compile(r"(?P<lead>[?&;])(?P<name>[^=&#\s'\"]+)=(?P<value>[^&#\s'\"]*)")
 _SETTING = re.compile(r"(?P<lead>^|[\s,({\[])(?P<name>[A-Za-z_][\w.-]*)=(?P<value>[^\s,'\")}\]]+)")
@@ -49,8 +53,8 @@ def mask(text: str) -> str:
     if not isinstance(text, str) or not text:
         return text
     text = _USERINFO.sub(_masked_userinfo, text)
-    text = _PARAM.sub(_masked_value, text)
-    return _SETTING.sub(_masked_value, text)
+    text = _PARAM.sub(lambda match: _masked_value(match, QUERY_SECRET_NAME), text)
+    return _SETTING.sub(lambda match: _masked_value(match, SECRET_NAME), text)
 
 
 def mask_tree(value: Any, name: str = "") -> Any:
@@ -117,7 +121,7 @@ def _masked_userinfo(match: re.Match) -> str:
     return f"{scheme}://{shown}@"
 
 
-def _masked_value(match: re.Match) -> str:
-    if not match["value"] or not is_secret_name(match["name"]):
+def _masked_value(match: re.Match, names: re.Pattern) -> str:
+    if not match["value"] or not names.search(match["name"]):
         return match[0]
     return f"{match['lead']}{match['name']}={MASK}"
