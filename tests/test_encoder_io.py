@@ -1,13 +1,17 @@
 """Trained weights as files: round trip, torchvision keys, refusing damaged files and bad refs,
 and the MLflow run / Model Registry path (a real sqlite store; no Ray)."""
 
+import json
+import sys
+
 import pytest
 import torch
 import torchvision
+import yaml
 from mlflow.tracking import MlflowClient
 
 from byol_ray import load_encoder
-from byol_ray.cli.main import resolve_config
+from byol_ray.cli.main import main, resolve_config
 from byol_ray.core.config import ConfigError
 from byol_ray.learn.methods import build_method
 from byol_ray.runtime.tracking.run import Run
@@ -94,3 +98,94 @@ def test_weights_from_a_run_and_from_the_model_registry(saved, tmp_path):
         assert _same_features(load_encoder(ref, uri), method.encoder), ref
     with pytest.raises(WeightsError, match="not found"):
         load_encoder(f"runs:/{run_id}/elsewhere", uri)
+
+
+def _edit_manifest(folder, edit):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest["parts"]["encoder"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("file", ["../elsewhere/encoder.safetensors", "/etc/hostname",
+                                  "sub/../../encoder.safetensors"])
+def test_a_manifest_file_outside_the_folder_is_refused(saved, tmp_path, file):
+    _, folder = saved
+    _edit_manifest(folder, lambda entry: entry.update(file=file))
+    with pytest.raises(WeightsError, match=r"parts.encoder.file is .*inside the weights folder"):
+        load_encoder(str(folder))
+
+
+def test_a_symlink_out_of_the_folder_is_refused(saved, tmp_path):
+    _, folder = saved
+    outside = tmp_path / "elsewhere.safetensors"
+    (folder / "encoder.safetensors").rename(outside)
+    (folder / "encoder.safetensors").symlink_to(outside)
+    with pytest.raises(WeightsError, match="is a symlink to .*outside the weights folder"):
+        load_encoder(str(folder))
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda entry: entry.pop("file"), r"parts.encoder.file is missing"),
+    (lambda entry: entry.update(bytes="12"), r"parts.encoder.bytes is '12'; expected a byte"),
+    (lambda entry: entry.pop("sha256"), r"parts.encoder.sha256 is missing"),
+])
+def test_a_malformed_manifest_entry_names_its_field(saved, edit, field):
+    _, folder = saved
+    _edit_manifest(folder, edit)
+    with pytest.raises(WeightsError, match=field):
+        load_encoder(str(folder))
+
+
+def test_a_malformed_manifest_is_exit_2_from_the_cli(saved, tmp_path, capsys):
+    _, folder = saved
+    (folder / "manifest.json").write_text('{"parts": {"encoder": []}}')
+    with pytest.raises(WeightsError, match=r"field parts.encoder is not an object"):
+        load_encoder(str(folder))
+    (folder / "manifest.json").write_text('["parts"]')
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["eval", "linear", "--run", str(folder), "--tracking-uri", uri]) == 2
+    assert "field parts is missing or not an object" in capsys.readouterr().err
+
+
+MARKER_MODULE = '''
+import os
+from pathlib import Path
+
+from byol_ray.learn.methods.byol import BYOL
+
+Path(os.environ["BYOL_RAY_TEST_MARKER"]).write_text("imported")
+
+
+class Marked(BYOL):
+    """BYOL under another name: a method from outside the package."""
+'''
+
+
+def test_a_run_whose_config_names_an_outside_module_imports_it_only_with_trust_code(
+        saved, tmp_path, monkeypatch):
+    """A `runs:/` ref from a real sqlite store whose config.yaml names `module:Class`: without
+    trust_code the module is never imported (its marker file is not written) and the error says
+    how to opt in; with trust_code it is imported and the encoder loads."""
+    method, folder = saved
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "marker_method.py").write_text(MARKER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
+    marker = tmp_path / "imported.txt"
+    monkeypatch.setenv("BYOL_RAY_TEST_MARKER", str(marker))
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["method"]["name"] = "marker_method:Marked"
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(experiment_id_for(client, "x")).info.run_id
+    Run(uri, run_id).log_weights(folder)
+    with pytest.raises(WeightsError, match=r"method.name is 'marker_method:Marked'.*"
+                                           r"--trust-code \(trust_code=True"):
+        load_encoder(f"runs:/{run_id}", uri)
+    assert not marker.exists() and "marker_method" not in sys.modules
+    try:
+        assert _same_features(load_encoder(f"runs:/{run_id}", uri, trust_code=True),
+                              method.encoder)
+        assert marker.read_text() == "imported"
+    finally:
+        sys.modules.pop("marker_method", None)

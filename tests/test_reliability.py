@@ -61,6 +61,17 @@ def test_sqlite_store_where_no_folder_can_be_made_exits_2(tmp_path):
     assert f"{tmp_path}/a_file is not a writable folder" in proc.stderr
 
 
+def test_sqlite_store_in_a_missing_folder_exits_2_and_makes_no_folder(tmp_path):
+    """A typo in the store's path names the folder instead of creating it and training."""
+    uri = f"sqlite:///{tmp_path}/typo/dir/mlflow.db"
+    proc = byol_ray("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == (f"byol-ray: error: --tracking-uri: {uri}: the folder "
+                                   f"{tmp_path}/typo/dir does not exist; create it, or fix the "
+                                   "path")
+    assert not (tmp_path / "typo").exists()
+
+
 # ---------------------------------------------------------------- 7. bad input
 
 

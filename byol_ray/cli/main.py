@@ -14,6 +14,7 @@ from byol_ray.cli.options import add_cluster_options, add_config_options, add_ve
 from byol_ray.cli.tables import add_tables_command
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.explain import explain
+from byol_ray.core.masking import mask, mask_tree, masked_console
 from byol_ray.core.presets import DESCRIPTIONS, PRESETS, preset_config
 from byol_ray.runtime import console
 
@@ -23,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        with console.chosen(args.verbose):
+        with console.chosen(args.verbose), masked_console():
             return args.handler(args)
     except ConfigError as error:
-        print(f"byol-ray: error: {error}", file=sys.stderr)
+        print(f"byol-ray: error: {mask(str(error))}", file=sys.stderr)
         return 2
 
 
@@ -101,6 +102,10 @@ def _add_eval_command(commands) -> None:
                           help="finetune: share of the train labels (0.01 or 0.1 in the paper)")
     evaluate.add_argument("--mode", choices=("linear", "finetune"), default="linear",
                           help="transfer: which protocol runs on the other dataset")
+    evaluate.add_argument("--trust-code", action="store_true",
+                          help="build a method from outside byol-ray (method.name "
+                               "package.module:Class) that the weights' config names: importing "
+                               "it runs that module's code, so only for weights you trust")
     add_cluster_options(evaluate)
     evaluate.set_defaults(handler=_eval)
 
@@ -120,12 +125,13 @@ def _presets(_: argparse.Namespace) -> int:
 
 def _show_config(args: argparse.Namespace) -> int:
     cfg = resolve_config(args.preset, args.overrides, check_paths=False)
+    shown = mask_tree(to_dict(cfg))  # no password or token of a URI on the console
     if args.explain:
-        print(explain(cfg))
+        print(mask(explain(cfg)))
     elif args.format == "json":
-        print(json.dumps(to_dict(cfg), indent=2))
+        print(json.dumps(shown, indent=2))
     else:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print(yaml.safe_dump(shown, sort_keys=False), end="")
     return 0
 
 
@@ -179,7 +185,8 @@ def _eval(args: argparse.Namespace) -> int:
     from byol_ray.jobs.protocols.run import EvalRequest, run_protocol  # heavy imports only now
 
     request = EvalRequest(args.protocol, args.run, args.preset, args.overrides, args.fraction,
-                          args.mode, args.tracking_uri, args.storage, args.address)
+                          args.mode, args.tracking_uri, args.storage, args.address,
+                          args.trust_code)
     print(run_protocol(request).report)
     return 0
 

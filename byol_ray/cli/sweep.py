@@ -12,6 +12,7 @@ from pathlib import Path
 
 from byol_ray.cli.options import add_cluster_options, add_config_options, add_verbose_option
 from byol_ray.core.config import ConfigError
+from byol_ray.core.masking import masked_console
 from byol_ray.core.presets import method_settings
 from byol_ray.experiments import OPT_IN, grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
@@ -90,7 +91,7 @@ def run_sweep_cli(grid: Grid, argv: list[str] | None = None) -> int:
     add_verbose_option(parser)
     args = parser.parse_args(argv)
     try:
-        with console.chosen(args.verbose):
+        with console.chosen(args.verbose), masked_console():
             return sweep_command(grid, options_from_args(args), args.dry_run)
     except ConfigError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)

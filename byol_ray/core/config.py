@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 
+from byol_ray.core.masking import mask
 from byol_ray.core.methods import is_outside, method_names
 
 # Built from data scikit-learn ships: no data.root, no download (learn/data/digit_variants.py).
@@ -44,6 +45,7 @@ class ConfigError(ValueError):
     """A config value that is not allowed; `field` is its dotted name."""
 
     def __init__(self, field_name: str, message: str):
+        message = mask(message)  # a URI in the message may carry a password or token
         super().__init__(f"{field_name}: {message}")
         self.field, self.message = field_name, message
 

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from byol_ray.core.masking import mask
 from byol_ray.core.methods import compared_methods, label, method_info
 from byol_ray.experiments import paper_experiments
 from byol_ray.report.runs import load_eval_runs, load_runs, resolve_uri
@@ -268,7 +269,7 @@ def _header(runs: pd.DataFrame, uri: str, experiments: Sequence[str] | None,
         "# BYOL ablations: our runs beside the paper",
         "",
         f"- paper: {PAPER} (ImageNet, ResNet-50, 300 epochs, linear top-1)",
-        f"- tracking URI: `{uri}`",
+        f"- tracking URI: `{mask(uri)}`",  # no password of the URI in the report
         f"- experiments: {', '.join(experiments) if experiments else 'all'} (found: {names})",
         f"- preset: {preset or presets}",
         f"- metric: `eval/{METRIC_COLUMN[metric]}`",

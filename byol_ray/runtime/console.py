@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from byol_ray.core.masking import mask, mask_record
 from byol_ray.runtime.ray_errors import notice_in
 
 VERBOSE_ENV = "BYOL_RAY_VERBOSE"  # "1": verbose; also what the CLI sets for child processes
@@ -98,6 +99,7 @@ def quiet_driver() -> None:
             handler = logging.FileHandler(driver_log())
             handler.setFormatter(logging.Formatter(
                 "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            handler.addFilter(mask_record)  # no URI's password in the log file
             logger.addHandler(handler)
         if logger.level in (logging.NOTSET, logging.WARNING) and name:
             logger.setLevel(logging.INFO)
@@ -221,7 +223,7 @@ def say(text: str, stream=None) -> None:
     show them twice). Each line is tagged `[byol-ray]` unless it carries one of ours, so the
     quiet console keeps it."""
     lines = [line if line.startswith(OUR_TAGS) or not line.strip() else f"[byol-ray] {line}"
-             for line in text.splitlines()]
+             for line in mask(text).splitlines()]
     stream = stream or sys.stdout
     stream.write("\n".join(lines) + "\n")
     stream.flush()

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from byol_ray.core.config import ConfigError
+from byol_ray.core.masking import mask
 
 FIELD = "--storage"
 DEFAULT = "~/ray_results"  # Ray's own default
@@ -102,7 +103,7 @@ def _probe(storage: str) -> tuple[str, bool]:
 
 def _s3_error(storage: str, endpoint: str, ip: str, problem: str, has_key: bool) -> ConfigError:
     """The setting to change for what `_probe` met on node `ip`."""
-    shown = re.sub(r"//[^/@]*@", "//***@", storage)  # no secret of the URI on the console
+    shown = mask(storage)  # no secret of the URI on the console (core/masking.py's rule)
     where = f"node {ip} cannot write to {shown}: {problem}"
     if "NO_SUCH_BUCKET" in problem:
         return ConfigError(FIELD, f"bucket {urlparse(storage).hostname!r} does not exist at "

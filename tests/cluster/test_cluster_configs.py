@@ -353,7 +353,7 @@ def test_the_launcher_head_keeps_mlflows_runs_in_postgresql_started_and_probed_b
     assert ("--backend-store-uri postgresql+psycopg://mlflow@127.0.0.1:$BYOL_PG_PORT/mlflow"
             in line)
     assert ("PGPASSFILE=$HOME/byol-ray-mlflow/pgpass MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=40 "
-            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=40 exec mlflow server") in line
+            "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=40 ") in line and " exec mlflow server" in line
     assert "max_connections=300" in pg  # 2 server workers x (40 + 40) connections fit
     assert '--uvicorn-opts "--timeout-worker-healthcheck 60"' in line
     assert "sqlite" not in "\n".join(commands)

@@ -65,6 +65,7 @@ class EvalRequest:
     tracking_uri: str = ""
     storage: str = ""
     address: str | None = None
+    trust_code: bool = False  # build a method from outside the package that the weights name
 
 
 @dataclass
@@ -161,7 +162,7 @@ def _resolve(request: EvalRequest, uri: str,
         state = build_method(cfg).encoder.state_dict()
         return cfg, state, "", cfg.data.dataset
     with fetch_weights(request.ref, uri) as (folder, run_id):
-        pretrained = read_config(folder, request.ref)
+        pretrained = read_config(folder, request.ref, request.trust_code)
         state = read_state(folder, "encoder", request.ref)
     preset = request.preset or pretrained.preset
     if preset in PRESETS:  # the protocols' settings scaled for this preset
@@ -321,5 +322,5 @@ def evaluate_trial(protocols: list[str], run_id: str, tracking_uri: str, storage
     trial (no Tune grid of its own), skipping those already FINISHED (a resumed trial)."""
     for protocol in protocols:
         request = EvalRequest(protocol, run_id, overrides=overrides, tracking_uri=tracking_uri,
-                              storage=storage)
+                              storage=storage, trust_code=True)  # the trial's own method
         say(run_protocol(request, with_tune=False, skip_finished=True).report)

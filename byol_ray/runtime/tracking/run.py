@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from byol_ray.core.config import Config, flatten, to_dict
+from byol_ray.core.masking import mask, mask_tree
 from byol_ray.runtime.tracking.inputs import dataset_input, source_tags
 from byol_ray.runtime.tracking.store import experiment_id_for
 
@@ -31,7 +32,7 @@ def client_for(tracking_uri: str) -> MlflowClient:
 def failure_reason(error: BaseException | str) -> str:
     """The `failure_reason` tag of a run that ended with `error` (MLflow's tag limit)."""
     reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return reason[:5000]
+    return mask(reason)[:5000]
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ class Run:
         """Create a RUNNING run holding the config as params, tags and an artifact
         (`describe=False`: tags only; the caller calls `describe`)."""
         client = client_for(uri)
-        all_tags = {"method": cfg.method.name, "preset": cfg.preset, **source_tags(),
-                    **(tags or {})}
+        all_tags = {key: mask(value) for key, value in {
+            "method": cfg.method.name, "preset": cfg.preset, **source_tags(), **(tags or {})
+        }.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         created = client.create_run(experiment_id_for(client, cfg.tracking.experiment),
@@ -85,9 +87,9 @@ class Run:
         same param value or dataset again is accepted), which a sweep resumed after its driver
         was killed mid-description relies on."""
         self.client.log_inputs(self.run_id, datasets=[dataset_input(cfg.data)])
-        self.client.log_text(self.run_id, yaml.safe_dump(to_dict(cfg), sort_keys=False),
-                             "config.yaml")
-        params = [Param(key, str(value)[:MAX_PARAM_LENGTH])  # last: every param = described
+        shown = mask_tree(to_dict(cfg))  # no password or token of a URI is stored
+        self.client.log_text(self.run_id, yaml.safe_dump(shown, sort_keys=False), "config.yaml")
+        params = [Param(key, mask_tree(str(value), key)[:MAX_PARAM_LENGTH])  # last: described
                   for key, value in flatten(cfg).items()]
         for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
             self.client.log_batch(self.run_id, params=params[i : i + 100])

@@ -51,15 +51,17 @@ def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) ->
 
     A server must answer a real API call (searching experiments) within `attempts` tries of
     `timeout_s` each: a bounded check instead of MLflow's own retries, which last minutes.
-    A sqlite store needs a folder it can be created in. Raises ConfigError naming the URI and
-    what was tried.
+    A sqlite store needs an existing folder it can be created in (no folder is made). Raises
+    ConfigError naming the URI and what was tried.
     """
     if uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).parent
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
+        if not folder.exists():  # a typo in the path must not make folders
+            raise ConfigError(TRACKING_URI_FIELD, f"{uri}: the folder {folder} does not exist; "
+                              "create it, or fix the path")
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
             raise ConfigError(TRACKING_URI_FIELD, f"{uri}: cannot create the database in "
-                              f"{folder} ({existing} is not a writable folder)")
+                              f"{folder} ({folder} is not a writable folder)")
         return
     if not uri.startswith(("http://", "https://")):
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mlflow.entities import RunStatus
 
+from byol_ray.core.masking import mask, mask_tree
 from byol_ray.runtime.tracking.run import MAX_PARAM_LENGTH, Run, RunRecord, client_for
 from byol_ray.runtime.tracking.store import experiment_id_for
 
@@ -36,9 +37,10 @@ def start_sweep_run(tracking_uri: str, experiment: str, name: str, tags: dict[st
     """A RUNNING parent run for a sweep (tag role=sweep), its trials to be nested under it."""
     client = client_for(tracking_uri)
     created = client.create_run(experiment_id_for(client, experiment), run_name=name,
-                                tags={"role": "sweep", "sweep": name, **tags})
+                                tags={"role": "sweep", "sweep": name,
+                                      **{k: mask(v) for k, v in tags.items()}})
     for key, value in params.items():
-        client.log_param(created.info.run_id, key, value[:MAX_PARAM_LENGTH])
+        client.log_param(created.info.run_id, key, mask_tree(value, key)[:MAX_PARAM_LENGTH])
     return Run(tracking_uri, created.info.run_id, client)
 
 
