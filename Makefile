@@ -26,6 +26,7 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## speed and memory ratios side by side (not tests); results in bench.json
+	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/augment_throughput.py
 	$(BIN)/python benchmarks/imagenet_decode.py
 	$(BIN)/python benchmarks/step_throughput.py

@@ -1,5 +1,6 @@
-"""Table 5a: the target network's decay rate tau_base under the cosine schedule tau -> 1; only
-tau = 0 is held constant, as the table's footnote says [P §5, Table 5a].
+"""Table 5a: the target network's decay rate tau_base [P §5, Table 5a], each row under the
+cosine schedule tau -> 1 [P §3] except tau = 0 (stop gradient of online), held constant as the
+table's footnote says (byol_ray/experiments/ema_decay.py).
 Usage (a checkout): python sweeps/ema_decay.py --preset imagenet-300 [--seeds 3] [--dry-run]
        ray submit cluster/gpu.yaml sweeps/ema_decay.py --preset imagenet-300
 The same from an installed wheel: byol-ray sweep ema_decay --preset imagenet-300 [...]

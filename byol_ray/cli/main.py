@@ -12,7 +12,7 @@ import yaml
 from byol_ray.cli import sweep as sweep_cli
 from byol_ray.cli.options import add_cluster_options, add_config_options, add_verbose_option
 from byol_ray.cli.tables import add_tables_command
-from byol_ray.core.config import Config, ConfigError, to_dict, validate
+from byol_ray.core.config import Config, ConfigError, apply_overrides, to_dict, validate
 from byol_ray.core.explain import explain
 from byol_ray.core.masking import mask, mask_tree, masked_console
 from byol_ray.core.presets import DESCRIPTIONS, PRESETS, preset_config
@@ -182,6 +182,9 @@ def _views(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    # Keys and types of --set are the same in every config: checked before torch and Ray load
+    # (the values against the run's own config, once its weights are read).
+    apply_overrides(Config(), args.overrides)
     from byol_ray.jobs.protocols.run import EvalRequest, run_protocol  # heavy imports only now
 
     request = EvalRequest(args.protocol, args.run, args.preset, args.overrides, args.fraction,

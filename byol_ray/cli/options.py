@@ -1,4 +1,5 @@
-"""Command-line options shared by `byol-ray train`, `show-config` and every sweep."""
+"""Command-line options shared by `byol-ray train`, `show-config`, `tables` and every sweep;
+light to import (no torch, Ray, MLflow or pandas), so that `--help` answers at once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import argparse
 from byol_ray.core.config import Config
 from byol_ray.core.explain import common_keys_help
 from byol_ray.core.presets import PRESETS
+
+# The top-1 the tables can show: `tables.cells.METRICS`, repeated here (a test checks they
+# agree) because importing the report loads pandas and MLflow, which --help does not need.
+METRICS = ("linear", "knn", "few_label")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

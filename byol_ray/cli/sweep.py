@@ -9,20 +9,25 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from byol_ray.cli.options import add_cluster_options, add_config_options, add_verbose_option
+from byol_ray.cli.options import (
+    METRICS,
+    add_cluster_options,
+    add_config_options,
+    add_verbose_option,
+)
 from byol_ray.core.config import ConfigError
 from byol_ray.core.masking import masked_console
-from byol_ray.core.presets import method_settings
-from byol_ray.experiments import OPT_IN, grids
-from byol_ray.jobs.sweep.cost import describe_cost, total_cost
-from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
-from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
+from byol_ray.core.presets import method_settings, preset_config
+from byol_ray.experiments import GRIDS, OPT_IN
 from byol_ray.runtime import console
-from byol_ray.runtime.tracking.run import Run
-from byol_ray.tables.cells import METRICS
 
-GRID_ORDER = tuple(grids())  # the experiments that have a sweep grid, in the paper's order
+if TYPE_CHECKING:  # the sweep machinery imports MLflow and Ray: only where a sweep runs
+    from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial
+    from byol_ray.jobs.sweep.run import SweepResult
+
+GRID_ORDER = GRIDS  # the experiments that have a sweep grid, in the paper's order
 DEFAULT_GRIDS = [name for name in GRID_ORDER if name not in OPT_IN]  # what `reproduce` runs
 
 
@@ -75,7 +80,11 @@ def _grid_names(text: str) -> list[str]:
 
 
 def options_from_args(args: argparse.Namespace) -> SweepOptions:
-    """SweepOptions from parsed sweep options."""
+    """SweepOptions from parsed sweep options; the preset and --set checked first (unknown
+    preset, key or type: ConfigError), before the grids and the sweep machinery load."""
+    preset_config(args.preset, args.overrides)
+    from byol_ray.jobs.sweep.plan import SweepOptions
+
     return SweepOptions(
         preset=args.preset, overrides=args.overrides, seeds=args.seeds,
         only=args.only, name=args.name, resume=args.resume, tracking_uri=args.tracking_uri,
@@ -102,6 +111,8 @@ def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
     """Print the plan (dry run) or run the sweep and print its summary; 1 if a trial failed."""
     if dry_run:
         return print_plans([(grid, options)])
+    from byol_ray.jobs.sweep.run import run_sweep
+
     result = run_sweep(grid, options)
     print(summary(result))
     return 1 if any(t.status == "FAILED" for t in result.trials) else 0
@@ -110,6 +121,9 @@ def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
 def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
     """--dry-run: each grid's trials with their settings and cost, then the total; trials that
     repeat an earlier grid's (`mark_twins`) run once and cost nothing more."""
+    from byol_ray.jobs.sweep.cost import describe_cost, total_cost
+    from byol_ray.jobs.sweep.plan import mark_twins, plan, trial_table
+
     plans = [plan(grid, options, check_paths=False) for grid, options in jobs]
     mark_twins(plans)
     gpus = jobs[0][1].gpus or None
@@ -155,11 +169,15 @@ def load_grid(name: str) -> Grid:
     """The GRID of `byol_ray.experiments.NAME` (shipped with the package)."""
     if name not in GRID_ORDER:
         raise ConfigError("sweep", f"{name!r} is not one of: {', '.join(GRID_ORDER)}")
+    from byol_ray.experiments import grids
+
     return grids()[name]
 
 
 def summary(result: SweepResult) -> str:
     """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
+    from byol_ray.runtime.tracking.run import Run
+
     rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
              "status")]
     for t in result.trials:
@@ -186,8 +204,7 @@ def add_commands(commands) -> None:
     sweep = commands.add_parser("sweep", help="run one ablation grid (sweeps/NAME.py)")
     sweep.add_argument("grid", metavar="NAME", help=f"one of: {', '.join(GRID_ORDER)}")
     add_sweep_options(sweep)
-    sweep.set_defaults(handler=lambda a: sweep_command(load_grid(a.grid), options_from_args(a),
-                                                       a.dry_run))
+    sweep.set_defaults(handler=_sweep_handler)
     reproduce = commands.add_parser(
         "reproduce", help="run every grid in turn, skipping cells already finished")
     add_sweep_options(reproduce)
@@ -205,14 +222,23 @@ def add_commands(commands) -> None:
     reproduce.set_defaults(handler=reproduce_command)
 
 
+def _sweep_handler(args: argparse.Namespace) -> int:
+    """`byol-ray sweep NAME`: the options checked before the grid (and its machinery) loads."""
+    options = options_from_args(args)
+    return sweep_command(load_grid(args.grid), options, args.dry_run)
+
+
 def reproduce_command(args: argparse.Namespace) -> int:
     """All grids in sequence (finished cells are skipped), then a summary per grid."""
     args.resume = True  # a second `reproduce` finishes what the first left
     # One random-init run serves every grid's tables; the grids share one Tune run's slots.
-    jobs = [(load_grid(name), replace(options_from_args(args), random_init=i == 0))
+    options = options_from_args(args)
+    jobs = [(load_grid(name), replace(options, random_init=i == 0))
             for i, name in enumerate(args.grids)]
     if args.dry_run:
         return print_plans(jobs)
+    from byol_ray.jobs.sweep.run import run_sweeps
+
     started = time.perf_counter()
     results = run_sweeps(jobs)
     for result in results:
@@ -244,6 +270,8 @@ def write_tables(results: list[SweepResult], preset: str, out: Path, metric: str
 
 def timing_report(results: list[SweepResult], total: float) -> str:
     """Where the time went: Ray start, trials (worker start-up, training, evaluation)."""
+    from byol_ray.runtime.tracking.run import Run
+
     trial_s = train_s = eval_s = 0.0
     for result in results:
         for t in result.trials:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from byol_ray.tables.cells import METRICS
+from byol_ray.cli.options import METRICS
 
 
 def add_tables_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:

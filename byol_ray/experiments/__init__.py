@@ -22,6 +22,9 @@ ORDER = ("ema_decay", "target_network", "batch_size", "augmentations", "baseline
 # Grids `reproduce` runs only when asked (`--grids`): beyond the paper, and beyond the demo's
 # 10 minutes on cpu-mini.
 OPT_IN = frozenset({"normalization"})
+# The modules of ORDER that hold a sweep GRID (of the same name): the CLI lists them without
+# importing the modules (pandas, the report's machinery), so that `--help` answers at once.
+GRIDS = ("ema_decay", "target_network", "batch_size", "augmentations", "normalization")
 
 
 def paper_experiments() -> list[ModuleType]:
@@ -31,8 +34,8 @@ def paper_experiments() -> list[ModuleType]:
 
 @cache
 def grids() -> dict[str, Grid]:
-    """The sweep grids by name, in the order `reproduce` runs them."""
-    return {m.GRID.name: m.GRID for m in paper_experiments() if hasattr(m, "GRID")}
+    """The sweep grids by name (`GRIDS`), in the order `reproduce` runs them."""
+    return {name: import_module(f"{__name__}.{name}").GRID for name in GRIDS}
 
 
 def canonical_value(ablation: str, value: object) -> str:

@@ -37,6 +37,7 @@ from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
 from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, load_splits
 from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
+from byol_ray.runtime.progress import Progress
 
 
 def classifier_worker(job: dict[str, Any]) -> None:
@@ -95,6 +96,9 @@ def classifier_worker(job: dict[str, Any]) -> None:
                                 weight_decay=job["weight_decay"])
     total = max(1, job["epochs"] * len(loader))
     step, loss_sum = 0, torch.zeros((), device=device)
+    fit = "final fit" if job["score_split"] == "test" else "lr choice"
+    progress = Progress(f"{job['mode']} {fit} at lr {job['lr']:g}: epoch",
+                        job["epochs"]) if rank == 0 else None
     for epoch in range(job["epochs"]):
         sampler.set_epoch(epoch)
         model.train()
@@ -114,6 +118,9 @@ def classifier_worker(job: dict[str, Any]) -> None:
             optimizer.step()
             loss_sum += loss.detach()
             step += 1
+        if progress:  # this worker's mean loss: no collective for a console line
+            progress.step(epoch + 1, lambda summed=loss_sum:
+                          f"loss {summed.item() / max(len(loader), 1):.4f}")
     transform = partial(eval_transform, image_size=cfg.data.image_size, mean=splits.mean,
                         std=splits.std)
     classifier = nn.Sequential(encoder, head).eval()

@@ -294,6 +294,8 @@ def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], wh
     prefix, lines, best = f"eval_{key}", [], lrs[0]
     metrics = {f"{prefix}/train_images": float(len(final.fit_indices))}
     if choice is not None:
+        say(f"[byol-ray] {key}: fitting {len(lrs)} learning rates on {where}, each scored on "
+            f"{len(choice.score_indices)} held-out images")
         per_lr = lr_grid(choice, lrs, name, storage, with_tune)
         val = {lr: per_lr[lr]["top1"] for lr in lrs}
         best, held = choose_lr(val), len(choice.score_indices)
@@ -302,6 +304,7 @@ def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], wh
         per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
         lines.append(f"  learning rate chosen on a held-out part of {where} ({held} images; "
                      f"val top-1 per lr {per_lr_text}): {best:g}")
+    say(f"[byol-ray] {key}: final fit at lr {best:g} on {len(final.fit_indices)} images")
     test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
     metrics |= {f"{prefix}/test_top1": test["top1"], f"{prefix}/lr": best,
                 f"{prefix}/test_images": test["scored"]}
