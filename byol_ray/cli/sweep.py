@@ -15,7 +15,15 @@ from byol_ray.core.config import ConfigError
 from byol_ray.core.presets import method_settings
 from byol_ray.experiments import OPT_IN, grids
 from byol_ray.jobs.sweep.cost import describe_cost, total_cost
-from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
+from byol_ray.jobs.sweep.plan import (
+    Grid,
+    SweepOptions,
+    Trial,
+    mark_twins,
+    plan,
+    target_memory_lines,
+    trial_table,
+)
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
 from byol_ray.runtime import console
@@ -116,6 +124,7 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
         print(f"{grid.name} ({grid.description}), preset {options.preset}")
         print(trial_table(trials))
         print(settings_lines(trials, options))
+        print(target_memory_lines(trials) or "no trial has a target network")
         runs = [t for t in trials if t.twin_of is None]
         print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
     if len(plans) > 1:
