@@ -11,9 +11,10 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 - `colour_ops`: "reference" (default) as TF's adjust_*: brightness adds a delta, contrast scales
   each channel about its mean, saturation and hue act in HSV; "torchvision" as ColorJitter
   (brightness multiplies, grey blends); contrast/saturation factors are floored at 0;
-- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
-  output pixels, U[0.1, 2], at every image size. Borders are zero-padded, as the reference's
-  'SAME' depthwise convolution pads them (the blurred edge darkens a little).
+- the blur kernel has 2 * int(image_size / 10 / 2) + 1 taps as the reference's (23 at 224, 3
+  at 32, a single tap below 20 px: no blur at cpu-mini's 16 px); sigma is in output pixels,
+  U[0.1, 2], at every image size. Borders are zero-padded, as the reference's 'SAME'
+  depthwise convolution pads them (the blurred edge darkens a little).
 """
 
 from __future__ import annotations
@@ -198,11 +199,12 @@ def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: View
 
 
 def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
-    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], zero pad."""
+    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], zero pad;
+    radius 0 (one tap) leaves x as it is. Draws either way: the later draws stay the same."""
     n, c, height, width = x.shape
     on = rand.coin(n, p.blur_p)
     sigma = rand.uniform((n,), *p.blur_sigma)
-    if p.blur_p <= 0:
+    if p.blur_p <= 0 or radius == 0:
         return x
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(offsets**2) / (2 * sigma.view(-1, 1) ** 2))
@@ -222,7 +224,9 @@ class BatchAugment(torch.nn.Module):
         super().__init__()
         self.params = params
         self.image_size = image_size
-        self.blur_radius = max(1, image_size // 20)  # kernel 2r+1 ~ image_size/10, odd
+        # [DM augmentations.py] kernel_size = image_size / 10, radius = int(kernel_size / 2),
+        # 2 * radius + 1 taps: 0 (a single tap, no blur) below 20 px
+        self.blur_radius = int(image_size / 10 / 2)
         for name, v in (("mean", mean), ("std", std)):
             self.register_buffer(name, torch.tensor(v).float().view(1, 3, 1, 1), persistent=False)
 
