@@ -6,7 +6,9 @@ with each change that came with the paper-following grids undone alone:
 - colour ops: the reference's (additive brightness, HSV saturation and hue) vs torchvision's;
 - batch groups: BN within groups of 64 rows (`data.group_size=64`, Fig. 3a's cell) vs none;
 - target init: an independent draw vs a copy of the online network;
-- the 16 px blur: three taps (before issue 30) vs the reference's single tap (none).
+- the 16 px blur: three taps (before issue 30) vs the reference's single tap (none);
+- the colour jitter's 16 passes over every row (before the fix of issue 29; CUDA's path) vs
+  4 passes over the rows whose turn it is (the CPU path; the same values, tests/data).
 
 The views alone are timed too (augmentation's share of a step), each at 1 and 2 torch threads.
 A ratio is time with the change / time without it (median of per-repetition ratios; > 1: the
@@ -25,7 +27,7 @@ from harness import environment, merge_into, paired_ratio, time_steps
 from byol_ray.cli.main import resolve_config
 from byol_ray.core.config import Config
 from byol_ray.jobs.sweep.plan import PRESET_SWEEP_OVERRIDES
-from byol_ray.learn.data import BatchAugment, load_splits, view_params
+from byol_ray.learn.data import BatchAugment, augment, load_splits, view_params
 from byol_ray.learn.methods import build_method
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer
@@ -34,6 +36,7 @@ CPU = torch.device("cpu")
 # name: overrides on top of a cpu-mini sweep trial's config, and the blur's radius (None: the
 # augmentation's own, 0 at 16 px).
 VARIANTS: dict[str, tuple[tuple[str, ...], int | None]] = {
+    "16-pass jitter": ((), None),
     "trial as shipped": ((), None),
     "torchvision colour ops": (("augment.colour_ops=torchvision",), None),
     "groups of 64": (("data.group_size=64",), None),
@@ -46,6 +49,7 @@ CHANGES = {
     "groups of 64 / none": ("groups of 64", "trial as shipped"),
     "independent / copied target": ("trial as shipped", "copied target"),
     "3-tap / 1-tap blur": ("3-tap blur at 16 px", "trial as shipped"),
+    "16-pass / 4-pass jitter": ("16-pass jitter", "trial as shipped"),
 }
 
 
@@ -78,6 +82,18 @@ class TrialStep:
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.t(self.images), self.t_prime(self.images)
 
+
+class SixteenPassStep(TrialStep):
+    """The trial's step with the colour jitter as it was: every row through all 16 passes."""
+
+    def views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        fast = augment._jitter
+        augment._jitter = augment._jitter_every_row  # contenders take turns: one at a time
+        try:
+            return super().views()
+        finally:
+            augment._jitter = fast
+
     def step(self) -> None:
         loss = self.method(*self.views())["loss"]
         loss.backward()
@@ -90,7 +106,8 @@ class TrialStep:
 def measure(threads: int, images: torch.Tensor, timing: dict) -> dict:
     """Every variant's step and views at `threads` torch threads: images/s and the ratios."""
     torch.set_num_threads(threads)
-    steps = {name: TrialStep(trial_config(overrides), images, radius)
+    steps = {name: (SixteenPassStep if name == "16-pass jitter" else TrialStep)(
+                 trial_config(overrides), images, radius)
              for name, (overrides, radius) in VARIANTS.items()}
     batch = len(images)
     result = {}
@@ -98,7 +115,7 @@ def measure(threads: int, images: torch.Tensor, timing: dict) -> dict:
         runners: dict[str, Callable[[], object]] = {n: call(s) for n, s in steps.items()}
         if part == "views":  # the network changes do not touch the views
             runners = {n: runners[n] for n in ("trial as shipped", "torchvision colour ops",
-                                               "3-tap blur at 16 px")}
+                                               "3-tap blur at 16 px", "16-pass jitter")}
         timings = time_steps(runners, batch, CPU, **timing)
         ratios = {label: paired_ratio(timings[without], timings[with_])  # rate ratio = time
                   for label, (with_, without) in CHANGES.items()

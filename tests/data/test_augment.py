@@ -21,6 +21,7 @@ from byol_ray.learn.data.augment import (
     JITTER_OPS,
     _jitter,
     _jitter_draws,
+    _jitter_every_row,
     _Random,
     _shift_hue,
 )
@@ -344,6 +345,22 @@ def test_blur_kernel_is_the_references(size):
                                np.broadcast_to(np.outer(kernel, kernel), (3, taps, taps)),
                                atol=1e-7)
     assert out[0, :, window, window].sum().item() == pytest.approx(3.0, abs=1e-5)  # nothing out
+
+
+@pytest.mark.parametrize("colour_ops", ["reference", "torchvision"])
+@pytest.mark.parametrize("changes", [{}, {"jitter_p": 1.0, "saturation": 0.0},
+                                     {"brightness": 0.0, "hue": 0.5}, {"jitter_p": 0.0}])
+def test_jitter_on_the_rows_whose_turn_it_is_equals_every_row_through_every_op(colour_ops,
+                                                                               changes):
+    """The CPU path (each stage runs each op on its rows only: 4 passes, issue 29's cost)
+    gives the very values of the path that runs all 16 passes on every row (CUDA's), inputs
+    a little outside [0, 1] included (roi_align's rounding)."""
+    params = dataclasses.replace(T, colour_ops=colour_ops, **changes)
+    generator = seeded(3)
+    for _ in range(4):
+        x = torch.rand(300, 3, 8, 8, generator=generator) * 1.02 - 0.01
+        draws = _jitter_draws(_Random(generator, x.device), len(x), params)
+        assert torch.equal(_jitter(x, *draws, params), _jitter_every_row(x, *draws, params))
 
 
 @pytest.mark.parametrize("size", [8, 16, 19])

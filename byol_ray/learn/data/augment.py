@@ -188,11 +188,37 @@ def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Te
 
 
 def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: ViewParams) -> Tensor:
-    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`; at each
-    stage every row runs every op, all but its own at the identity factor (an exact no-op)."""
-    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`,
+    clipped to [0, 1] after each. On the CPU each stage runs each op on the rows whose turn it
+    is only (4 op passes over the batch); on CUDA, where selecting rows would make the host
+    wait 16 times a view, every row runs every op, all but its own at the identity factor (an
+    exact no-op): 16 passes, the same values (`_jitter_every_row`)."""
+    ops = JITTER_OPS[p.colour_ops]
+    active = _active_ops(p)
+    if x.device.type == "cuda" or not active:
+        return _jitter_every_row(x, on, factors, order, p)
+    x = x.clone()
+    for i, (stage, op) in enumerate(itertools.product(range(4), active)):
+        rows = (on & (order[:, stage] == op)).nonzero().squeeze(1)
+        if len(rows):
+            x[rows] = ops[op](x[rows], factors[op][rows].view(-1, 1, 1, 1)).clamp(0, 1)
+        if i == 0:  # as the other path's identity passes, clip every row from the first on
+            x = x.clamp(0, 1)
+    return x
+
+
+def _active_ops(p: ViewParams) -> list[int]:
+    """The jitter's ops (0-3) with a non-zero magnitude; none when the jitter is off."""
     magnitudes = (p.brightness, p.contrast, p.saturation, p.hue) if p.jitter_p > 0 else ()
-    for stage, op in itertools.product(range(4), [k for k, m in enumerate(magnitudes) if m > 0]):
+    return [k for k, m in enumerate(magnitudes) if m > 0]
+
+
+def _jitter_every_row(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor,
+                      p: ViewParams) -> Tensor:
+    """`_jitter` with every row through every op at every stage, the identity factor where it
+    is not the row's turn: no row selection, so no host sync on CUDA."""
+    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    for stage, op in itertools.product(range(4), _active_ops(p)):
         f = torch.where(on & (order[:, stage] == op), factors[op], identity[op])
         x = ops[op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
     return x
