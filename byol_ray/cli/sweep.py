@@ -124,7 +124,8 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
         print(f"{grid.name} ({grid.description}), preset {options.preset}")
         print(trial_table(trials))
         print(settings_lines(trials, options))
-        print(target_memory_lines(trials) or "no trial has a target network")
+        if memory := target_memory_lines(trials):
+            print(memory)
         runs = [t for t in trials if t.twin_of is None]
         print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
     if len(plans) > 1:

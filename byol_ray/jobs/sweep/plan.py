@@ -153,7 +153,7 @@ def target_memory_lines(trials: list[Trial]) -> str:
     width = max(len(key) for key, _ in rows)
     lines = [f"target at the end of each run ({rows[0][1].images} images: {rows[0][1].source}): "
              f"its share of its initialisation, Pi tau_k over the optimiser steps (above "
-             f"{SHARE_WARNING:g}: not forgotten), and the EMA horizon 1/(1 - tau_base)"]
+             f"{SHARE_WARNING:g}: not forgotten), and the EMA horizon 1/(1 - tau) at its start"]
     lines += [f"  {key:<{width}}  {m.steps} steps  share {format_share(m.log_share):>8}  "
               + ("horizon never (tau = 1: a fixed target)" if math.isinf(m.horizon) else
                  f"horizon {m.horizon:.4g} steps ({m.horizon / max(m.steps, 1):.3g} x the run)"
