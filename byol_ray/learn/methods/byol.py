@@ -67,9 +67,9 @@ def share_warning(logged: dict[str, float]) -> str | None:
     if not SHARE_WARNING < share < 1.0:
         return None
     return (f"warning: the target ends holding {share:.3g} of its random initialisation "
-            f"(Pi tau over the run's steps; above {SHARE_WARNING:g}): it is closer to tau = 1's "
-            "fixed random target than to BYOL's; more optimiser steps or a lower "
-            "method.tau_base let it forget its start")
+            f"(Pi tau over the run's steps; above {SHARE_WARNING:g}): part of the run trained "
+            "against a random network, as tau = 1 does; more optimiser steps or a lower "
+            "method.tau_base let the target forget its start")
 
 
 def _shapes(module: nn.Module) -> dict[str, torch.Size]:
