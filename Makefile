@@ -30,6 +30,7 @@ bench: $(BENCH_STAMP)  ## speed and memory ratios side by side (not tests); resu
 	$(BIN)/python benchmarks/augment_throughput.py
 	$(BIN)/python benchmarks/imagenet_decode.py
 	$(BIN)/python benchmarks/step_throughput.py
+	$(BIN)/python benchmarks/trial_step_cost.py
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/eval_cost.py
 

@@ -118,7 +118,8 @@ def test_an_own_method_runs_as_a_sweep_cell_and_is_tracked_like_ours(own_package
     ours, own = by_method["byol"], by_method["mymethods.align:Align"]
     assert own.info.status == ours.info.status == "FINISHED", own.data.tags
     assert set(own.data.tags) == set(ours.data.tags)
-    # every metric of ours but what BYOL's own after_step() adds (its EMA's tau)
-    assert set(own.data.metrics) == set(ours.data.metrics) - {"train/tau"}
+    # every metric of ours but what BYOL's own after_step() adds (its EMA's tau and share)
+    assert set(own.data.metrics) == set(ours.data.metrics) - {"train/tau",
+                                                              "train/target_init_share"}
     assert "train/loss" in own.data.metrics and "eval/knn_top1" in own.data.metrics
     assert own.data.params["method.name"] == "mymethods.align:Align"

@@ -112,7 +112,8 @@ def test_dry_run_prints_the_trials_without_starting_anything(grid):
     assert main_dry_run_keys(proc.stdout) == keys(grid, "imagenet", seeds=2)
     assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
     if grid == "ema_decay":  # every trial shows its tau schedule and the target's init
-        rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line}
+        rows = {line.split()[0]: line for line in proc.stdout.splitlines()
+                if line and not line.startswith(" ")}  # the table's rows, not the lines below
         for key, tau in (("byol-tau_base=0.99-s1", r"cosine 0\.99->1"),
                          ("byol-tau_base=0.9-s0", r"cosine 0\.9->1"),
                          ("byol-tau_base=0-s0", "0 constant"),
@@ -434,7 +435,8 @@ def test_reproduce_plans_every_grid_with_one_random_init_run(capsys):
             if line and not line.startswith(("trial ", "ema_decay", "target_network",
                                              "batch_size", "augmentations", "cost: ",
                                              "all grids: ", "protocols after",
-                                             "what each cell sets", " "))
+                                             "what each cell sets", "target at the end",
+                                             " "))
             and " trials, " not in line]
     assert rows.count("random-init") == 1  # it serves every grid's tables
     assert "byol-tau_base=0.99-s1" in rows and "simclr-recipe=crop_only-s1" in rows

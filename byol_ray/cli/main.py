@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run one pretraining run under Ray Train")
     add_config_options(train)
     add_cluster_options(train)
+    train.add_argument("--dry-run", action="store_true",
+                       help="print the run's steps and its target's share of its "
+                            "initialisation at the end; run nothing")
     train.add_argument("--register", default="", metavar="NAME",
                        help="also register the trained weights in the MLflow Model Registry "
                             "as a new version of NAME")
@@ -132,10 +135,28 @@ def _show_config(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
     else:
         print(yaml.safe_dump(shown, sort_keys=False), end="")
+        for line in target_lines(cfg):  # a YAML comment: the output still parses
+            print(f"# {line}")
     return 0
 
 
+def target_lines(cfg: Config) -> list[str]:
+    """What `show-config` and `train --dry-run` say of the target at the run's end (issue 30):
+    its share of its initialisation (`learn.target_memory`); nothing without a target."""
+    from byol_ray.learn.target_memory import TargetMemory
+
+    memory = TargetMemory.of(cfg)
+    return [memory.line()] if memory else []
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        cfg = resolve_config(args.preset, args.overrides, check_paths=False)
+        print(f"{cfg.preset}: {cfg.method.name}, {cfg.train.epochs} epochs, batch "
+              f"{cfg.data.batch_size} on {cfg.scaling.num_workers} worker(s); runs nothing")
+        for line in target_lines(cfg):
+            print(line)
+        return 0
     cfg = resolve_config(args.preset, args.overrides)
     from byol_ray.jobs.pretrain.driver import run_pretraining  # heavy imports only when training
     from byol_ray.jobs.pretrain.summary import print_run_summary

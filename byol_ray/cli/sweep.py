@@ -122,7 +122,7 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
     """--dry-run: each grid's trials with their settings and cost, then the total; trials that
     repeat an earlier grid's (`mark_twins`) run once and cost nothing more."""
     from byol_ray.jobs.sweep.cost import describe_cost, total_cost
-    from byol_ray.jobs.sweep.plan import mark_twins, plan, trial_table
+    from byol_ray.jobs.sweep.plan import mark_twins, plan, target_memory_lines, trial_table
 
     plans = [plan(grid, options, check_paths=False) for grid, options in jobs]
     mark_twins(plans)
@@ -131,6 +131,8 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
         print(f"{grid.name} ({grid.description}), preset {options.preset}")
         print(trial_table(trials))
         print(settings_lines(trials, options))
+        if memory := target_memory_lines(trials):
+            print(memory)
         runs = [t for t in trials if t.twin_of is None]
         print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
     if len(plans) > 1:

@@ -21,6 +21,7 @@ from byol_ray.learn.data.augment import (
     JITTER_OPS,
     _jitter,
     _jitter_draws,
+    _jitter_every_row,
     _Random,
     _shift_hue,
 )
@@ -196,11 +197,11 @@ def test_component_rates_follow_t_and_t_prime():
         params = only(solarize_p=view.solarize_p)
         out = BatchAugment(params, 16, *ID)(x, seeded())[:, 0, 0, 0]
         assert (out < 0.5).float().mean().item() == pytest.approx(view.solarize_p, abs=0.03)
-    stripes = torch.zeros(2000, 3, 16, 16, dtype=torch.uint8)
+    stripes = torch.zeros(2000, 3, 32, 32, dtype=torch.uint8)  # 32 px: the blur has 3 taps
     stripes[..., ::2] = 255
     for view in (T, T_PRIME):
         params = only(blur_p=view.blur_p, blur_sigma=(1.0, 2.0))
-        out = BatchAugment(params, 16, *ID)(stripes, seeded())
+        out = BatchAugment(params, 32, *ID)(stripes, seeded())
         blurred = (out[:, 0, 0, 0] < 0.99).float().mean().item()
         assert blurred == pytest.approx(view.blur_p, abs=0.03)
 
@@ -344,6 +345,37 @@ def test_blur_kernel_is_the_references(size):
                                np.broadcast_to(np.outer(kernel, kernel), (3, taps, taps)),
                                atol=1e-7)
     assert out[0, :, window, window].sum().item() == pytest.approx(3.0, abs=1e-5)  # nothing out
+
+
+@pytest.mark.parametrize("colour_ops", ["reference", "torchvision"])
+@pytest.mark.parametrize("changes", [{}, {"jitter_p": 1.0, "saturation": 0.0},
+                                     {"brightness": 0.0, "hue": 0.5}, {"jitter_p": 0.0}])
+def test_jitter_on_the_rows_whose_turn_it_is_equals_every_row_through_every_op(colour_ops,
+                                                                               changes):
+    """The CPU path (each stage runs each op on its rows only: 4 passes, issue 29's cost)
+    gives the very values of the path that runs all 16 passes on every row (CUDA's), inputs
+    a little outside [0, 1] included (roi_align's rounding)."""
+    params = dataclasses.replace(T, colour_ops=colour_ops, **changes)
+    generator = seeded(3)
+    for _ in range(4):
+        x = torch.rand(300, 3, 8, 8, generator=generator) * 1.02 - 0.01
+        draws = _jitter_draws(_Random(generator, x.device), len(x), params)
+        assert torch.equal(_jitter(x, *draws, params), _jitter_every_row(x, *draws, params))
+
+
+@pytest.mark.parametrize("size", [8, 16, 19])
+def test_blur_below_20_px_is_the_reference_s_single_tap(size):
+    """int(size / 10 / 2) = 0 below 20 px: one tap, the image unchanged (issue 30: cpu-mini's
+    16 px had a 3-tap blur the reference does not have), and the later draws unchanged."""
+    assert 2 * int(size / 10 / 2) + 1 == 1
+    x = torch.rand(64, 3, size, size)
+    augment = BatchAugment(only(blur_p=1.0, blur_sigma=(1.0, 2.0), solarize_p=0.5), size, *ID)
+    out = augment(x, seeded(), crop=False)
+    no_blur = BatchAugment(only(blur_p=0.0, solarize_p=0.5), size, *ID)(x, seeded(), crop=False)
+    assert augment.blur_radius == 0 and torch.equal(out, no_blur)
+    blurred_only = BatchAugment(only(blur_p=1.0, blur_sigma=(1.0, 2.0)), size, *ID)
+    assert torch.equal(blurred_only(x, seeded(), crop=False), x)
+    assert BatchAugment(T, 20, *ID).blur_radius == 1 and BatchAugment(T, 224, *ID).blur_radius == 11
 
 
 def test_blur_pads_borders_with_zeros_as_the_reference():

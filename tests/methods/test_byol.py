@@ -21,6 +21,7 @@ from byol_ray.learn.methods import (
     method_names,
     register,
 )
+from byol_ray.learn.methods.byol import init_share
 from byol_ray.learn.methods.losses import regression_loss
 from byol_ray.learn.models import build_encoder, mlp
 from byol_ray.learn.optim import build_optimizer, tau_at
@@ -149,7 +150,7 @@ def test_optimizer_skips_target_and_ema_follows_formula():
     online_now = _snapshot(_online(model))
     logged = model.after_step(3, 10)
     tau = tau_at(3, 10, 0.9)
-    assert logged == {"tau": tau}
+    assert logged == {"tau": tau, "target_init_share": pytest.approx(init_share(10, 0.9, steps=3))}
     target_now = _snapshot(model.target)
     for xi, xi0, theta in zip(target_now[:n_params], target_before, online_now, strict=False):
         torch.testing.assert_close(xi, tau * xi0 + (1 - tau) * theta)
@@ -182,7 +183,7 @@ def test_tau_one_keeps_a_fixed_random_target_that_never_equalled_online(schedule
     assert differs_from_online()  # every weight matrix and kernel, from the start
     for step in range(3):
         _train_step(model)
-        assert model.after_step(step, 3) == {"tau": 1.0}
+        assert model.after_step(step, 3) == {"tau": 1.0, "target_init_share": 1.0}
         for t, t0 in zip(model.target.parameters(), before, strict=True):
             assert torch.equal(t, t0)
         assert differs_from_online()

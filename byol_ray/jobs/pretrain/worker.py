@@ -30,6 +30,7 @@ from byol_ray.jobs.pretrain.step import (
 )
 from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
+from byol_ray.learn.methods.byol import share_warning
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
 from byol_ray.runtime.console import say
@@ -166,6 +167,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             grads = average_pending_gradients(method) if pending else None
             _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due,
                     grads)
+    if rank == 0 and (note := share_warning(extras)):  # issue 30: more than 1 % of xi_0 left
+        say(f"[byol-ray] {note}")
     log.close()
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 from dataclasses import dataclass, field
 
 from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.methods import untrained_names
 from byol_ray.core.presets import preset_config
 from byol_ray.experiments.grid import Cell, Grid
+from byol_ray.learn.methods.byol import SHARE_WARNING
+from byol_ray.learn.target_memory import TargetMemory, format_share
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
 # worker on half a core: a short trial spends most of its time starting processes and waiting
@@ -138,6 +141,25 @@ def trial_table(trials: list[Trial]) -> str:
              for r in rows]
     workers = sum(t.cfg.scaling.num_workers for t in trials)
     lines.append(f"{len(trials)} trials, {workers} Ray Train workers in all")
+    return "\n".join(lines)
+
+
+def target_memory_lines(trials: list[Trial]) -> str:
+    """For --dry-run, one line per trial with a target network (issue 30): its optimiser steps,
+    the share of its initialisation left at the end (Pi tau_k) and the EMA horizon
+    1/(1 - tau_base) against the run's length (`learn.target_memory`); "" if none has one."""
+    rows = [(t.key, m) for t in trials if (m := TargetMemory.of(t.cfg)) is not None]
+    if not rows:
+        return ""
+    width = max(len(key) for key, _ in rows)
+    lines = [f"target at the end of each run ({rows[0][1].images} images: {rows[0][1].source}): "
+             f"its share of its initialisation, Pi tau_k over the optimiser steps (above "
+             f"{SHARE_WARNING:g}: not forgotten), and the EMA horizon 1/(1 - tau) at its start"]
+    lines += [f"  {key:<{width}}  {m.steps} steps  share {format_share(m.log_share):>8}  "
+              + ("horizon never (tau = 1: a fixed target)" if math.isinf(m.horizon) else
+                 f"horizon {m.horizon:.4g} steps ({m.horizon / max(m.steps, 1):.3g} x the run)"
+                 + ("  NOT FORGOTTEN" if m.share > SHARE_WARNING else ""))
+              for key, m in rows]
     return "\n".join(lines)
 
 

@@ -11,9 +11,10 @@ no per-image Python loop and no PIL. Deviations from the reference (DeepMind's
 - `colour_ops`: "reference" (default) as TF's adjust_*: brightness adds a delta, contrast scales
   each channel about its mean, saturation and hue act in HSV; "torchvision" as ColorJitter
   (brightness multiplies, grey blends); contrast/saturation factors are floored at 0;
-- the blur kernel has 2 * (image_size // 20) + 1 taps (23 at 224), at least 3; sigma is in
-  output pixels, U[0.1, 2], at every image size. Borders are zero-padded, as the reference's
-  'SAME' depthwise convolution pads them (the blurred edge darkens a little).
+- the blur kernel has 2 * int(image_size / 10 / 2) + 1 taps as the reference's (23 at 224, 3
+  at 32, a single tap below 20 px: no blur at cpu-mini's 16 px); sigma is in output pixels,
+  U[0.1, 2], at every image size. Borders are zero-padded, as the reference's 'SAME'
+  depthwise convolution pads them (the blurred edge darkens a little).
 """
 
 from __future__ import annotations
@@ -187,22 +188,49 @@ def _jitter_draws(rand: _Random, n: int, p: ViewParams) -> tuple[Tensor, list[Te
 
 
 def _jitter(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor, p: ViewParams) -> Tensor:
-    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`; at each
-    stage every row runs every op, all but its own at the identity factor (an exact no-op)."""
-    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    """Where `on`: brightness, contrast, saturation, hue (ops 0-3) in each row's `order`,
+    clipped to [0, 1] after each. On the CPU each stage runs each op on the rows whose turn it
+    is only (4 op passes over the batch); on CUDA, where selecting rows would make the host
+    wait 16 times a view, every row runs every op, all but its own at the identity factor (an
+    exact no-op): 16 passes, the same values (`_jitter_every_row`)."""
+    ops = JITTER_OPS[p.colour_ops]
+    active = _active_ops(p)
+    if x.device.type == "cuda" or not active:
+        return _jitter_every_row(x, on, factors, order, p)
+    x = x.clone()
+    for i, (stage, op) in enumerate(itertools.product(range(4), active)):
+        rows = (on & (order[:, stage] == op)).nonzero().squeeze(1)
+        if len(rows):
+            x[rows] = ops[op](x[rows], factors[op][rows].view(-1, 1, 1, 1)).clamp(0, 1)
+        if i == 0:  # as the other path's identity passes, clip every row from the first on
+            x = x.clamp(0, 1)
+    return x
+
+
+def _active_ops(p: ViewParams) -> list[int]:
+    """The jitter's ops (0-3) with a non-zero magnitude; none when the jitter is off."""
     magnitudes = (p.brightness, p.contrast, p.saturation, p.hue) if p.jitter_p > 0 else ()
-    for stage, op in itertools.product(range(4), [k for k, m in enumerate(magnitudes) if m > 0]):
+    return [k for k, m in enumerate(magnitudes) if m > 0]
+
+
+def _jitter_every_row(x: Tensor, on: Tensor, factors: list[Tensor], order: Tensor,
+                      p: ViewParams) -> Tensor:
+    """`_jitter` with every row through every op at every stage, the identity factor where it
+    is not the row's turn: no row selection, so no host sync on CUDA."""
+    ops, identity = JITTER_OPS[p.colour_ops], JITTER_IDENTITY[p.colour_ops]
+    for stage, op in itertools.product(range(4), _active_ops(p)):
         f = torch.where(on & (order[:, stage] == op), factors[op], identity[op])
         x = ops[op](x, f.view(-1, 1, 1, 1)).clamp(0, 1)
     return x
 
 
 def _blur(x: Tensor, rand: _Random, p: ViewParams, radius: int) -> Tensor:
-    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], zero pad."""
+    """With prob blur_p per sample: separable Gaussian blur, sigma ~ U[blur_sigma], zero pad;
+    radius 0 (one tap) leaves x as it is. Draws either way: the later draws stay the same."""
     n, c, height, width = x.shape
     on = rand.coin(n, p.blur_p)
     sigma = rand.uniform((n,), *p.blur_sigma)
-    if p.blur_p <= 0:
+    if p.blur_p <= 0 or radius == 0:
         return x
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-(offsets**2) / (2 * sigma.view(-1, 1) ** 2))
@@ -222,7 +250,9 @@ class BatchAugment(torch.nn.Module):
         super().__init__()
         self.params = params
         self.image_size = image_size
-        self.blur_radius = max(1, image_size // 20)  # kernel 2r+1 ~ image_size/10, odd
+        # [DM augmentations.py] kernel_size = image_size / 10, radius = int(kernel_size / 2),
+        # 2 * radius + 1 taps: 0 (a single tap, no blur) below 20 px
+        self.blur_radius = int(image_size / 10 / 2)
         for name, v in (("mean", mean), ("std", std)):
             self.register_buffer(name, torch.tensor(v).float().view(1, 3, 1, 1), persistent=False)
 

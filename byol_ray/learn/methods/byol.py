@@ -17,6 +17,8 @@ theta.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +29,47 @@ from byol_ray.learn.methods.losses import byol_loss
 from byol_ray.learn.methods.registry import register
 from byol_ray.learn.models import build_encoder, mlp
 from byol_ray.learn.optim import tau_at
+
+SHARE_WARNING = 0.01  # the target should have forgotten its start by the end (issue 30)
+
+
+def init_share(total_steps: int, tau_base: float, schedule: str = "cosine",
+               steps: int | None = None) -> float:
+    """Pi_k tau_k over k = 1..steps (default: the run's `total_steps`, K), with the tau_k that
+    `BYOL.after_step` applies: the share of its initial weights xi_0 the target still holds,
+    since xi_K = (Pi_k tau_k) xi_0 + sum_k (1 - tau_k)(Pi_{j>k} tau_j) theta_k [P §3.2]. Under
+    the cosine schedule it is ~exp(-(1 - tau_base) K / 2): 100 steps at 0.99 keep ~0.61."""
+    return math.exp(log_init_share(total_steps, tau_base, schedule, steps))
+
+
+@functools.cache
+def log_init_share(total_steps: int, tau_base: float, schedule: str = "cosine",
+                   steps: int | None = None) -> float:
+    """log of `init_share` (-inf where a tau is 0), which stays finite where the share
+    underflows a float (e^-1000 after a long run)."""
+    steps = total_steps if steps is None else steps
+    taus = [tau_at(k, total_steps, tau_base, schedule) for k in range(1, steps + 1)]
+    if min(taus, default=1.0) <= 0.0:
+        return -math.inf
+    return math.fsum(math.log(tau) for tau in taus)
+
+
+def ema_horizon(tau_base: float) -> float:
+    """1 / (1 - tau_base): the steps over which the EMA averages at the start (inf at 1)."""
+    return math.inf if tau_base >= 1.0 else 1.0 / (1.0 - tau_base)
+
+
+def share_warning(logged: dict[str, float]) -> str | None:
+    """What a run prints when it ends with its target holding more than SHARE_WARNING of its
+    initialisation, from the last `after_step` values; None below it, without a target, and
+    for tau = 1's target that is by design its initialisation (share exactly 1)."""
+    share = logged.get("target_init_share", 0.0)
+    if not SHARE_WARNING < share < 1.0:
+        return None
+    return (f"warning: the target ends holding {share:.3g} of its random initialisation "
+            f"(Pi tau over the run's steps; above {SHARE_WARNING:g}): part of the run trained "
+            "against a random network, as tau = 1 does; more optimiser steps or a lower "
+            "method.tau_base let the target forget its start")
 
 
 def _shapes(module: nn.Module) -> dict[str, torch.Size]:
@@ -52,6 +95,7 @@ class BYOL(Method):
         self.tau_schedule = method.tau_schedule
         self.temperature = method.temperature
         self.beta = method.beta
+        self._share, self._share_step = 1.0, 0  # Pi tau so far, and after which step
 
     def _initial_target(self, model: ModelConfig, init: str) -> nn.Sequential:
         """xi at step 0: "independent" draws encoder + projector afresh from the builders of
@@ -95,15 +139,20 @@ class BYOL(Method):
 
         Call once after each optimiser step; `step` is the k of `tau_at` (e.g. the number of
         optimiser steps taken so far, so the last update uses tau = 1). Buffers (BN running
-        statistics) are copied. Without a target network there is nothing to update.
+        statistics) are copied. Without a target network there is nothing to update. Also
+        returns `target_init_share`, the product of every tau applied so far (logged as
+        train/target_init_share; after a resume the earlier steps' part is computed).
         """
         if self.target is None:
             return {}
         tau = tau_at(step, total_steps, self.tau_base, self.tau_schedule)
+        if step != self._share_step + 1:  # a resumed run: its earlier steps' product
+            self._share = init_share(total_steps, self.tau_base, self.tau_schedule, step - 1)
+        self._share, self._share_step = self._share * tau, step
         online = self._online_target_part()
         target_params, online_params = list(self.target.parameters()), list(online.parameters())
         torch._foreach_mul_(target_params, tau)  # one fused call over all parameters
         torch._foreach_add_(target_params, online_params, alpha=1.0 - tau)
         if buffers := list(self.target.buffers()):  # none without BN (`model.*_norm`)
             torch._foreach_copy_(buffers, list(online.buffers()))
-        return {"tau": tau}
+        return {"tau": tau, "target_init_share": self._share}
