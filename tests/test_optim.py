@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from byol_ray.core.config import OptimConfig
-from byol_ray.learn.optim import LARS, build_optimizer, lr_at, param_groups, tau_at
+from byol_ray.learn.optim import LARS, build_optimizer, lr_at, param_groups
+from byol_ray.learn.target_memory import tau_at
 
 
 def _net() -> nn.Sequential:

@@ -10,8 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from byol_ray.cli.main import resolve_config
-from byol_ray.learn.optim import tau_at
-from byol_ray.learn.target_memory import TargetMemory, format_share
+from byol_ray.learn.target_memory import TargetMemory, format_share, tau_at
 
 pytestmark = pytest.mark.slow
 

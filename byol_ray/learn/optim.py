@@ -188,21 +188,3 @@ def lr_at(step: float, total_steps: float, warmup_steps: float, peak_lr: float) 
         return 0.0 if step >= total_steps else peak_lr
     progress = min((step - warmup_steps) / decay_steps, 1.0)
     return peak_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def tau_at(step: float, total_steps: float, tau_base: float, schedule: str = "cosine") -> float:
-    """EMA decay of the target: tau = 1 - (1 - tau_base)(cos(pi k / K) + 1) / 2 [P §3.2].
-
-    Ramps from exactly `tau_base` at k = 0 to exactly 1.0 at k = K (and stays there), so the
-    target freezes at the end of training; `schedule="constant"` keeps `tau_base`.
-    """
-    if schedule == "constant":
-        return tau_base
-    if schedule != "cosine":
-        raise ValueError(f"unknown tau schedule {schedule!r}; expected cosine or constant")
-    if total_steps <= 0:
-        return tau_base
-    if step >= total_steps:
-        return 1.0
-    # Written as tau_base + ... so that k = 0 returns tau_base bit for bit.
-    return tau_base + (1.0 - tau_base) * (1.0 - math.cos(math.pi * step / total_steps)) / 2.0

@@ -21,10 +21,10 @@ from byol_ray.learn.methods import (
     method_names,
     register,
 )
-from byol_ray.learn.methods.byol import init_share
 from byol_ray.learn.methods.losses import regression_loss
 from byol_ray.learn.models import build_encoder, mlp
-from byol_ray.learn.optim import build_optimizer, tau_at
+from byol_ray.learn.optim import build_optimizer
+from byol_ray.learn.target_memory import init_share, tau_at
 
 # A 4-d small CNN: the independent target is drawn from the same config as the online encoder.
 HEADS = ModelConfig(encoder="small_cnn", width=1, proj_hidden_dim=8, proj_dim=4,

@@ -15,9 +15,16 @@ from byol_ray.cli.main import main, resolve_config
 from byol_ray.core.config import DataConfig
 from byol_ray.jobs.sweep.plan import PRESET_SWEEP_OVERRIDES
 from byol_ray.learn.data import load_splits
-from byol_ray.learn.methods.byol import ema_horizon, init_share, log_init_share, share_warning
-from byol_ray.learn.optim import tau_at
-from byol_ray.learn.target_memory import PRETRAIN_IMAGES, TargetMemory, optimiser_steps
+from byol_ray.learn.target_memory import (
+    PRETRAIN_IMAGES,
+    TargetMemory,
+    ema_horizon,
+    init_share,
+    log_init_share,
+    optimiser_steps,
+    share_warning,
+    tau_at,
+)
 
 
 def _loop_product(total: int, tau_base: float, schedule: str, steps: int | None = None) -> float:

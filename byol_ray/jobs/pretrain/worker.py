@@ -30,9 +30,9 @@ from byol_ray.jobs.pretrain.step import (
 )
 from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
-from byol_ray.learn.methods.byol import share_warning
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
+from byol_ray.learn.target_memory import share_warning
 from byol_ray.runtime.console import say
 from byol_ray.runtime.pause_points import pause_point
 from byol_ray.runtime.tracking.logger import RunLogger

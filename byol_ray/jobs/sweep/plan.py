@@ -13,8 +13,7 @@ from byol_ray.core.config import Config, ConfigError, to_dict, validate
 from byol_ray.core.methods import untrained_names
 from byol_ray.core.presets import preset_config
 from byol_ray.experiments.grid import Cell, Grid
-from byol_ray.learn.methods.byol import SHARE_WARNING
-from byol_ray.learn.target_memory import TargetMemory, format_share
+from byol_ray.learn.target_memory import SHARE_WARNING, TargetMemory, format_share
 
 # Sweep-wide settings per preset, before the user's --set. On cpu-mini a trial is one Ray Train
 # worker on half a core: a short trial spends most of its time starting processes and waiting

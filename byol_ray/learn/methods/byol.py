@@ -17,8 +17,6 @@ theta.
 from __future__ import annotations
 
 import copy
-import functools
-import math
 
 import torch
 from torch import Tensor, nn
@@ -28,48 +26,7 @@ from byol_ray.learn.methods.base import Method
 from byol_ray.learn.methods.losses import byol_loss
 from byol_ray.learn.methods.registry import register
 from byol_ray.learn.models import build_encoder, mlp
-from byol_ray.learn.optim import tau_at
-
-SHARE_WARNING = 0.01  # the target should have forgotten its start by the end (issue 30)
-
-
-def init_share(total_steps: int, tau_base: float, schedule: str = "cosine",
-               steps: int | None = None) -> float:
-    """Pi_k tau_k over k = 1..steps (default: the run's `total_steps`, K), with the tau_k that
-    `BYOL.after_step` applies: the share of its initial weights xi_0 the target still holds,
-    since xi_K = (Pi_k tau_k) xi_0 + sum_k (1 - tau_k)(Pi_{j>k} tau_j) theta_k [P §3.2]. Under
-    the cosine schedule it is ~exp(-(1 - tau_base) K / 2): 100 steps at 0.99 keep ~0.61."""
-    return math.exp(log_init_share(total_steps, tau_base, schedule, steps))
-
-
-@functools.cache
-def log_init_share(total_steps: int, tau_base: float, schedule: str = "cosine",
-                   steps: int | None = None) -> float:
-    """log of `init_share` (-inf where a tau is 0), which stays finite where the share
-    underflows a float (e^-1000 after a long run)."""
-    steps = total_steps if steps is None else steps
-    taus = [tau_at(k, total_steps, tau_base, schedule) for k in range(1, steps + 1)]
-    if min(taus, default=1.0) <= 0.0:
-        return -math.inf
-    return math.fsum(math.log(tau) for tau in taus)
-
-
-def ema_horizon(tau_base: float) -> float:
-    """1 / (1 - tau_base): the steps over which the EMA averages at the start (inf at 1)."""
-    return math.inf if tau_base >= 1.0 else 1.0 / (1.0 - tau_base)
-
-
-def share_warning(logged: dict[str, float]) -> str | None:
-    """What a run prints when it ends with its target holding more than SHARE_WARNING of its
-    initialisation, from the last `after_step` values; None below it, without a target, and
-    for tau = 1's target that is by design its initialisation (share exactly 1)."""
-    share = logged.get("target_init_share", 0.0)
-    if not SHARE_WARNING < share < 1.0:
-        return None
-    return (f"warning: the target ends holding {share:.3g} of its random initialisation "
-            f"(Pi tau over the run's steps; above {SHARE_WARNING:g}): part of the run trained "
-            "against a random network, as tau = 1 does; more optimiser steps or a lower "
-            "method.tau_base let the target forget its start")
+from byol_ray.learn.target_memory import init_share, tau_at
 
 
 def _shapes(module: nn.Module) -> dict[str, torch.Size]:
