@@ -301,7 +301,8 @@ def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], wh
         per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
         lines.append(f"  learning rate chosen on a held-out part of {where} ({held} images; "
                      f"val top-1 per lr {per_lr_text}): {best:g}")
-    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
+    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage,
+               in_trial=not with_tune)
     metrics |= {f"{prefix}/test_top1": test["top1"], f"{prefix}/lr": best,
                 f"{prefix}/test_images": test["scored"]}
     return metrics, lines
