@@ -1,6 +1,7 @@
 """Training-step images/s, side by side in one process: ours vs a plain PyTorch loop, vs
 lightly's BYOL building blocks and vs byol-pytorch (at equal numerics, checked), and ours
-inside a one-worker Ray Train run vs the same step in a plain process (Ray's overhead).
+inside a one-worker Ray Train run, and inside a Ray Tune trial's own process (the launch's
+in-trial form), each vs the same step in a plain process (Ray's overhead per step).
 
 Run by `make bench`; not a test. Networks: ResNet-18 with the CIFAR stem at 32 px, batch 64
 (the cifar10 preset's model) and the cpu-mini preset's CNN at its batch. Every contender gets
@@ -37,7 +38,9 @@ from byol_ray.core.config import Config
 
 HERE = Path(__file__).resolve().parent
 # Targets of issue 14: Ray Train's overhead and the margin over lightly's building blocks.
-TARGETS = {"ray_train/plain": 0.97, "ours/lightly": 1.10, "as shipped/lightly": 1.10}
+TARGETS = {"ray_train/plain": 0.97, "tune_trial/plain": 0.97, "ours/lightly": 1.10,
+           "as shipped/lightly": 1.10}
+RAY_FORMS = {"ray_train": "Ray Train", "tune_trial": "a Tune trial's own process"}
 SHIPPED = "ours as shipped"  # the preset's own settings on this device (`shipped_options`)
 NETWORKS = {  # name: (preset, batch, image size)
     "resnet18-cifar": ("cifar10", 64, 32),
@@ -102,21 +105,37 @@ class _BlockRunner:
         return t["ours"].per_rep[0]
 
 
+def _serve_blocks(runner: _BlockRunner, config: dict) -> None:
+    """Time one block of steps per order from the driver's queue until it sends None."""
+    orders, results = config["orders"], config["results"]
+    results.put(environment(runner.device))
+    while (steps := orders.get()) is not None:
+        results.put(runner.block(steps))
+
+
 def _ray_worker(config: dict) -> None:
-    """Ray Train loop: our step as train_worker runs it (prepare_model, the worker's threads),
-    timing one block of steps per order from the driver's queue until it sends None."""
+    """Ray Train loop: our step as the Train launch runs it (prepare_model, the worker's
+    threads), one block per order."""
     import ray.train
     import ray.train.torch
 
     torch.set_num_threads(config["threads"])
     runner = _BlockRunner(config["network"], ray.train.torch.get_device(), config["warmup"],
                           ray.train.torch.prepare_model)  # one worker: no DDP wrapper
-    orders, results = config["orders"], config["results"]
-    results.put(environment(runner.device))
-    while (steps := orders.get()) is not None:
-        results.put(runner.block(steps))
+    _serve_blocks(runner, config)
     with tempfile.TemporaryDirectory() as folder:  # Train V2 keeps metrics with checkpoints
         ray.train.report({"done": 1}, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def _tune_trial(config: dict) -> None:
+    """Tune trainable: our step in the trial's own process, as the in-trial launch runs a
+    one-worker loop (the worker's threads, no Train worker group), one block per order."""
+    from ray import tune
+
+    torch.set_num_threads(config["threads"])
+    _serve_blocks(_BlockRunner(config["network"], torch.device("cpu"), config["warmup"]),
+                  config)
+    tune.report({"done": 1})
 
 
 def _plain_process(conn, network: str, threads: int, warmup: int) -> None:
@@ -130,8 +149,35 @@ def _plain_process(conn, network: str, threads: int, warmup: int) -> None:
         conn.send(runner.block(steps))
 
 
-def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) -> dict:
-    """Our step inside a one-worker Ray Train run against the same step in a plain process.
+def _fit_ray_side(form: str, config: dict, threads: int, storage: str) -> None:
+    """Run the Ray side of the comparison until the driver's last order: a one-worker Ray
+    Train run (`ray_train`, the trainer byol-ray runs) or a Tune trial (`tune_trial`)."""
+    import ray.train
+    from ray import tune
+
+    from byol_ray.runtime.trainer import TrainerWithoutPlacementGroupCleaner
+
+    if form == "ray_train":
+        TrainerWithoutPlacementGroupCleaner(
+            _ray_worker, train_loop_config=config,
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=1, use_gpu=False, resources_per_worker={"CPU": threads}),
+            run_config=ray.train.RunConfig(storage_path=storage, name="ray_overhead"),
+        ).fit()
+        return
+    results = tune.Tuner(
+        tune.with_resources(_tune_trial, {"CPU": threads}), param_space=config,
+        run_config=tune.RunConfig(storage_path=storage, name="tune_overhead", verbose=0),
+    ).fit()
+    for result in results:
+        if result.error:
+            raise result.error
+
+
+def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int,
+                 form: str = "ray_train") -> dict:
+    """Our step inside a one-worker Ray Train run (`form` ray_train), or inside a Ray Tune
+    trial's own process (tune_trial), against the same step in a plain process.
 
     Both are separate processes with `threads` torch threads, the same OMP_NUM_THREADS and
     the same niceness (Ray
@@ -152,7 +198,6 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
     from ray.util.queue import Queue
 
     from byol_ray.runtime.cluster import LOCAL_CLUSTER_ENV
-    from byol_ray.runtime.trainer import TrainerWithoutPlacementGroupCleaner
 
     path = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=max(2, threads), include_dashboard=False, log_to_driver=False,
@@ -168,24 +213,24 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
     else:
         os.environ["OMP_NUM_THREADS"] = saved_omp
     orders, results = Queue(), Queue()
-    per_block: dict[str, list[float]] = {"ray_train": [], "plain": []}
+    per_block: dict[str, list[float]] = {form: [], "plain": []}
     failure: list[BaseException] = []
     environments: dict[str, dict] = {}
 
     def conduct() -> None:
-        """The driver's side of the turns, beside the Ray Train run in the main thread."""
+        """The driver's side of the turns, beside the Ray run in the main thread."""
         try:
-            environments["ray_train"] = results.get(timeout=600)
-            plain_end.send(environments["ray_train"]["nice"])
+            environments[form] = results.get(timeout=600)
+            plain_end.send(environments[form]["nice"])
             environments["plain"] = plain_end.recv()
             for block in range(blocks):
-                for who in (("plain", "ray_train") if block % 2 else ("ray_train", "plain")):
+                for who in (("plain", form) if block % 2 else (form, "plain")):
                     if who == "plain":
                         plain_end.send(steps)
                         per_block["plain"].append(plain_end.recv())
                     else:
                         orders.put(steps)
-                        per_block["ray_train"].append(results.get(timeout=600))
+                        per_block[form].append(results.get(timeout=600))
         except BaseException as error:  # reported by the main thread, after fit()
             failure.append(error)
         finally:
@@ -195,14 +240,8 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
         with tempfile.TemporaryDirectory() as storage:
             conductor = threading.Thread(target=conduct, daemon=True)
             conductor.start()
-            TrainerWithoutPlacementGroupCleaner(  # the trainer byol-ray runs
-                _ray_worker,
-                train_loop_config={"network": name, "threads": threads, "warmup": warmup,
-                                   "orders": orders, "results": results},
-                scaling_config=ray.train.ScalingConfig(
-                    num_workers=1, use_gpu=False, resources_per_worker={"CPU": threads}),
-                run_config=ray.train.RunConfig(storage_path=storage, name="ray_overhead"),
-            ).fit()
+            _fit_ray_side(form, {"network": name, "threads": threads, "warmup": warmup,
+                                 "orders": orders, "results": results}, threads, storage)
             conductor.join()
     finally:
         plain_end.send(None)
@@ -210,9 +249,9 @@ def ray_overhead(name: str, threads: int, blocks: int, steps: int, warmup: int) 
         ray.shutdown()
     if failure:
         raise failure[0]
-    ratios = paired_ratio(Timing(per_block["ray_train"]), Timing(per_block["plain"]))
+    ratios = paired_ratio(Timing(per_block[form]), Timing(per_block["plain"]))
     quartiles = statistics.quantiles(ratios["per_rep"], n=4)
-    return {"threads": threads, "blocks": blocks, "steps_per_block": steps,
+    return {"form": form, "threads": threads, "blocks": blocks, "steps_per_block": steps,
             "images_per_s": {k: Timing(v).summary() for k, v in per_block.items()},
             "ratio": ratios["median"], "ratio_quartiles": [quartiles[0], quartiles[2]],
             "ratio_range": [ratios["min"], ratios["max"]],
@@ -234,14 +273,15 @@ def report(results: dict) -> None:
             target = TARGETS.get("as shipped/lightly" if ratio.startswith(SHIPPED) else ratio)
             label = f"{ratio}, equal settings" if ratio == "ours/lightly" else ratio
             print(ratio_line(label, paired, target))
-    for name, r in results.get("ray", {}).items():
-        target = TARGETS["ray_train/plain"]
+    for key, r in results.get("ray", {}).items():
+        form = r.get("form", "ray_train")
+        name, target = key.split(" ")[0], TARGETS[f"{form}/plain"]
         (q1, q3), (low, high) = r["ratio_quartiles"], r["ratio_range"]
         print(f"\n{name}, {r['threads']} thread(s), {r['blocks']} alternating blocks of "
-              f"{r['steps_per_block']} steps: Ray Train "
-              f"{r['images_per_s']['ray_train']['median']:.1f} img/s, plain process "
+              f"{r['steps_per_block']} steps: {RAY_FORMS[form]} "
+              f"{r['images_per_s'][form]['median']:.1f} img/s, plain process "
               f"{r['images_per_s']['plain']['median']:.1f} img/s")
-        print(f"  {'ray_train/plain':34s} {r['ratio']:6.3f}  (target >= {target:.2f}: "
+        print(f"  {form + '/plain':34s} {r['ratio']:6.3f}  (target >= {target:.2f}: "
               f"{'met' if r['ratio'] >= target else 'NOT met'}; per-block ratios: quartiles "
               f"{q1:.3f} to {q3:.3f}, range {low:.3f} to {high:.3f})")
 
@@ -254,7 +294,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1, help="steps per repetition")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Train comparison")
+    parser.add_argument("--no-ray", action="store_true",
+                        help="skip the Ray Train and Tune-trial comparisons")
+    parser.add_argument("--ray-forms", nargs="+", default=list(RAY_FORMS), choices=RAY_FORMS,
+                        help="which Ray launches to compare with a plain process")
     parser.add_argument("--ray-blocks", type=int, default=30,
                         help="alternating blocks of Ray Train vs plain process")
     parser.add_argument("--ray-steps", type=int, default=3, help="steps per block")
@@ -267,9 +310,12 @@ def main() -> None:
         print(f"timing {name} ...", flush=True)
         results["step"][name] = compare_steps(name, timing)
     if not args.no_ray:
-        print("timing cpu-mini under Ray Train ...", flush=True)
-        results["ray"] = {"cpu-mini": ray_overhead("cpu-mini", args.threads, args.ray_blocks,
-                                                   args.ray_steps, args.warmup + 2)}
+        results["ray"] = {}
+        for form in args.ray_forms:  # "cpu-mini" keeps its key: earlier bench.json files
+            print(f"timing cpu-mini in {RAY_FORMS[form]} ...", flush=True)
+            key = "cpu-mini" if form == "ray_train" else f"cpu-mini {form}"
+            results["ray"][key] = ray_overhead("cpu-mini", args.threads, args.ray_blocks,
+                                               args.ray_steps, args.warmup + 2, form)
     report(results)
     merge_into(args.out, "step_throughput", results)
     print(f"\nresults merged into {args.out}")

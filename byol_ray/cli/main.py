@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--register", default="", metavar="NAME",
                        help="also register the trained weights in the MLflow Model Registry "
                             "as a new version of NAME")
+    train.add_argument("--no-ray", dest="ray", action="store_false",
+                       help="run the loop in this process without Ray (one worker; debugging, "
+                            "benchmarks); tracked in MLflow as any run, checkpoints in the "
+                            "local --storage folder (default ~/byol_results)")
     train.set_defaults(handler=_train)
 
     views = commands.add_parser(
@@ -164,14 +168,14 @@ def _train(args: argparse.Namespace) -> int:
     from byol_ray.runtime.tracking import store
     from byol_ray.runtime.tracking.run import WEIGHTS_ARTIFACT, Run
 
+    uri = store.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)  # once
     try:
-        result = run_pretraining(cfg, args.tracking_uri, args.storage, args.address)
+        result = run_pretraining(cfg, uri, args.storage, args.address, ray=args.ray)
     except ConfigError:
         raise
     except Exception as error:  # the run is FAILED in MLflow, its reason in failure_reason
         print(f"byol-ray: error: the run failed: {root_cause(error)}", file=sys.stderr)
         return 1
-    uri = store.resolve_tracking_uri(args.tracking_uri or cfg.tracking.tracking_uri)
     print_run_summary(result.run_id, uri)
     if args.register:
         version = Run(uri, result.run_id).register_weights(args.register)

@@ -1,4 +1,5 @@
-"""The one place a Ray Train `TorchTrainer` is made: pretraining, protocols and dense jobs.
+"""The one place a Ray Train `TorchTrainer` is made: the launch's Train form
+(`runtime/ray_launch.py`) for pretraining, protocols and dense jobs.
 
 Every job runs `scaling.num_workers` workers with `scaling.cpus_per_worker` CPUs each (and
 one GPU where the cluster has them), retried `scaling.max_failures` times from its last

@@ -1,6 +1,7 @@
 """Evaluation inside the worker group: every worker embeds a shard, rank 0 scores.
 
-Glue between the pure metrics of `byol_ray.learn.metrics` and Ray Train's workers; the returned dict
+Glue between the pure metrics of `byol_ray.learn.metrics` and the loop's workers (one, or a
+Ray Train run's several: `rank`, `world` from the session); the returned dict
 holds the MLflow metric names (`eval/...`) on rank 0 and is empty on the other ranks. Items are
 read by `data.loader_workers` DataLoader processes (ImageFolder decodes in parallel) and each
 split is embedded once.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from byol_ray.runtime.tracking import store
 from byol_ray.runtime.tracking.run import Run
 
 
-def print_run_summary(run_id: str, tracking_uri: str = "") -> None:
-    """Print the run's kNN / linear top-1 beside the random-init baseline, and where it lives."""
-    uri = store.resolve_tracking_uri(tracking_uri)
+def print_run_summary(run_id: str, uri: str) -> None:
+    """Print the run's kNN / linear top-1 beside the random-init baseline, and where it lives
+    (`uri`: the resolved tracking URI)."""
     run = Run(uri, run_id).read()
     metrics, tags, params = run.metrics, run.tags, run.params
     k = params.get("eval.knn_k", "[20]").strip("[]").split(",")[0].strip()

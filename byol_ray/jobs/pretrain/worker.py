@@ -1,8 +1,14 @@
-"""The per-worker pretraining loop that Ray Train runs on every worker.
+"""The pretraining loop, as every worker runs it: `train_worker(session, loop_config)`.
 
 Read top to bottom: set up data, augmentations, method and optimiser; resume from the last
-checkpoint if Ray hands one over; then per epoch: train, evaluate when due, report to Ray
-(with a checkpoint when due), log to MLflow from rank 0, print one progress line.
+checkpoint if the session hands one over; then per epoch: train, evaluate when due, report to
+the session (with a checkpoint when due), log to MLflow from rank 0, print one progress line.
+The session (`runtime/session.py`) is all this loop knows of the process running it: a Ray
+Train worker, a Tune trial's own process, or a plain process (`runtime/launch.py`); the loop
+imports no Ray. Points where the workers wait for each other are marked `# sync:`.
+
+Run it as a plain process (no Ray): `python -m byol_ray.jobs.pretrain --preset cpu-mini
+[--set KEY=VALUE ...]` (`__main__.py`), or `byol-ray train --no-ray`.
 """
 
 from __future__ import annotations
@@ -14,14 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import ray.train
-import ray.train.torch
 import torch
-import torch.distributed as dist
-from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from byol_ray.core.config import Config, from_dict
+from byol_ray.core.methods import method_info
 from byol_ray.jobs.pretrain.evaluation import evaluate
 from byol_ray.jobs.pretrain.step import (
     average_pending_gradients,
@@ -32,24 +35,24 @@ from byol_ray.learn.data import ViewPair, load_splits, view_params
 from byol_ray.learn.methods import Method, build_method
 from byol_ray.learn.models.batch_groups import within_groups
 from byol_ray.learn.optim import build_optimizer, lr_at
+from byol_ray.learn.parallel import mean_over_workers, with_sync_batchnorm
 from byol_ray.learn.target_memory import share_warning
 from byol_ray.runtime.console import say
 from byol_ray.runtime.pause_points import pause_point
+from byol_ray.runtime.session import Session
 from byol_ray.runtime.tracking.logger import RunLogger
 from byol_ray.runtime.weights import write_weights
 
 CHECKPOINT_FILE = "state.pt"
 
 
-def train_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point: pretrain `loop_config["cfg"]`, logging to MLflow run `run_id`."""
+def train_worker(session: Session, loop_config: dict[str, Any]) -> None:
+    """Pretrain `loop_config["cfg"]` as worker `session.rank`, logging to MLflow run `run_id`."""
     cfg = from_dict(loop_config["cfg"])
     run_id: str = loop_config["run_id"]
     tracking_uri: str = loop_config["tracking_uri"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    if device.type == "cpu":  # as many threads as the CPUs Ray reserved for this worker
+    rank, world, device = session.rank, session.world, session.device
+    if device.type == "cpu":  # as many threads as the CPUs reserved for this worker
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every worker
 
@@ -58,8 +61,8 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     method = build_method(cfg).to(device, memory_format=layout)
     method = (within_groups(method, cfg.data.group_size, cfg.data.batch_size // world, device)
               if cfg.data.group_size else with_sync_batchnorm(method, device, world))
-    is_training = cfg.method.name != "random_init" and cfg.train.epochs > 0
-    model = ray.train.torch.prepare_model(method) if is_training else method
+    is_training = method_info(cfg.method.name).trains and cfg.train.epochs > 0
+    model = session.prepare(method) if is_training else method  # DDP when world > 1
     if is_training and cfg.train.compile:  # the forward only; checkpoints keep `method`'s names
         model = torch.compile(model)
     torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # each worker its own augmentations
@@ -103,15 +106,15 @@ def train_worker(loop_config: dict[str, Any]) -> None:
 
     log = _Logger(cfg, run_id, tracking_uri, rank, loop_config.get("journal", ""))
     clock = _Stopwatch()
-    if not is_training:  # the random-init baseline: one evaluation is the whole run
+    if not is_training:  # a method that does not train: one evaluation is the whole run
         with clock("eval"):
             final = evaluate(method, splits, cfg, device, rank, world, linear=True)
         log.epoch(0, final | clock.totals())
         _log_weights(method, cfg, log)
-        _report(final | {"epoch": 0}, method, optimizer, 0, rank, checkpoint=False)
+        _report(session, final | {"epoch": 0}, method, optimizer, 0, checkpoint=False)
         log.close()
         return
-    start_epoch = _restore(method, optimizer)
+    start_epoch = _restore(session, method, optimizer)
     if start_epoch == 0:  # the untrained encoder: where the curves start, and the baseline
         with clock("eval"):
             baseline = evaluate(method, splits, cfg, device, rank, world, linear=True)
@@ -127,7 +130,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             batch_index = epoch * steps_per_epoch + i
             if batch_index >= total_steps * accumulate:
                 break
-            outputs, step = train_micro_batch(
+            outputs, step = train_micro_batch(  # sync: DDP's all-reduce ends each group
                 model, optimizer, in_layout(views(batch), layout), batch_index, accumulate,
                 lambda k: lr_at(k, total_steps, warmup_steps, peak_lr), amp,
             )
@@ -138,7 +141,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             batches += 1
         seconds = time.perf_counter() - started
         clock.add("train", seconds)
-        loss = mean_over_workers(loss_sum / batches, world)
+        loss = mean_over_workers(loss_sum / batches, world)  # sync
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss is {loss} at epoch {epoch + 1}; the run diverged")
         metrics = {
@@ -150,13 +153,14 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         done = epoch + 1
         eval_due = _due(done, cfg.eval.eval_every, cfg.train.epochs)
         if eval_due:
-            with clock("eval"):
+            with clock("eval"):  # sync: every worker embeds a shard, rank 0 scores
                 metrics |= evaluate(method, splits, cfg, device, rank, world,
                                     linear=done == cfg.train.epochs)
         log.epoch(done, metrics | clock.totals())
         if rank == 0:
             pause_point("epoch-end")  # a test kills this worker here (Ray loses a worker)
-        # Ray hears of evaluations and checkpoints only: each report waits for its controller.
+        # The session hears of evaluations and checkpoints only: under Ray Train each report
+        # waits for its controller (sync).
         checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
         if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
             _log_weights(method, cfg, log)
@@ -165,7 +169,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
             pending = (done * steps_per_epoch % accumulate and done < cfg.train.epochs
                        and checkpoint_due)
             grads = average_pending_gradients(method) if pending else None
-            _report(metrics | {"epoch": done}, method, optimizer, done, rank, checkpoint_due,
+            _report(session, metrics | {"epoch": done}, method, optimizer, done, checkpoint_due,
                     grads)
     if rank == 0 and (note := share_warning(extras)):  # issue 30: more than 1 % of xi_0 left
         say(f"[byol-ray] {note}")
@@ -214,32 +218,13 @@ def _due(epoch: int, every: int, last: int) -> bool:
     return epoch == last or (every > 0 and epoch % every == 0)
 
 
-def with_sync_batchnorm(model: nn.Module, device: torch.device, world: int) -> nn.Module:
-    """BatchNorm statistics over the global batch on several GPUs (SyncBN, as SimCLR's and
-    DeepMind's multi-device BYOL runs compute them), so per-GPU batch size does not change the
-    normalisation; unchanged on the CPU (gloo runs are tests and miniatures) or one worker."""
-    if device.type == "cuda" and world > 1:
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
-
-
-def mean_over_workers(value: torch.Tensor, world: int) -> float:
-    """A scalar averaged over the workers (all-reduce), as a float on every worker."""
-    if world > 1 and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= world
-    return float(value)
-
-
-def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
-    """Load the last checkpoint Ray hands over (after a failure or a resume); next epoch."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as folder:
-        state = load_state(Path(folder) / CHECKPOINT_FILE,
-                           shown_as=f"{checkpoint.path.rstrip('/')}/{CHECKPOINT_FILE}")
+def _restore(session: Session, method: Method, optimizer: torch.optim.Optimizer) -> int:
+    """Load the checkpoint the session hands over (after a failure or a resume); next epoch."""
+    with session.restored() as resume:
+        if resume is None:
+            return 0
+        state = load_state(resume.folder / CHECKPOINT_FILE,
+                           shown_as=f"{resume.shown_as}/{CHECKPOINT_FILE}")
     method.load_state_dict(state["method"])
     optimizer.load_state_dict(state["optimizer"])
     if state.get("pending_grads") is not None:
@@ -249,7 +234,7 @@ def _restore(method: Method, optimizer: torch.optim.Optimizer) -> int:
 
 
 class CorruptCheckpointError(RuntimeError):
-    """A checkpoint Ray handed over cannot be read: the run stops instead of starting over."""
+    """A checkpoint handed over cannot be read: the run stops instead of starting over."""
 
 
 def load_state(path: Path, shown_as: str) -> dict[str, Any]:
@@ -274,26 +259,24 @@ def load_state(path: Path, shown_as: str) -> dict[str, Any]:
 
 
 def _report(
+    session: Session,
     metrics: dict[str, float],
     method: Method,
     optimizer: torch.optim.Optimizer,
     epoch: int,
-    rank: int,
     checkpoint: bool,
     pending_grads: list[torch.Tensor | None] | None = None,
 ) -> None:
-    """Report to Ray from every worker (a barrier); rank 0 attaches the checkpoint.
-
-    `pending_grads`: the gradients of an accumulation group the epoch's end cut, if any.
-    """
-    if not (checkpoint and rank == 0):
-        ray.train.report(metrics)
+    """Report from every worker (sync: a barrier under Ray Train); rank 0 attaches the
+    checkpoint. `pending_grads`: the gradients of an accumulation group the epoch's end cut."""
+    if not (checkpoint and session.rank == 0):
+        session.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
         state = {"method": method.state_dict(), "optimizer": optimizer.state_dict(),
                  "epoch": epoch, "pending_grads": pending_grads}
         torch.save(state, Path(folder) / CHECKPOINT_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        session.report(metrics, checkpoint=Path(folder))
 
 
 class _Logger:
@@ -344,3 +327,4 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+

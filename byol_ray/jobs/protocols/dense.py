@@ -1,11 +1,12 @@
-"""Dense transfer protocols (`segment`, `detect`) as Ray Train jobs: one worker per GPU (DDP),
+"""Dense transfer protocols (`segment`, `detect`) as launched loops: one worker per GPU (DDP),
 a fixed number of SGD iterations with step decays, then the task's metrics in an MLflow run
 linked to the pretraining run (tag `pretrain_run_id`).
 
 `byol-ray eval segment|detect` resolves the encoder (`protocols.run`); the driver here checks
 the config and the VOC files before Ray starts and hands the encoder to the workers through
-Ray's object store. A task (`segment.py`, `detect.py`) says how to build its model and
-datasets, its loss and its evaluation; this module owns the loop they share.
+Ray's object store (resolved by the launch: the loop gets the module and imports no Ray). A
+task (`segment.py`, `detect.py`) says how to build its model and datasets, its loss and its
+evaluation; this module owns the loop they share.
 """
 
 from __future__ import annotations
@@ -17,23 +18,19 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import ray
-import ray.train
-import ray.train.torch
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from byol_ray.core.config import Config, ConfigError, SegmentConfig, from_dict, to_dict, validate
-from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
 from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF, detect, segment
 from byol_ray.learn.data.voc import check_voc
-from byol_ray.runtime.cluster import absolute_storage
+from byol_ray.learn.parallel import mean_over_workers, with_sync_batchnorm
 from byol_ray.runtime.console import say
+from byol_ray.runtime.launch import launch
 from byol_ray.runtime.lifecycle import tracked_run
-from byol_ray.runtime.tracking import store
+from byol_ray.runtime.session import Session
 from byol_ray.runtime.tracking.run import Run
-from byol_ray.runtime.trainer import torch_trainer
 
 TASKS: dict[str, ModuleType] = {segment.NAME: segment, detect.NAME: detect}
 
@@ -49,28 +46,28 @@ class DenseResult:
 
 
 def run_dense(cfg: Config, task: str, encoder: nn.Module, ref: str,
-              pretrain_run_id: str | None = None, tracking_uri: str = "",
+              pretrain_run_id: str | None, uri: str,
               storage_path: str | None = None, address: str | None = None) -> DenseResult:
     """Fine-tune and score `task` on `encoder` (named `ref`: a pretraining run's weights,
-    `random-init` or `supervised`) in its own MLflow run: in the pretraining run's experiment,
-    nested under it, tags `role=eval`, `protocol`, `pretrain_run_id`, `weights_ref`."""
+    `random-init` or `supervised`) in its own MLflow run at `uri` (resolved, checked, where the
+    command started): in the pretraining run's experiment, nested under it, tags `role=eval`,
+    `protocol`, `pretrain_run_id`, `weights_ref`. Through Ray Train (the launch's "train"
+    form), as a cluster's GPUs run it."""
     preflight(cfg, task)
-    uri = store.resolve_tracking_uri(tracking_uri or cfg.tracking.tracking_uri)
-    store.check_tracking_store(uri)
     cfg.tracking.run_name = f"eval-{task}"
     tags = {"role": "eval", "protocol": task, "pretrain_run_id": pretrain_run_id or ref,
             "weights_ref": ref}
     if ref in (RANDOM_INIT_REF, SUPERVISED_REF):  # the encoder's origin, as Table 4 names it
         tags["method"] = ref.replace("-", "_")
     with tracked_run(cfg, uri, address, tags=tags, parent_run_id=pretrain_run_id) as run:
-        torch_trainer(
-            dense_worker,
-            {"cfg": to_dict(cfg), "task": task, "run_id": run.run_id, "tracking_uri": uri,
-             "encoder": ray.put(encoder)},
-            cfg,
-            name=f"eval-{task}-{run.run_id[:8]}",
-            storage_path=absolute_storage(storage_path) if storage_path else None,
-        ).fit()
+        import ray  # started by tracked_run
+
+        from byol_ray.runtime.cluster import absolute_storage
+
+        launch(dense_worker, {"cfg": to_dict(cfg), "task": task, "run_id": run.run_id,
+                              "tracking_uri": uri, "encoder": ray.put(encoder)},
+               cfg, form="train", name=f"eval-{task}-{run.run_id[:8]}",
+               storage=absolute_storage(storage_path) if storage_path else None)
     metrics = {k: v for k, v in run.read().metrics.items() if k.startswith(f"eval_{task}/")}
     return DenseResult(run.run_id, metrics, _report(cfg, task, ref, pretrain_run_id,
                                                     run.run_id, metrics, uri))
@@ -106,20 +103,18 @@ def preflight(cfg: Config, task: str) -> None:
 # --------------------------------------------------------------------------- worker side
 
 
-def dense_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point: fine-tune `task` for its iterations, evaluate, log to MLflow."""
+def dense_worker(session: Session, loop_config: dict[str, Any]) -> None:
+    """Fine-tune `task` for its iterations as worker `session.rank`, evaluate, log to MLflow."""
     cfg = from_dict(loop_config["cfg"])
     task: ModuleType = TASKS[loop_config["task"]]
     settings: Any = getattr(cfg, task.NAME)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world, session.device
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     torch.manual_seed(cfg.train.seed)  # identical new heads on every worker
-    model = task.build_model(ray.get(loop_config["encoder"]), settings)
+    model = task.build_model(loop_config["encoder"], settings)
     model = with_sync_batchnorm(model, device, world)
-    ddp = ray.train.torch.prepare_model(model)
+    ddp = session.prepare(model)  # DDP when world > 1
     seed = cfg.train.seed * 1000 + rank + 1  # each worker its own crops and scales
     torch.manual_seed(seed)
     random.seed(seed)
@@ -154,7 +149,7 @@ def dense_worker(loop_config: dict[str, Any]) -> None:
         loss_sum, window = loss_sum + loss.detach(), window + 1
         done = step == settings.iterations
         if step % log_every == 0 or done:
-            mean_loss = mean_over_workers(loss_sum / window, world)
+            mean_loss = mean_over_workers(loss_sum / window, world)  # sync
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"{task.NAME} loss is {mean_loss} at iteration "
                                          f"{step}; lower {task.NAME}.lr")
@@ -166,7 +161,7 @@ def dense_worker(loop_config: dict[str, Any]) -> None:
             scores = task.evaluate(model, eval_loader, device)
             log.metrics(step, log.scored(scores))
         if done:
-            ray.train.report(log.scored(scores))
+            session.report(log.scored(scores))  # sync
             return
 
 

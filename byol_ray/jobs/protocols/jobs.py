@@ -1,5 +1,7 @@
-"""Driver side of the protocols: one classifier fit is one Ray Train job; a learning-rate grid
-is a small Ray Tune grid of such jobs (or, inside a sweep trial, the same jobs one by one)."""
+"""Driver side of the protocols: one classifier fit is one launched loop (`runtime/launch.py`);
+a learning-rate grid is a small Ray Tune grid of such fits (or, inside a sweep trial, the same
+fits one by one). A one-worker fit inside a Tune trial (a grid's rate, a sweep trial's
+protocol) runs in the trial's own process; others are Ray Train runs."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from ray import tune
 
 from byol_ray.core.config import Config, to_dict
 from byol_ray.jobs.protocols.loop import classifier_worker
-from byol_ray.runtime.cluster import cluster_capacity
-from byol_ray.runtime.trainer import torch_trainer
+from byol_ray.runtime.cluster import cluster_capacity, use_gpu
+from byol_ray.runtime.launch import form_for, launch
+from byol_ray.runtime.ray_launch import trial_resources
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
 
@@ -40,11 +43,15 @@ class Job:
             "cfg": to_dict(self.cfg)}
 
 
-def fit(job: Job, name: str, storage: str) -> dict[str, float]:
-    """Run one job on `scaling.num_workers` workers; its reported metrics."""
-    trainer = torch_trainer(classifier_worker, job.as_dict(), job.cfg,
-                            name=f"{name}-{int(time.time() * 1000)}", storage_path=storage)
-    return dict(trainer.fit().metrics or {})
+def fit(job: Job, name: str, storage: str, in_trial: bool = False) -> dict[str, float]:
+    """Run one job on `scaling.num_workers` workers; its reported metrics. `in_trial`: called
+    inside a Tune trial, where one worker runs in the trial's own process (no checkpoints: a
+    fit's result is its metrics)."""
+    form = form_for(job.cfg, in_trial=in_trial)
+    form = "plain" if form == "trial" else form  # reported to the caller, not to Tune
+    return launch(classifier_worker, job.as_dict(), job.cfg, form=form,
+                  name=f"{name}-{int(time.time() * 1000)}", storage=storage,
+                  keep_checkpoints=False).metrics
 
 
 def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
@@ -52,12 +59,15 @@ def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,
     """The job's metrics at each learning rate: a Ray Tune grid (`with_tune`), else one job
     after another (inside a Tune trial, where a second Tuner does not belong)."""
     if not with_tune:
-        return {lr: fit(dataclasses.replace(job, lr=lr), f"{name}-lr{lr:g}", storage)
-                for lr in lrs}
+        return {lr: fit(dataclasses.replace(job, lr=lr), f"{name}-lr{lr:g}", storage,
+                        in_trial=True) for lr in lrs}
     s = job.cfg.scaling
     fits = int(cluster_capacity().get("CPU", 0) // max(s.num_workers * s.cpus_per_worker, 1e-9))
+    # A one-worker fit runs in the trial's process, which then holds the worker's resources.
+    resources = (trial_resources(job.cfg, use_gpu(job.cfg))
+                 if form_for(job.cfg, in_trial=True) == "trial" else {"CPU": 0})
     tuner = tune.Tuner(
-        tune.with_resources(_lr_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY}),
+        tune.with_resources(_lr_trial, resources | {"memory": TRIAL_DRIVER_MEMORY}),
         param_space={"lr": tune.grid_search(list(lrs)), "job": job, "name": name,
                      "storage": storage},
         tune_config=tune.TuneConfig(max_concurrent_trials=max(1, min(fits, len(lrs)))),
@@ -79,4 +89,5 @@ def _lr_trial(config: dict[str, Any]) -> None:
     function once the job has ended. (Through Train's TuneReportCallback the one report could
     reach Tune after the function returned: the trial then ended without its metrics.)"""
     job = dataclasses.replace(config["job"], lr=config["lr"])
-    tune.report(fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"]))
+    tune.report(fit(job, f"{config['name']}-lr{config['lr']:g}", config["storage"],
+                    in_trial=True))

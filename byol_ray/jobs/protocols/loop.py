@@ -1,4 +1,4 @@
-"""The Ray Train worker of every protocol: train a classifier on a trained encoder, score it.
+"""The loop of every protocol: train a classifier on a trained encoder, score it.
 
 `job` (a plain dict, see `byol_ray.jobs.protocols.jobs.Job`) says which encoder weights, which
 train-split images to fit on, which images to score, and how to train:
@@ -11,7 +11,8 @@ Training images get a random resized crop + flip (`protocol.crop_scale`, the pre
 `augment.flip_p`), ImageFolder's crops cut from the full image by the loader workers (as
 pretraining's); scoring uses the centre view of the kNN monitor. SGD with Nesterov momentum
 0.9 and a per-step cosine decay of the rate to 0. Every worker trains on its shard of each
-batch (DDP) and scores its shard of the scored images; top-1 is summed over workers.
+batch (DDP) and scores its shard of the scored images; top-1 is summed over workers. The
+loop knows its process only through the session (`runtime/session.py`) and imports no Ray.
 """
 
 from __future__ import annotations
@@ -23,30 +24,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import ray
-import ray.train
-import ray.train.torch
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from byol_ray.core.config import from_dict
-from byol_ray.jobs.pretrain.worker import mean_over_workers, with_sync_batchnorm
 from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, load_splits
 from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
+from byol_ray.learn.parallel import mean_over_workers, sum_over_workers, with_sync_batchnorm
 from byol_ray.runtime.progress import Progress
+from byol_ray.runtime.session import Session
 
 
-def classifier_worker(job: dict[str, Any]) -> None:
-    """Ray Train entry point: fit on `job["fit_indices"]` of train, report top-1 on the scored
-    images as `top1` (and the last epoch's mean loss as `train_loss`)."""
+def classifier_worker(session: Session, job: dict[str, Any]) -> None:
+    """Fit on `job["fit_indices"]` of train, report top-1 on the scored images as `top1` (and
+    the last epoch's mean loss as `train_loss`)."""
     cfg = from_dict(job["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world, device = session.rank, session.world, session.device
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     linear = job["mode"] == "linear"
@@ -63,8 +59,7 @@ def classifier_worker(job: dict[str, Any]) -> None:
 
     torch.manual_seed(job["seed"])  # the same head on every worker
     encoder, dim = build_encoder(cfg.model)
-    state = job["encoder_state"]  # an object-store ref: one copy for every worker and trial
-    encoder.load_state_dict(ray.get(state) if isinstance(state, ray.ObjectRef) else state)
+    encoder.load_state_dict(job["encoder_state"])
     layer = nn.Linear(dim, splits.num_classes)
     head = layer
     if linear:  # [P App. C.1]: a linear classifier on the frozen representation
@@ -77,7 +72,7 @@ def classifier_worker(job: dict[str, Any]) -> None:
     else:  # [P App. C.2]: the whole network learns; BN statistics over the global batch
         trained = with_sync_batchnorm(nn.Sequential(encoder, head), device, world)
     encoder.to(device)
-    model = ray.train.torch.prepare_model(trained)
+    model = session.prepare(trained)  # DDP when world > 1
     torch.manual_seed(job["seed"] * 1000 + rank + 1)  # each worker its own crops
 
     batch_size = min(job["batch_size"], len(fit_set)) // world or 1
@@ -114,7 +109,7 @@ def classifier_worker(job: dict[str, Any]) -> None:
                     x = encoder(x)
             loss = F.cross_entropy(model(x), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # sync: DDP's all-reduce
             optimizer.step()
             loss_sum += loss.detach()
             step += 1
@@ -127,19 +122,19 @@ def classifier_worker(job: dict[str, Any]) -> None:
     correct, count = _score(classifier, scored, score_indices, transform, device, rank, world,
                             job["batch_size"])
     metrics = {"top1": 100.0 * correct / max(count, 1), "scored": float(count),
-               "train_loss": mean_over_workers(loss_sum / max(len(loader), 1), world)}
-    _report(metrics, rank)
+               "train_loss": mean_over_workers(loss_sum / max(len(loader), 1), world)}  # sync
+    _report(session, metrics)
 
 
-def _report(metrics: dict[str, float], rank: int) -> None:
-    """Report from every worker; rank 0 attaches the metrics as a checkpoint, which is what
-    `TorchTrainer.fit()` hands back to the driver (Train V2 keeps checkpointed metrics)."""
-    if rank != 0:
-        ray.train.report(metrics)
+def _report(session: Session, metrics: dict[str, float]) -> None:
+    """Report from every worker (sync); rank 0 attaches the metrics as a checkpoint, which is
+    what a Ray Train run hands back to its driver (Train V2 keeps checkpointed metrics)."""
+    if session.rank != 0:
+        session.report(metrics)
         return
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        session.report(metrics, checkpoint=Path(folder))
 
 
 @torch.no_grad()
@@ -154,14 +149,5 @@ def _score(classifier: nn.Module, dataset, indices: list[int], transform, device
         labels = torch.tensor([int(label) for _, label in items])
         predictions = classifier(transform(images)).argmax(dim=1).cpu()
         totals += torch.tensor([int((predictions == labels).sum()), len(items)])
-    if world > 1 and dist.is_initialized():
-        totals = _all_reduce(totals, device)
+    totals = sum_over_workers(totals, device, world)  # sync
     return int(totals[0]), int(totals[1])
-
-
-def _all_reduce(values: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Sum over workers (on the device under NCCL, on the CPU under gloo)."""
-    comm = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    values = values.to(comm)
-    dist.all_reduce(values)
-    return values.cpu()

@@ -32,6 +32,7 @@ import ray
 import torch
 
 from byol_ray.core.config import Config, ConfigError, apply_overrides, validate
+from byol_ray.core.methods import RANDOM_INIT
 from byol_ray.core.presets import PRESETS, get_preset
 from byol_ray.jobs.pretrain.driver import preflight
 from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF
@@ -156,7 +157,7 @@ def _resolve(request: EvalRequest, uri: str,
         if not request.preset:
             raise ConfigError("--preset", "needed with --run random-init: which encoder to "
                                           "initialise")
-        cfg = _eval_config(get_preset(request.preset), request, ["method.name=random_init"],
+        cfg = _eval_config(get_preset(request.preset), request, [f"method.name={RANDOM_INIT.name}"],
                            check_paths)
         torch.manual_seed(cfg.train.seed)  # as a random_init pretraining run at this seed
         state = build_method(cfg).encoder.state_dict()
@@ -305,7 +306,8 @@ def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], wh
         lines.append(f"  learning rate chosen on a held-out part of {where} ({held} images; "
                      f"val top-1 per lr {per_lr_text}): {best:g}")
     say(f"[byol-ray] {key}: final fit at lr {best:g} on {len(final.fit_indices)} images")
-    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage)
+    test = fit(dataclasses.replace(final, lr=best), f"{name}-final", storage,
+               in_trial=not with_tune)
     metrics |= {f"{prefix}/test_top1": test["top1"], f"{prefix}/lr": best,
                 f"{prefix}/test_images": test["scored"]}
     return metrics, lines

@@ -1,11 +1,14 @@
-"""Ablation grids as Ray Tune sweeps: one Tune trial = one Ray Train pretraining run.
+"""Ablation grids as Ray Tune sweeps: one Tune trial = one pretraining run.
 
 `plan` (pure, `byol_ray.jobs.sweep.plan`) expands a grid's cells x seeds into validated trial
 configs; `run_sweep` opens one MLflow parent run for the sweep and one child run per trial,
 skips trials whose child run already FINISHED (that is what `--resume` and `byol-ray
-reproduce` rely on), and runs the rest as Tune trials whose `TorchTrainer` reports to Tune
-through `TuneReportCallback`. A trial's Train run has a stable name, so a re-run continues
-from its last checkpoint.
+reproduce` rely on), and runs the rest as Tune trials. A trial launches its loop
+(`runtime/launch.py`) the cheapest way that keeps its checkpoints: a one-worker trial runs it
+in its own process and reports to Tune itself (checkpoints persisted by Tune under the trial's
+folder, `trial_dir`, named after its child run); a trial of several workers runs a Ray Train
+`TorchTrainer` that reports to Tune through `TuneReportCallback`, under a stable name. Either
+way a re-run continues from the trial's last checkpoint in the storage.
 """
 
 from __future__ import annotations
@@ -207,7 +210,8 @@ def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions
     storage, capacity = absolute_storage(options.storage or "~/ray_results"), cluster_capacity()
     configs = [{"key": t.key, "cfg": to_dict(t.cfg), "run_id": t.run_id, "tracking_uri": uri,
                 "storage": join(storage, f"{name}-{parent_id[:8]}"), "evals": options.evals,
-                "eval_overrides": [o for o in options.overrides if o.startswith("protocol.")]}
+                "eval_overrides": [o for o in options.overrides if o.startswith("protocol.")],
+                "root": storage, "trial_dir": f"{t.key}-{t.run_id[:8]}"}
                for trials, name, parent_id, uri in groups for t in trials]
     trials = [t for group in groups for t in group[0]]
     names = [name for trials_of, name, *_ in groups if trials_of]
@@ -215,22 +219,38 @@ def _tune(groups: list[tuple[list[Trial], str, str, str]], options: SweepOptions
     run_name = (f"{names[0]}-{groups[0][2][:8]}" if len(groups) == 1
                 else f"reproduce-{options.preset}")
     tuner = tune.Tuner(
-        # A trial only drives its Train workers: no CPU of its own (Ray needs some resource);
-        # on the head where it has HEAD_RESOURCE, as the workers' nodes may vanish.
-        tune.with_resources(run_trial, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY} | (
-            {HEAD_RESOURCE: 0.001} if capacity.get(HEAD_RESOURCE) else {})),
+        tune.with_resources(run_trial, lambda config: _trial_resources(config, capacity)),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=options.concurrent or _fits(trials, capacity),
             trial_name_creator=lambda trial: trial.config["trial"]["key"],
-            trial_dirname_creator=lambda trial: trial.config["trial"]["key"],
+            trial_dirname_creator=lambda trial: trial.config["trial"]["trial_dir"],
         ),
         run_config=tune.RunConfig(
             name=f"{run_name}-{int(time.time())}", storage_path=storage,
             callbacks=[ProgressCallback(label, total=len(trials))], verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # in-trial checkpoints
         ),
     )
     tuner.fit()
+
+
+def _trial_resources(config: dict[str, Any], capacity: dict[str, float]):
+    """What a trial reserves: the worker's CPUs (and GPU) when it runs its one worker itself;
+    else nothing but its driver's memory, as it only drives its Train workers (Ray needs some
+    resource). On the head where it has HEAD_RESOURCE, as the workers' nodes may vanish."""
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    from byol_ray.core.config import from_dict
+    from byol_ray.runtime.cluster import use_gpu
+    from byol_ray.runtime.launch import form_for
+    from byol_ray.runtime.ray_launch import trial_resources
+
+    cfg = from_dict(config["trial"]["cfg"])
+    own = (trial_resources(cfg, use_gpu(cfg)) if form_for(cfg, in_trial=True) == "trial"
+           else {"CPU": 0})
+    return resource_dict_to_pg_factory(own | {"memory": TRIAL_DRIVER_MEMORY} | (
+        {HEAD_RESOURCE: 0.001} if capacity.get(HEAD_RESOURCE) else {}))
 
 
 def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
@@ -246,20 +266,26 @@ def _fits(trials: list[Trial], resources: dict[str, float]) -> int:
 
 
 def run_trial(config: dict[str, Any]) -> None:
-    """Tune trainable: fit one TorchTrainer and end its MLflow child run."""
-    from ray.tune.integration.ray_train import TuneReportCallback
-
+    """Tune trainable: launch the trial's pretraining loop (in this process for one worker,
+    else a Ray Train run reporting to Tune), its protocols, and end its MLflow child run."""
     from byol_ray.core.config import from_dict
-    from byol_ray.jobs.pretrain.driver import build_trainer
+    from byol_ray.jobs.pretrain.driver import launch_pretraining
     from byol_ray.jobs.protocols.run import evaluate_trial
+    from byol_ray.runtime.launch import form_for
     from byol_ray.runtime.lifecycle import tracked_run
 
     trial = config["trial"]
     cfg, uri, run_id = from_dict(trial["cfg"]), trial["tracking_uri"], trial["run_id"]
     started = time.perf_counter()
+    form = form_for(cfg, in_trial=True)
+    if form == "trial":  # Tune persists the checkpoints; a resume looks for them under root
+        where = {"root": trial["root"], "trial_dir": trial["trial_dir"]}
+    else:
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        where = {"storage": trial["storage"], "callbacks": [TuneReportCallback()]}
     with tracked_run(cfg, uri, run_id=run_id, journal=True) as run:  # workers log via journal
-        build_trainer(cfg, run_id, uri, storage_path=trial["storage"], name=trial["key"],
-                      callbacks=[TuneReportCallback()]).fit()
+        launch_pretraining(cfg, run_id, uri, form=form, name=trial["key"], **where)
         if trial["evals"]:  # the paper's protocols, as part of the trial
             evaluate_trial(trial["evals"], run_id, uri, trial["storage"],
                            trial["eval_overrides"])

@@ -12,7 +12,7 @@
   with depth, so `none` is meant for the small CNN and for the collapse ablation).
 
 Only `batch` holds batch statistics, so only it becomes SyncBN or a `GroupBatchNorm` on
-several workers (`worker.with_sync_batchnorm`, `batch_groups.within_groups` convert
+several workers (`learn.parallel.with_sync_batchnorm`, `batch_groups.within_groups` convert
 `_BatchNorm`s only).
 
 Constants: `GROUPS` = 32 and `WS_EPS` = 1e-5 are Wu & He 2018's group norm default and a
