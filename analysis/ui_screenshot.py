@@ -30,11 +30,13 @@ from typing import Any
 from devtools import HeadlessChromium
 from PIL import Image
 
+from byol_ray.runtime.tracking.ui import runs_page
+
 WIDTH, HEIGHT = 1600, 1040
 MAX_BYTES = 300_000  # the README's picture stays small
 CHARTS = ("bar:eval/few_label_knn_top1,bar:eval/knn_top1,bar:eval/linear_top1,"
           "line:eval/few_label_knn_top1,line:train/loss,line:train/tau")
-# The MLflow UI's own localStorage keys (MLflow 3.17's JavaScript bundle)
+# The MLflow UI's own localStorage keys (MLflow 3.17's and 3.18's JavaScript bundles)
 PAGE_STATE_KEY = 'MLflowLocalStorage-1.1-ExperimentPage-["{experiment_id}"]-ReactComponentState'
 CHART_SECTION = "trials compared"
 ASSISTANT_CLOSED = {"mlflow.assistant.panelOpen_v1": "false",
@@ -72,10 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"ui_screenshot: no run of {args.experiment!r} matches {args.filter!r}")
         query = urllib.parse.urlencode(
             {"searchFilter": args.filter, "orderByKey": f"metrics.`{args.sort}`",
-             "orderByAsc": "false", "compareRunsMode": "CHART",
-             "workflowType": "machine_learning"},
+             "orderByAsc": "false", "compareRunsMode": "CHART"},
             quote_via=urllib.parse.quote)
-        url = f"{base}/#/experiments/{experiment_id}/runs?{query}"
+        url = f"{runs_page(base, experiment_id)}&{query}"  # the runs table, model-training view
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as profile, \

@@ -177,8 +177,10 @@ def load_grid(name: str) -> Grid:
 
 
 def summary(result: SweepResult) -> str:
-    """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status."""
+    """Per trial: axis value, kNN / linear top-1, collapsed or not, and its MLflow status; then
+    where to browse the sweep's experiment (`ui.browse_hint`)."""
     from byol_ray.runtime.tracking.run import Run
+    from byol_ray.runtime.tracking.ui import browse_hint
 
     rows = [("trial", "axis", "value", "kNN top-1", "few-label kNN", "linear top-1", "collapsed",
              "status")]
@@ -198,6 +200,8 @@ def summary(result: SweepResult) -> str:
              "test split (kNN k=20, with every label or a few per class, and linear probe on "
              "frozen features)"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    experiment_id = Run(result.tracking_uri, result.parent_run_id).read().experiment_id
+    lines.append(browse_hint(result.tracking_uri, experiment_id))
     return "\n".join(lines)
 
 

@@ -37,8 +37,10 @@ OUR_TAGS = ("[byol-ray]", "[sweep")  # how every console line of ours begins, fr
 # Loggers whose console output moves to the driver's log file (children propagate to them).
 LOGGERS = ("", "ray", "mlflow", "alembic")
 # Ray Tune's old console reporter, which prints nothing at verbose=0 (the new one prints the
-# configuration box and TensorBoard hint at any verbosity).
-QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
+# configuration box and TensorBoard hint at any verbosity); and no "View run ... at" links from
+# MLflow's client as a run ends on a server: they open on the UI's GenAI page (MLflow 3.18);
+# ours open on the runs table (`tracking.ui`).
+QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 # Read by the raylet of a cluster we start: its "N PYTHON worker processes have been started
 # ... maximum expected startup concurrency" warning counts against this (default: the CPUs;
 # a sweep's trial drivers, Train controllers and workers are far more on a 2-core machine).

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from byol_ray.runtime.tracking.run import Run
+from byol_ray.runtime.tracking.ui import browse_hint
 
 
 def print_run_summary(run_id: str, uri: str) -> None:
     """Print the run's kNN / linear top-1 beside the random-init baseline, and where it lives
-    (`uri`: the resolved tracking URI)."""
+    (`uri`: the resolved tracking URI; the `mlflow ui` command and its runs table's URL)."""
     run = Run(uri, run_id).read()
     metrics, tags, params = run.metrics, run.tags, run.params
     k = params.get("eval.knn_k", "[20]").strip("[]").split(",")[0].strip()
@@ -30,4 +31,4 @@ def print_run_summary(run_id: str, uri: str) -> None:
     if "eval/embedding_std" in metrics:
         state = "COLLAPSED" if metrics.get("eval/collapsed") else "not collapsed"
         print(f"embedding std x sqrt(d): {metrics['eval/embedding_std']:.3f} ({state})")
-    print(f"browse: mlflow ui --backend-store-uri {uri}")
+    print(browse_hint(uri, run.experiment_id))

@@ -44,12 +44,13 @@ class RunRecord:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    experiment_id: str = ""  # where the UI lists it (`ui.runs_page`)
 
     @classmethod
     def of(cls, run: mlflow.entities.Run) -> RunRecord:
         """The record of a run MLflow returned."""
         return cls(run.info.run_id, run.info.status, dict(run.data.metrics),
-                   dict(run.data.params), dict(run.data.tags))
+                   dict(run.data.params), dict(run.data.tags), run.info.experiment_id)
 
     def describes(self, cfg: Config) -> bool:
         """Whether `Run.describe` completed for this run (every param of the config is here)."""

@@ -17,8 +17,9 @@ from mlflow.tracking import MlflowClient
 from byol_ray.core.config import ConfigError
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-# MLflow 3's UI opens an experiment on its runs (not its GenAI overview) when it carries this
-# tag (the UI's ExperimentKind enum: custom_model_development vs genai_development).
+# MLflow 3's UI up to 3.17 opens an experiment on its runs (not its GenAI overview) when it
+# carries this tag (the UI's ExperimentKind enum: custom_model_development vs genai_development);
+# 3.18 decides by a global setting instead, so links name the view (`ui.runs_page`).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 TRACKING_URI_FIELD = "--tracking-uri"  # how errors name the tracking URI
 # Schemes MLflow has a tracking store for (a database URI may name its driver: mysql+pymysql).
