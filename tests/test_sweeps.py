@@ -104,10 +104,9 @@ def test_trial_configs_carry_their_cell_and_the_sweep_settings():
 
 
 @pytest.mark.parametrize("grid", GRID_ORDER)
-def test_dry_run_prints_the_trials_without_starting_anything(grid):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / f"{grid}.py"), "--preset", "imagenet",
-         "--seeds", "2", "--dry-run"], capture_output=True, text=True, timeout=120)
+def test_dry_run_prints_the_trials_without_starting_anything(grid, script):
+    proc = script(ROOT / "sweeps" / f"{grid}.py", "--preset", "imagenet", "--seeds", "2",
+                  "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert main_dry_run_keys(proc.stdout) == keys(grid, "imagenet", seeds=2)
     assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
@@ -128,13 +127,11 @@ def test_a_bad_target_init_exits_2_naming_the_field(capsys):
         capsys.readouterr().err)
 
 
-def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost():
+def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost(script):
     """Issues 19 and 20: Fig. 3a at 3 seeds on imagenet-300 keeps the optimiser batch 4096 and
     its lr, computes BN and negatives in groups of B, and costs thousands of GPU-hours."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / "batch_size.py"), "--preset", "imagenet-300",
-         "--seeds", "3", "--dry-run", "--gpus", "64"], capture_output=True, text=True,
-        timeout=120)
+    proc = script(ROOT / "sweeps" / "batch_size.py", "--preset", "imagenet-300", "--seeds", "3",
+                  "--dry-run", "--gpus", "64")
     assert proc.returncode == 0, proc.stderr
     row = next(line.split() for line in proc.stdout.splitlines()
                if line.startswith("byol-batch_size=64-s0 "))
@@ -169,10 +166,9 @@ def test_dry_run_shows_each_preset_s_protocols_and_simclr_s_settings(capsys):
     assert (byol.optim.base_lr, byol.model.proj_dim) == (0.2, 256)
 
 
-def test_a_bad_override_stops_the_sweep_before_ray_starts():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
-         "--set", "data.batch_size=0"], capture_output=True, text=True, timeout=120)
+def test_a_bad_override_stops_the_sweep_before_ray_starts(script):
+    proc = script(ROOT / "sweeps" / "ema_decay.py", "--preset", "cpu-mini",
+                  "--set", "data.batch_size=0")
     assert proc.returncode == 2
     assert "data.batch_size: 0 is out of range" in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr
