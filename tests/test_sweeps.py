@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from console_lines import Lines
+from console_lines import PATIENCE_S, Lines
 from local_servers import kill_session, paused_pid, ray_node
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -192,7 +192,7 @@ def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     workers included). Returns the driver's output."""
     marker = tmp_path / f"paused-at-{point}"
     driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
-    assert paused_pid(driver, marker, point, timeout_s=400) == driver.pid
+    assert paused_pid(driver, marker, point, timeout_s=PATIENCE_S) == driver.pid
     kill_session(driver)
     out, _ = driver.communicate()
     marker.unlink()
@@ -215,6 +215,7 @@ SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * PATIENCE_S)  # three drivers, each may take PATIENCE_S under load
 def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_parent_closes(
         tmp_path):
     """A diverging trial ends FAILED and the sweep goes on. The driver is SIGKILLed twice at
@@ -246,7 +247,7 @@ def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_pare
     assert failed.data.params["method.name"] == "byol"  # described on resume
 
     driver = _sweep(tmp_path, *args, "--resume")
-    out, _ = driver.communicate(timeout=400)
+    out, _ = driver.communicate(timeout=PATIENCE_S)
     assert driver.returncode == 1, out[-4000:]
     assert "2 trials: 1 finished before, 1 to run" in out and f"FAILED {byol}" in out
     _, parents, children = _runs(tmp_path)
@@ -295,6 +296,7 @@ def _resumed_epochs(out: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5 * PATIENCE_S)  # above its waits: each may take PATIENCE_S under load
 def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path, capsys,
                                                                         ray_head):
     """One sweep of three trials, two faults, three runs.
@@ -342,7 +344,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
         console = Lines(driver)
         console.wait_for("resumed from checkpoint after epoch")
         kill_session(cluster)
-        driver.wait(timeout=300)
+        driver.wait(timeout=PATIENCE_S)
     out = console.text()
     assert driver.returncode == 1, out[-4000:]
     assert f"3 trials: {len(finished_before)} finished before, " in out
@@ -360,7 +362,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
 
     # 3. `--resume` on another `ray start` cluster (the module's) finishes the sweep.
     resumed = _sweep(tmp_path, *SMALL, "--resume", "--address", ray_head.address)
-    out, _ = resumed.communicate(timeout=500)
+    out, _ = resumed.communicate(timeout=PATIENCE_S)
     assert resumed.returncode == 0, out[-4000:]
     assert f"3 trials: {len(finished_before)} finished before" in out
     epochs = _resumed_epochs(out)

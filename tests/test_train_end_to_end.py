@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from console_lines import PATIENCE_S
 from mlflow.tracking import MlflowClient
 
 from byol_ray.cli.main import resolve_config
@@ -128,6 +129,7 @@ def test_a_failing_run_ends_failed_with_its_reason(ray_cluster, tmp_path):
         "failure_reason"].lower()
 
 
+@pytest.mark.timeout(3 * PATIENCE_S)  # above its waits: each may take PATIENCE_S under load
 def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_once(
         ray_cluster, tmp_path):
     """FailureConfig: once Ray has registered a checkpoint, SIGKILL one of this run's Train
@@ -154,7 +156,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
     thread.start()
     registered = _wait_for_registered_checkpoint(tmp_path / "ray", thread, outcome)
     os.kill(_train_worker_pid_of_this_job(), signal.SIGKILL)
-    thread.join(timeout=400)
+    thread.join(timeout=PATIENCE_S)
     assert "result" in outcome, f"the run did not recover: {outcome.get('error')!r}"
 
     resumed = _resumed_epochs_in_worker_logs()
@@ -169,7 +171,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
 
 
 def _wait_for_registered_checkpoint(storage: Path, thread, outcome: dict,
-                                    timeout: float = 300) -> int:
+                                    timeout: float = PATIENCE_S) -> int:
     """The epoch of the first checkpoint that Ray Train's controller registered: the one it
     hands a restarted worker group (written to its snapshot file at registration), not merely
     a `state.pt` a worker uploaded."""
