@@ -1,11 +1,12 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
+# While working: `make check` (lint and the fast tier, minutes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint bench clean docs docs-check
+.PHONY: demo check test lint bench clean docs docs-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +17,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## every ablation grid on the cpu-mini preset, 2 seeds, tracked in ./mlflow.db
 	$(BIN)/byol-ray reproduce --preset cpu-mini --seeds 2
 
-test: $(STAMP) lint docs-check  ## the whole suite, slow end-to-end tests included
-	$(BIN)/pytest -q; rc=$$?; \
+# pytest's exit status 5 (no test collected) is a failure, not a pass.
+PYTEST_NONE_FAILS = rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
+check: $(STAMP) lint  ## lint and every test not marked slow: no Ray, no server, no training
+	$(BIN)/pytest -q -m "not slow"; $(PYTEST_NONE_FAILS)
+
+# The whole suite needs the bench extra too: tests/test_bench_contenders.py compares our step
+# with lightly's and byol-pytorch's. --durations: the slowest tests, named on every run.
+test: $(BENCH_STAMP) lint docs-check  ## the whole suite, slow end-to-end tests included (what CI runs)
+	$(BIN)/pytest -q --durations=25; $(PYTEST_NONE_FAILS)
+
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --progress-bar off -e ".[dev,bench]"
+	$(BIN)/pip install --progress-bar off -e ".[dev,docs,bench]"
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)  ## speed and memory ratios side by side (not tests); results in bench.json

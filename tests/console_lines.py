@@ -1,5 +1,7 @@
 """A child process's console read in the background, so a test waits on real state (a line,
-a file, a store) while the process runs, never on a sleep."""
+a file, a store) while the process runs, never on a sleep. The default deadline is one a
+loaded machine meets (load 10-30 on 2 cores: Ray's start and an epoch of cpu-mini took over
+300 s there); a test waiting on it needs a pytest timeout above its waits."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+PATIENCE_S = 900  # how long a wait on a running process's state may take, at most
 
 
 class Lines:
@@ -19,12 +23,13 @@ class Lines:
         self.proc = proc
         self.thread.start()
 
-    def wait_for(self, text: str, timeout: float = 300) -> int:
+    def wait_for(self, text: str, timeout: float = PATIENCE_S) -> int:
         """The index of the first line holding `text`, once it is there."""
         return self.wait_until(f"{text!r}", lambda: [
             i for i, line in enumerate(self.lines) if text in line], timeout)[0]
 
-    def wait_until(self, what: str, condition: Callable[[], Any], timeout: float = 400) -> Any:
+    def wait_until(self, what: str, condition: Callable[[], Any],
+                   timeout: float = PATIENCE_S) -> Any:
         """What `condition()` returns once it is true (it reads real state: files, a store,
         this console), polled while the process runs."""
         deadline = time.monotonic() + timeout

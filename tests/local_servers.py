@@ -25,13 +25,17 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from byol_ray.core.config import ConfigError
 from byol_ray.runtime.tracking.store import check_tracking_store
 
 BIN = Path(sys.executable).parent
+# How long a server of a test may take to start: seconds when idle, minutes on the loaded 2-core
+# machine (load 10-30), where its imports alone are slow. Each wait also fails at once when
+# the server's process ends.
+START_PATIENCE_S = 600
 # Ray's ports that default to fixed numbers, shared with other Ray clusters on this machine;
 # the first three only a head opens.
 RAY_PORT_FLAGS = ("port", "dashboard-port", "ray-client-server-port",
@@ -75,7 +79,7 @@ def ray_node(head: str | None = None, ip: str = "127.0.0.1", num_cpus: int = 2,
         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         cwd=folder.parent, env=env)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + START_PATIENCE_S
         while "Ray runtime started" not in log.read_text():
             assert node.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
@@ -166,10 +170,10 @@ def moto_s3(folder: Path, bucket: str = "byol-ray") -> Iterator[S3]:
                               stdout=(folder / "moto.log").open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + START_PATIENCE_S
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=10).close()
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, (
@@ -250,6 +254,15 @@ class Postgres:
     def env(self) -> dict[str, str]:
         return {"PGPASSFILE": str(self.passfile)}
 
+    def copy(self, database: str) -> Postgres:
+        """A new database `database` on this server, a copy of this one (CREATE DATABASE ...
+        TEMPLATE: a file copy, milliseconds, where MLflow's migrations take minutes on a
+        loaded machine). Nothing may be connected to this database meanwhile."""
+        _setup([pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
+                "-T", self.database, database],
+               env={**os.environ, **self.env, "PGCONNECT_TIMEOUT": "30"})
+        return replace(self, database=database)
+
     def query(self, sql: str) -> list[tuple]:
         """The rows of one SQL statement in the database (psycopg, logging in with the
         passfile): what MLflow really stored there."""
@@ -291,7 +304,7 @@ def postgres(max_connections: int = 300) -> Iterator[Postgres]:
                 [*as_user, pg_bin("postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1",
                  "-p", str(port), "-k", str(folder), "-c", f"max_connections={max_connections}"],
                 stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + START_PATIENCE_S
         while subprocess.run([pg_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
                              check=False).returncode:
             assert server.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -342,7 +355,7 @@ class MlflowServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = folder / "server.log"
 
-    def start(self, timeout_s: float = 600) -> None:
+    def start(self, timeout_s: float = START_PATIENCE_S) -> None:
         """Start it; return once a real API call answers. The first start over an empty
         database creates MLflow's tables first: seconds on an idle machine, over 4 minutes
         over PostgreSQL on the loaded 2-core one."""

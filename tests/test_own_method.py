@@ -70,6 +70,20 @@ def own_package(tmp_path):
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
+@pytest.fixture
+def own_importable(own_package, tmp_path, monkeypatch):
+    """`mymethods` importable in this process (as a command run here would find it on
+    PYTHONPATH), none of its modules left cached from another test's folder."""
+    def forget() -> None:
+        for name in [m for m in sys.modules if m.split(".")[0] == "mymethods"]:
+            del sys.modules[name]
+
+    forget()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    forget()
+
+
 def run(args: list[str], env: dict[str, str], cwd, timeout: float = 500):
     """A command in a fresh Python process, its console captured (its imports of torch, Ray
     and MLflow alone take minutes on a loaded 2-core machine; under the 600 s test limit)."""
@@ -85,18 +99,16 @@ def run(args: list[str], env: dict[str, str], cwd, timeout: float = 500):
     ("mymethods.broken:Align", "importing mymethods.broken failed: RuntimeError: no GPU here"),
     ("mymethods.align", "is not one of: byol, simclr, random_init, package.module:Class"),
 ])
-def test_a_method_without_the_interface_exits_2_naming_method_name(name, missing, own_package,
-                                                                   tmp_path):
-    proc = run(["-m", "byol_ray.cli", "train", "--preset", "cpu-mini", "--set",
-                f"method.name={name}", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"],
-               own_package, tmp_path)
+def test_a_method_without_the_interface_exits_2_naming_method_name(name, missing,
+                                                                   own_importable, tmp_path, cli):
+    proc = cli("train", "--preset", "cpu-mini", "--set", f"method.name={name}",
+               "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.startswith("byol-ray: error: method.name: ") and missing in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.db").exists()
 
 
-def test_a_method_taking_any_arguments_passes_the_check(own_package, tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
+def test_a_method_taking_any_arguments_passes_the_check(own_importable):
     cfg = get_preset("cpu-mini")
     cfg.method.name = "mymethods.align:AnyArguments"
     check_method(cfg)  # no ConfigError: built as cls(encoder, feat_dim, model, method)

@@ -10,13 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from console_lines import Lines
+from console_lines import PATIENCE_S, Lines
 from local_servers import MlflowServer
 from mlflow.tracking import MlflowClient
 
 
-def byol_ray(*args: str, cwd=None, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
-    """`byol-ray ARGS` in a fresh Python process, as a user runs it."""
+def byol_ray(*args: str, cwd=None, timeout: float = 500, env=None) -> subprocess.CompletedProcess:
+    """`byol-ray ARGS` in a fresh Python process, as a user runs it (for commands that start
+    Ray; the others run in-process through the `cli` fixture)."""
     return subprocess.run([sys.executable, "-m", "byol_ray.cli", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd, env=env)
 
@@ -34,9 +35,9 @@ def closed_port():
 
 @pytest.mark.parametrize("command", [("train",), ("sweep", "ema_decay")])
 def test_unreachable_tracking_server_exits_2_naming_the_uri_before_ray_starts(
-        command, closed_port, tmp_path):
+        command, closed_port, tmp_path, cli):
     uri = f"http://127.0.0.1:{closed_port}"
-    proc = byol_ray(*command, "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
+    proc = cli(*command, "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr  # one line, no traceback
@@ -45,18 +46,18 @@ def test_unreachable_tracking_server_exits_2_naming_the_uri_before_ray_starts(
 
 
 @pytest.mark.parametrize("uri", ["htp:/bad", "htp://bad", "http:/127.0.0.1:5000"])
-def test_malformed_tracking_uri_exits_2_naming_it(uri, tmp_path):
-    proc = byol_ray("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
+def test_malformed_tracking_uri_exits_2_naming_it(uri, tmp_path, cli):
+    proc = cli("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip() == (f"byol-ray: error: --tracking-uri: {uri!r} is not a tracking "
                                    "URI; use http(s)://HOST:PORT, sqlite:///PATH.db or a folder")
     assert not list(tmp_path.iterdir()), "nothing may be created"
 
 
-def test_sqlite_store_where_no_folder_can_be_made_exits_2(tmp_path):
+def test_sqlite_store_where_no_folder_can_be_made_exits_2(tmp_path, cli):
     (tmp_path / "a_file").write_text("")
     uri = f"sqlite:///{tmp_path}/a_file/mlflow.db"
-    proc = byol_ray("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
+    proc = cli("train", "--preset", "cpu-mini", "--tracking-uri", uri, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{tmp_path}/a_file is not a writable folder" in proc.stderr
 
@@ -75,7 +76,7 @@ def test_sqlite_store_in_a_missing_folder_exits_2_and_makes_no_folder(tmp_path):
 # ---------------------------------------------------------------- 7. bad input
 
 
-def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp_path):
+def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp_path, cli):
     """Every file torchvision reads exists, but holds the wrong bytes (a broken download)."""
     from torchvision.datasets import CIFAR10
 
@@ -83,8 +84,8 @@ def test_cifar_files_failing_torchvisions_md5_check_exit_2_before_ray_starts(tmp
     folder.mkdir(parents=True)
     for name, _ in [*CIFAR10.train_list, *CIFAR10.test_list, (CIFAR10.meta["filename"], "")]:
         (folder / name).write_bytes(b"truncated download")
-    proc = byol_ray("train", "--preset", "cifar10", "--set", f"data.root={tmp_path / 'cifar'}",
-                    cwd=tmp_path)
+    proc = cli("train", "--preset", "cifar10", "--set", f"data.root={tmp_path / 'cifar'}",
+               cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("byol-ray: error: data.root: data_batch_1, ")
     assert "failed torchvision's integrity (md5) check" in proc.stderr
@@ -108,6 +109,7 @@ SHORT_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BA
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * PATIENCE_S)  # above its waits: each may take PATIENCE_S under load
 def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_server,
                                                                           tmp_path):
     """Stop the server mid-run for longer than the client's retries, then start it again on
@@ -130,7 +132,7 @@ def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_
         console.wait_for(f"[byol-ray] epoch {epochs}/{epochs}")  # trained on without a server
         mlflow_server.start()
         back = console.wait_for("back after")
-        assert proc.wait(timeout=400) == 0, console.text()[-4000:]
+        assert proc.wait(timeout=PATIENCE_S) == 0, console.text()[-4000:]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -148,7 +150,7 @@ def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_
 
 @pytest.mark.slow
 def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
-        mlflow_server, tmp_path, monkeypatch):
+        mlflow_server, tmp_path, monkeypatch, cli):
     """A run that ends while its server is still away says so on the console and keeps its
     metrics and its end in the journal; `byol-ray sync` delivers them, each epoch once."""
     from byol_ray.cli.main import resolve_config
@@ -170,7 +172,7 @@ def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
     assert not finish_run(mlflow_server.uri, run_id, journal=journal, timeout_s=5)
 
     mlflow_server.start()
-    proc = byol_ray("sync", "--journal", journal, cwd=tmp_path)
+    proc = cli("sync", "--journal", journal, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "delivered 4 buffered record(s)" in proc.stdout
     client = MlflowClient(mlflow_server.uri)
@@ -179,7 +181,7 @@ def test_records_kept_while_the_server_never_came_back_are_delivered_by_sync(
     history = client.get_metric_history(run_id, "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
     assert not list(Path(journal).iterdir())
-    proc = byol_ray("sync", "--journal", journal, cwd=tmp_path)
+    proc = cli("sync", "--journal", journal, cwd=tmp_path)
     assert proc.returncode == 0 and "nothing to deliver" in proc.stdout
 
 
@@ -237,10 +239,10 @@ def test_a_failed_train_exits_1_with_its_reason_on_one_line(tmp_path):
     assert run.info.status == "FAILED" and "diverged" in run.data.tags["failure_reason"]
 
 
-def test_reproduce_dry_run_exits_0_and_a_bad_reproduce_exits_2(tmp_path):
-    proc = byol_ray("reproduce", "--preset", "cpu-mini", "--dry-run", cwd=tmp_path)
+def test_reproduce_dry_run_exits_0_and_a_bad_reproduce_exits_2(tmp_path, cli):
+    proc = cli("reproduce", "--preset", "cpu-mini", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "random-init" in proc.stdout
-    proc = byol_ray("reproduce", "--preset", "cpu-mini", "--tracking-uri", "htp:/bad",
-                    cwd=tmp_path)
+    proc = cli("reproduce", "--preset", "cpu-mini", "--tracking-uri", "htp:/bad",
+               cwd=tmp_path)
     assert proc.returncode == 2 and "--tracking-uri: 'htp:/bad'" in proc.stderr

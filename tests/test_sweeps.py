@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from console_lines import Lines
+from console_lines import PATIENCE_S, Lines
 from local_servers import kill_session, paused_pid, ray_node
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -104,10 +104,9 @@ def test_trial_configs_carry_their_cell_and_the_sweep_settings():
 
 
 @pytest.mark.parametrize("grid", GRID_ORDER)
-def test_dry_run_prints_the_trials_without_starting_anything(grid):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / f"{grid}.py"), "--preset", "imagenet",
-         "--seeds", "2", "--dry-run"], capture_output=True, text=True, timeout=120)
+def test_dry_run_prints_the_trials_without_starting_anything(grid, script):
+    proc = script(ROOT / "sweeps" / f"{grid}.py", "--preset", "imagenet", "--seeds", "2",
+                  "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert main_dry_run_keys(proc.stdout) == keys(grid, "imagenet", seeds=2)
     assert "Ray" not in proc.stderr and "8 CPU" in proc.stdout
@@ -129,13 +128,11 @@ def test_a_bad_target_init_exits_2_naming_the_field(capsys):
         capsys.readouterr().err)
 
 
-def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost():
+def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost(script):
     """Issues 19 and 20: Fig. 3a at 3 seeds on imagenet-300 keeps the optimiser batch 4096 and
     its lr, computes BN and negatives in groups of B, and costs thousands of GPU-hours."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / "batch_size.py"), "--preset", "imagenet-300",
-         "--seeds", "3", "--dry-run", "--gpus", "64"], capture_output=True, text=True,
-        timeout=120)
+    proc = script(ROOT / "sweeps" / "batch_size.py", "--preset", "imagenet-300", "--seeds", "3",
+                  "--dry-run", "--gpus", "64")
     assert proc.returncode == 0, proc.stderr
     row = next(line.split() for line in proc.stdout.splitlines()
                if line.startswith("byol-batch_size=64-s0 "))
@@ -170,10 +167,9 @@ def test_dry_run_shows_each_preset_s_protocols_and_simclr_s_settings(capsys):
     assert (byol.optim.base_lr, byol.model.proj_dim) == (0.2, 256)
 
 
-def test_a_bad_override_stops_the_sweep_before_ray_starts():
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "sweeps" / "ema_decay.py"), "--preset", "cpu-mini",
-         "--set", "data.batch_size=0"], capture_output=True, text=True, timeout=120)
+def test_a_bad_override_stops_the_sweep_before_ray_starts(script):
+    proc = script(ROOT / "sweeps" / "ema_decay.py", "--preset", "cpu-mini",
+                  "--set", "data.batch_size=0")
     assert proc.returncode == 2
     assert "data.batch_size: 0 is out of range" in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr
@@ -197,7 +193,7 @@ def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     workers included). Returns the driver's output."""
     marker = tmp_path / f"paused-at-{point}"
     driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
-    assert paused_pid(driver, marker, point, timeout_s=400) == driver.pid
+    assert paused_pid(driver, marker, point, timeout_s=PATIENCE_S) == driver.pid
     kill_session(driver)
     out, _ = driver.communicate()
     marker.unlink()
@@ -220,6 +216,7 @@ SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * PATIENCE_S)  # three drivers, each may take PATIENCE_S under load
 def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_parent_closes(
         tmp_path):
     """A diverging trial ends FAILED and the sweep goes on. The driver is SIGKILLed twice at
@@ -251,7 +248,7 @@ def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_pare
     assert failed.data.params["method.name"] == "byol"  # described on resume
 
     driver = _sweep(tmp_path, *args, "--resume")
-    out, _ = driver.communicate(timeout=400)
+    out, _ = driver.communicate(timeout=PATIENCE_S)
     assert driver.returncode == 1, out[-4000:]
     assert "2 trials: 1 finished before, 1 to run" in out and f"FAILED {byol}" in out
     _, parents, children = _runs(tmp_path)
@@ -274,11 +271,11 @@ def ray_head() -> Iterator[subprocess.Popen]:
 def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path, ray_head):
     """8 GPU workers per trial on this CPU-only Ray cluster: a clear error, not a hang."""
     driver = _sweep(tmp_path, "--set", "scaling.use_gpu=true", "--address", ray_head.address)
-    out, _ = driver.communicate(timeout=120)
+    out, _ = driver.communicate(timeout=600)  # a fresh driver's imports: minutes under load
     assert driver.returncode == 2, out[-3000:]
     assert "scaling.use_gpu: true, but the Ray cluster has no GPUs" in out
     driver = _sweep(tmp_path, "--set", "scaling.num_workers=64", "--address", ray_head.address)
-    out, _ = driver.communicate(timeout=120)
+    out, _ = driver.communicate(timeout=600)
     assert driver.returncode == 2, out[-3000:]
     assert "scaling.num_workers: 64 workers x 0.5 CPUs need 32 CPUs" in out
 
@@ -300,6 +297,7 @@ def _resumed_epochs(out: str) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5 * PATIENCE_S)  # above its waits: each may take PATIENCE_S under load
 def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path, capsys,
                                                                         ray_head):
     """One sweep of three trials, two faults, three runs.
@@ -347,7 +345,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
         console = Lines(driver)
         console.wait_for("resumed from checkpoint after epoch")
         kill_session(cluster)
-        driver.wait(timeout=300)
+        driver.wait(timeout=PATIENCE_S)
     out = console.text()
     assert driver.returncode == 1, out[-4000:]
     assert f"3 trials: {len(finished_before)} finished before, " in out
@@ -365,7 +363,7 @@ def test_a_sweep_resumes_through_a_killed_driver_and_a_lost_ray_cluster(tmp_path
 
     # 3. `--resume` on another `ray start` cluster (the module's) finishes the sweep.
     resumed = _sweep(tmp_path, *SMALL, "--resume", "--address", ray_head.address)
-    out, _ = resumed.communicate(timeout=500)
+    out, _ = resumed.communicate(timeout=PATIENCE_S)
     assert resumed.returncode == 0, out[-4000:]
     assert f"3 trials: {len(finished_before)} finished before" in out
     epochs = _resumed_epochs(out)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from console_lines import PATIENCE_S
 from mlflow.tracking import MlflowClient
 
 from byol_ray.cli.main import resolve_config
@@ -70,12 +71,9 @@ def _assert_no_secret(client: MlflowClient, run, console: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
+def ray_cluster(ray_joined):
+    """The session's local Ray cluster, this process its driver (tests/conftest.py)."""
+    return ray_joined
 
 
 def _pretrain(tmp_path, *overrides):
@@ -131,6 +129,7 @@ def test_a_failing_run_ends_failed_with_its_reason(ray_cluster, tmp_path):
         "failure_reason"].lower()
 
 
+@pytest.mark.timeout(3 * PATIENCE_S)  # above its waits: each may take PATIENCE_S under load
 def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_once(
         ray_cluster, tmp_path):
     """FailureConfig: once Ray has registered a checkpoint, SIGKILL one of this run's Train
@@ -157,7 +156,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
     thread.start()
     registered = _wait_for_registered_checkpoint(tmp_path / "ray", thread, outcome)
     os.kill(_train_worker_pid_of_this_job(), signal.SIGKILL)
-    thread.join(timeout=400)
+    thread.join(timeout=PATIENCE_S)
     assert "result" in outcome, f"the run did not recover: {outcome.get('error')!r}"
 
     resumed = _resumed_epochs_in_worker_logs()
@@ -172,7 +171,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_logging_each_epoch_onc
 
 
 def _wait_for_registered_checkpoint(storage: Path, thread, outcome: dict,
-                                    timeout: float = 300) -> int:
+                                    timeout: float = PATIENCE_S) -> int:
     """The epoch of the first checkpoint that Ray Train's controller registered: the one it
     hands a restarted worker group (written to its snapshot file at registration), not merely
     a `state.pt` a worker uploaded."""
@@ -220,16 +219,19 @@ def _actors_of_this_job(class_name: str) -> list[dict]:
 
 
 def _resumed_epochs_in_worker_logs() -> list[int]:
-    """Epochs of the "resumed from checkpoint after epoch N" lines the workers of this Ray
-    session printed (rank 0 and 1 both restore)."""
+    """Epochs of the "resumed from checkpoint after epoch N" lines the Train workers of this
+    test's Ray job printed (rank 0 and 1 both restore); the cluster's other jobs (other
+    modules share it) are not read. Ray names a worker's log worker-ID-JOB-PID.out."""
     import re
 
     import ray
 
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path())
+    pids = {a["Pid"] for a in _actors_of_this_job("RayTrainWorker") if a["Pid"]}
     found = []
     for path in logs.glob("worker-*.out"):
-        found += re.findall(r"resumed from checkpoint after epoch (\d+)", path.read_text())
+        if int(path.stem.rsplit("-", 1)[1]) in pids:
+            found += re.findall(r"resumed from checkpoint after epoch (\d+)", path.read_text())
     return sorted({int(n) for n in found})
 
 

@@ -52,8 +52,7 @@ def test_the_ui_picture_shows_every_trial_and_the_compared_charts(tmp_path):
     assert Image.open(out).size == (1600, 1040)
 
 
-def test_a_bad_chart_spec_stops_the_script_naming_the_option(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "analysis" / "ui_screenshot.py"), "--charts", "pie:x",
-         "--out", str(tmp_path / "ui.png")], capture_output=True, text=True, timeout=120)
+def test_a_bad_chart_spec_stops_the_script_naming_the_option(tmp_path, script):
+    done = script(ROOT / "analysis" / "ui_screenshot.py", "--charts", "pie:x",
+                  "--out", str(tmp_path / "ui.png"))
     assert done.returncode == 2 and "--charts: 'pie:x' is not bar:METRIC" in done.stderr

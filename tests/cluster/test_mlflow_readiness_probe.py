@@ -15,14 +15,24 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 import yaml
+from local_servers import kill_session
+
+# A real `mlflow server` (seconds to start, minutes on a loaded machine): the slow tier.
+pytestmark = pytest.mark.slow
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
 PROBE_URL = "/api/2.0/mlflow/experiments/search"
+# How long the server may take to start or answer: on the loaded 2-core machine (load 10-30)
+# one uvicorn worker took over 10 s for /health and minutes to start.
+PATIENCE_S = 600
 
 
 def _probes() -> dict[str, str]:
@@ -54,10 +64,42 @@ def head(tmp_path_factory):
             cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
     try:
+        _wait_until_answering(f"http://localhost:{port}", server, store / "server.log")
         yield home, port
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        with suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=60)
+        kill_session(server)  # what of its session is left (MLflow 3's job consumers)
+
+
+def _wait_until_answering(uri: str, server: subprocess.Popen, log: Path) -> None:
+    """Return once the server answers a real API call at an address it allows (its tables
+    made), so the probes below meet a started server; fail if it ends or PATIENCE_S passes."""
+    from byol_ray.core.config import ConfigError
+    from byol_ray.runtime.tracking.store import check_tracking_store
+
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        try:
+            check_tracking_store(uri, attempts=1, timeout_s=30)
+            return
+        except ConfigError:
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+
+
+def _health(url: str) -> int:
+    """The status /health answers with, asked until it answers (each try may wait 60 s)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as health:
+                return health.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (urllib.error.URLError, OSError):
+            assert time.monotonic() < deadline, f"{url} never answered"
 
 
 def _run_probe(probe: str, home: Path, tracking_uri: str) -> subprocess.CompletedProcess:
@@ -65,10 +107,11 @@ def _run_probe(probe: str, home: Path, tracking_uri: str) -> subprocess.Complete
     env = {**os.environ, "HOME": str(home), "MLFLOW_TRACKING_URI": tracking_uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(["bash", "-c", probe], env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=PATIENCE_S)
 
 
 @pytest.mark.parametrize("config", _probes())
+@pytest.mark.timeout(3 * PATIENCE_S)
 def test_the_readiness_probe_fails_ray_up_on_a_head_address_mlflow_refuses(head, config):
     home, port = head
     probe = _probes()[config]
@@ -81,8 +124,7 @@ def test_the_readiness_probe_fails_ray_up_on_a_head_address_mlflow_refuses(head,
     # ... and `ray up` shows the server's own log, which names the refused Host header.
     assert f"Rejected request with invalid Host header: 127.0.0.1:{port}" in output, output
     # What the probe used to ask: MLflow answers it for any Host, so it let the bug through.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as health:
-        assert health.status == 200
+    assert _health(f"http://127.0.0.1:{port}/health") == 200
     # The same server at an address it allows: the probe passes.
     allowed = _run_probe(probe, home, f"http://localhost:{port}")
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr

@@ -37,7 +37,6 @@ from local_servers import (
     free_ports,
     kill_session,
     moto_s3,
-    postgres,
     ray_node,
 )
 from mlflow.tracking import MlflowClient
@@ -207,9 +206,9 @@ def _actors(class_name: str) -> list[dict]:
 
 
 @pytest.fixture
-def pg() -> Iterator[Postgres]:
-    with postgres() as server:
-        yield server
+def pg(mlflow_pg) -> Postgres:
+    """MLflow's schema over PostgreSQL, this test's own database (tests/conftest.py)."""
+    return mlflow_pg
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from local_servers import (
     MlflowServer,
     free_ports,
     pg_bin,
-    postgres,
     session_members,
     unprivileged_folder,
 )
@@ -55,15 +54,16 @@ def test_postgresql_server_programs_are_installed():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # MLflow's tables over PostgreSQL took 4 min on the loaded machine
 def test_a_run_tracked_through_a_postgresql_backed_server_lands_there_and_shows_no_password(
-        tmp_path):
+        tmp_path, mlflow_pg):
     """`byol-ray train` logs to an `mlflow server` (two workers, the 60 s health check of
     cluster/gpu.yaml) over PostgreSQL: the run ends FINISHED with its params and every epoch's
     metrics, read back through the server and found in PostgreSQL's own tables. The database
     refuses a wrong password, and its password is in none of: the run's params, tags and
     config.yaml, the console of the run, the server's log, the command lines of the server's
     processes."""
-    with postgres() as pg, MlflowServer(tmp_path, pg=pg, workers=2,
-                                         uvicorn_opts="--timeout-worker-healthcheck 60") as server:
+    pg = mlflow_pg  # this test's database, MLflow's schema made once per session (conftest.py)
+    with MlflowServer(tmp_path, pg=pg, workers=2,
+                      uvicorn_opts="--timeout-worker-healthcheck 60") as server:
         assert "PGPASSWORD" not in os.environ
         proc = subprocess.run(
             [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",

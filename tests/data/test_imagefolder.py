@@ -311,9 +311,9 @@ def test_evaluation_embeds_each_split_once_through_loader_workers(tmp_path):
 
 
 @pytest.mark.slow
-def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_path):
-    """The loop takes the loader's pre-cropped pairs; evaluation decodes in loader workers."""
-    import ray
+def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_path, ray_joined):
+    """The loop takes the loader's pre-cropped pairs; evaluation decodes in loader workers
+    (on the session's local Ray cluster, tests/conftest.py)."""
     from mlflow.tracking import MlflowClient
 
     from byol_ray.cli.main import resolve_config
@@ -328,15 +328,11 @@ def test_imagefolder_pretraining_runs_on_ray_and_gpu_decoding_needs_gpus(tmp_pat
         "train.epochs=2", "eval.eval_every=1", "eval.linear_epochs=2", "eval.knn_k=[3]",
         "train.checkpoint_every=0", "eval.few_label_per_class=0",
     ]
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        with pytest.raises(ConfigError, match="data.decoder: gpu decodes with nvJPEG on CUDA"):
-            check_resources(resolve_config("cpu-mini", [*overrides, "data.decoder=gpu"]))
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        result = run_pretraining(resolve_config("cpu-mini", overrides), uri,
-                                 storage_path=str(tmp_path / "ray"))
-    finally:
-        ray.shutdown()
+    with pytest.raises(ConfigError, match="data.decoder: gpu decodes with nvJPEG on CUDA"):
+        check_resources(resolve_config("cpu-mini", [*overrides, "data.decoder=gpu"]))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_pretraining(resolve_config("cpu-mini", overrides), uri,
+                             storage_path=str(tmp_path / "ray"))
     run = MlflowClient(uri).get_run(result.run_id)
     assert run.info.status == "FINISHED"
     metrics = run.data.metrics

@@ -22,21 +22,17 @@ QUICK = ["--set", "protocol.linear_epochs=3", "--set", "protocol.linear_lrs=[0.4
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    """(tracking URI, run id, final checkpoint folder, config, tmp folder) of a 2-epoch run."""
-    import ray
-
+def pretrained(tmp_path_factory, ray_joined):
+    """(tracking URI, run id, final checkpoint folder, config, tmp folder) of a 2-epoch run,
+    on the session's local Ray cluster (tests/conftest.py)."""
     from byol_ray.jobs.pretrain.driver import run_pretraining
-    from byol_ray.runtime.cluster import LOCAL_CLUSTER_ENV
 
     tmp = tmp_path_factory.mktemp("pretrain")
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": LOCAL_CLUSTER_ENV})
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = resolve_config("cpu-mini", ["train.epochs=2", "eval.eval_every=0",
                                       "scaling.cpus_per_worker=0.5"])
     result = run_pretraining(cfg, uri, storage_path=str(tmp / "ray"))
-    yield uri, result.run_id, Path(result.checkpoint_path), cfg, tmp
-    ray.shutdown()
+    return uri, result.run_id, Path(result.checkpoint_path), cfg, tmp
 
 
 def _eval(pretrained, capsys, *args) -> tuple[str, object]:

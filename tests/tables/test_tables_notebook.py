@@ -16,7 +16,7 @@ def test_notebook_runs_top_to_bottom_against_the_store(store_uri, tmp_path, monk
     assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code")
     source = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     assert "from byol_ray import report as tables" in source and "def " not in source  # no copies
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -16,20 +16,17 @@ FAST = ["--set", "segment.iterations=6", "--set", "detect.iterations=6"]  # the 
 
 
 @pytest.fixture(scope="module")
-def setting(tmp_path_factory):
-    """(tracking URI, pretraining run id, VOC root, tmp folder) with Ray up."""
-    import ray
-
+def setting(tmp_path_factory, ray_joined):
+    """(tracking URI, pretraining run id, VOC root, tmp folder), this process a driver of the
+    session's local Ray cluster (tests/conftest.py)."""
     from byol_ray.jobs.pretrain.driver import run_pretraining
 
     tmp = tmp_path_factory.mktemp("dense")
     voc = write_voc(tmp / "voc", "2012", {"train": 8, "val": 4})
     write_voc(voc, "2007", {"trainval": 8, "test": 4})
-    ray.init(num_cpus=2, include_dashboard=False)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = resolve_config("cpu-mini", ["train.epochs=1", "eval.eval_every=0"])
-    yield uri, run_pretraining(cfg, uri, storage_path=str(tmp / "ray")).run_id, voc, tmp
-    ray.shutdown()
+    return uri, run_pretraining(cfg, uri, storage_path=str(tmp / "ray")).run_id, voc, tmp
 
 
 def _eval(setting, task: str, ref: str, *extra: str) -> int:
