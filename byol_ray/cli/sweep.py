@@ -14,7 +14,8 @@ from byol_ray.cli.options import add_cluster_options, add_config_options, add_ve
 from byol_ray.core.config import ConfigError
 from byol_ray.core.presets import method_settings
 from byol_ray.experiments import OPT_IN, grids
-from byol_ray.jobs.sweep.cost import describe_cost, total_cost
+from byol_ray.experiments.grid import RANDOM_INIT
+from byol_ray.jobs.sweep.cost import describe_cost, total_cost, trial_cost
 from byol_ray.jobs.sweep.plan import Grid, SweepOptions, Trial, mark_twins, plan, trial_table
 from byol_ray.jobs.sweep.run import SweepResult, run_sweep, run_sweeps
 from byol_ray.report.cells import METRICS
@@ -117,11 +118,24 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
         print(trial_table(trials))
         print(settings_lines(trials, options))
         runs = [t for t in trials if t.twin_of is None]
-        print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
+        print(f"cost: {_cost_line(runs, options, gpus)}\n")
     if len(plans) > 1:
-        runs = [t.cfg for trials in plans for t in trials if t.twin_of is None]
-        print(f"all grids: {describe_cost(total_cost(runs), len(runs), gpus)}")
+        runs = [t for trials in plans for t in trials if t.twin_of is None]
+        print(f"all grids: {_cost_line(runs, jobs[0][1], gpus)}")
     return 0
+
+
+def _cost_line(runs: list[Trial], options: SweepOptions, gpus: int | None) -> str:
+    """The dry run's price of `runs` (pretraining, monitor, the trials' protocols), the
+    costliest trial's, and what the same cells cost at 3 seeds (random-init runs once)."""
+    evals = options.evals or []
+    costs = [trial_cost(t.cfg, evals) for t in runs]
+    three = sum((c.gpu_hours * (1 if t.cell.method == RANDOM_INIT else 3 / options.seeds)
+                 for t, c in zip(runs, costs, strict=True)), 0.0)
+    total = total_cost([t.cfg for t in runs], evals)
+    per_trial = max(costs, key=lambda c: c.gpu_hours, default=None)
+    return describe_cost(total, len(runs), gpus, three_seeds=total.scaled(
+        three / total.gpu_hours if total.gpu_hours else 0.0), per_trial=per_trial)
 
 
 def settings_lines(trials: list[Trial], options: SweepOptions) -> str:

@@ -305,6 +305,19 @@ class EvalConfig(_Section):
     linear_batch_size: Int = _field(256, "batch of the end-of-run linear probe", AT_LEAST_1)
     collapse_threshold: Float = _field(0.02, "embedding std * sqrt(d) below this = collapsed",
                                        NON_NEGATIVE)
+    # Ending a collapsed run (byol_ray.learn.collapse_stop); defaults from the monitor's
+    # readings in cpu-mini's collapsing and healthy cells (benchmarks/collapse_sequences.py).
+    collapse_stop: Bool = _field(True, "end the run once the monitor read a collapse at "
+                                 "collapse_patience consecutive checks: a collapsed BYOL variant "
+                                 "does not recover [P Table 5b]; its protocols still run on its "
+                                 "final weights, and it counts as collapsed")
+    collapse_patience: Int = _field(3, "consecutive collapsed readings that end the run (one "
+                                    "low reading is not a collapse yet)", AT_LEAST_1)
+    collapse_every: Int = _field(1, "epochs between collapse readings besides the evaluations "
+                                 "(0: at evaluations only): embedding std of the online "
+                                 "projections of collapse_images test images", COUNT)
+    collapse_images: Int = _field(512, "test images a collapse reading projects (the std over "
+                                  "512 has a relative error of about 3%)", AT_LEAST_1)
     few_label_per_class: Int = _field(0, "few-label kNN (eval/few_label_knn_top1): a memory "
                                       "bank of this many labelled train images per class "
                                       "(0 = off)", COUNT)
