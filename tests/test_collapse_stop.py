@@ -65,3 +65,25 @@ def test_every_preset_stops_collapsed_runs_by_default_and_set_turns_it_off():
         assert e.collapse_stop and e.collapse_every >= 1, name
     assert not apply_overrides(get_preset("cpu-mini"), ["eval.collapse_stop=false"]
                                ).eval.collapse_stop
+
+
+def test_a_collapse_reading_between_evaluations_leaves_the_run_s_random_stream_alone():
+    """The reading's DataLoader draws from the global generator, as the augmentations do: it
+    must not change a run that does not stop (it is restored)."""
+    import torch
+
+    from byol_ray.cli.main import resolve_config
+    from byol_ray.jobs.pretrain.collapse_watch import CollapseWatch
+    from byol_ray.learn.data import load_splits
+    from byol_ray.learn.methods import build_method
+
+    cfg = resolve_config("cpu-mini", [])
+    watch = CollapseWatch(cfg, build_method(cfg), load_splits(cfg.data, cfg.augment),
+                          torch.device("cpu"), 0, 1)
+    torch.manual_seed(3)
+    expected = torch.rand(3)
+    torch.manual_seed(3)
+    metrics = {}
+    assert not watch.after_epoch(1, metrics, evaluated=False)
+    assert torch.equal(torch.rand(3), expected)
+    assert metrics["eval/embedding_std"] > 2 * cfg.eval.collapse_threshold  # untrained

@@ -76,8 +76,11 @@ class CollapseWatch:
         projector = getattr(self.method, "projector", None)
         module = self.method.encoder if projector is None else torch.nn.Sequential(
             self.method.encoder, torch.nn.Flatten(1), projector)
-        features, _ = extract_features(  # eval mode; each module's mode restored after
-            module, test, transform, batch_size=self.cfg.eval.linear_batch_size,
-            device=self.device, indices=range(min(self.cfg.eval.collapse_images, len(test))),
-            num_workers=self.cfg.data.loader_workers)
+        # The reading must not change the run: its DataLoader draws a seed from the global
+        # generator, which the training augmentations draw from too; restored after.
+        with torch.random.fork_rng(devices=[]):
+            features, _ = extract_features(  # eval mode; each module's mode restored after
+                module, test, transform, batch_size=self.cfg.eval.linear_batch_size,
+                device=self.device, indices=range(min(self.cfg.eval.collapse_images, len(test))),
+                num_workers=self.cfg.data.loader_workers)
         return embedding_std(features)
