@@ -4,22 +4,34 @@ of one epoch, per preset: evaluation must stay a small fraction of training.
 cpu-mini is measured on its real data (digits). cifar10 and imagenet are measured on synthetic
 splits of `--images` training images (a fraction of the real split) and scaled to the real
 sizes: embedding, linear probe and training grow with the number of images, the kNN search
-with train x test. Run by `make bench`; not a test.
+with train x test.
+
+The linear protocol [P App. C.1], one pass against separate fits, side by side on cpu-mini's
+real digits and its encoder: every rate's choice and refit heads on one forward of the frozen
+encoder per batch (`byol_ray.jobs.protocols.linear_pass`), against the same worker code fitting
+one head per job as the protocol's separate jobs did (each rate on train minus the held-out
+part and scored there, then one refit on all of train scored on test). Taking turns, repeated;
+Ray's start-up of each separate job is not counted, so the ratio is a lower bound of what the
+protocol gains. Run by `make bench`; not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import torch
 from contenders import Ours, StepOptions, Views, preset_config
-from harness import merge_into, seconds
+from harness import Timing, environment, merge_into, paired_ratio, ratio_line, seconds
 
 from byol_ray.core.config import Config
 from byol_ray.jobs.pretrain.evaluation import evaluate
+from byol_ray.jobs.protocols.linear_pass import CHOICE, REFIT, LinearPass, run_pass
+from byol_ray.jobs.protocols.run import linear_jobs
 from byol_ray.learn.data import DatasetSplits, ImageTensorDataset, load_splits
 from byol_ray.learn.metrics import knn_top1, linear_probe
+from byol_ray.learn.models import build_encoder
 
 # Real split sizes (train, test): CIFAR-10 and ImageNet (ILSVRC-2012 train / val).
 FULL_SIZES = {"cifar10": (50_000, 10_000), "imagenet": (1_281_167, 50_000)}
@@ -90,6 +102,36 @@ def measure(preset: str, n_train: int) -> dict:
                                   + linear) / (epoch * cfg.train.epochs)}
 
 
+def linear_protocol(epochs: int, reps: int) -> dict:
+    """Seconds of cpu-mini's linear protocol at `epochs`: one pass, and separate fits (one
+    per rate on the choice set, one refit), taking turns `reps` times; the speed-up."""
+    cfg = preset_config("cpu-mini", 256)
+    cfg.data.max_eval_images = 0  # every labelled image, as `byol-ray eval` runs it
+    splits = load_splits(cfg.data)
+    labels = torch.tensor([int(splits.train[i][1]) for i in range(len(splits.train))])
+    choice, _ = linear_jobs(cfg, None, labels)
+    torch.manual_seed(0)
+    state = build_encoder(cfg.model)[0].state_dict()
+    p, cpu = cfg.protocol, torch.device("cpu")
+    job = LinearPass(cfg, state, p.linear_lrs, choice.fit_indices, choice.score_indices,
+                     epochs, p.linear_batch_size, seed=0).as_dict()
+    separate_jobs = [job | {"lrs": (lr,), "fit_sets": (CHOICE,)} for lr in p.linear_lrs]
+    separate_jobs.append(job | {"lrs": (p.linear_lrs[0],), "fit_sets": (REFIT,)})
+    runs = {"one pass": lambda: run_pass(job, state, 0, 1, cpu),
+            "separate fits": lambda: [run_pass(j, state, 0, 1, cpu) for j in separate_jobs]}
+    took = {name: Timing() for name in runs}  # rate: protocols per second
+    for rep in range(reps):
+        for name in list(runs)[rep % 2:] + list(runs)[: rep % 2]:
+            took[name].per_rep.append(1 / seconds(runs[name]))
+    ratio = paired_ratio(took["one pass"], took["separate fits"])
+    return {"preset": "cpu-mini", "encoder": cfg.model.encoder, "epochs": epochs,
+            "lrs": list(p.linear_lrs), "batch": p.linear_batch_size,
+            "train_images": len(splits.train), "held_out": len(choice.score_indices),
+            "one_pass_s": [1 / r for r in took["one pass"].per_rep],
+            "separate_s": [1 / r for r in took["separate fits"].per_rep],
+            "speedup": ratio, "environment": environment(cpu)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,7 +140,22 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512,
                         help="synthetic training images for cifar10/imagenet")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--linear-epochs", type=int, default=5,
+                        help="epochs of the linear protocol timed (its seconds grow linearly)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of the linear timing")
+    parser.add_argument("--only-linear", action="store_true",
+                        help="time the linear protocol only")
     args = parser.parse_args()
+    print(f"linear protocol on cpu-mini, {args.linear_epochs} epochs ...", flush=True)
+    linear = linear_protocol(args.linear_epochs, args.reps)
+    print(f"linear protocol, cpu-mini ({linear['encoder']}, {linear['train_images']} train "
+          f"images, {len(linear['lrs'])} rates, {args.linear_epochs} epochs): one pass "
+          f"{statistics.median(linear['one_pass_s']):.1f} s, separate fits "
+          f"{statistics.median(linear['separate_s']):.1f} s")
+    print(ratio_line("one pass speed-up (x)", linear["speedup"], target=3.0))
+    merge_into(args.out, "eval_cost_linear_protocol", linear)
+    if args.only_linear:
+        return
     results = {}
     for preset in args.presets:
         print(f"measuring {preset} ...", flush=True)

@@ -138,10 +138,14 @@ def test_dry_run_shows_each_trials_batch_protocol_and_the_grids_cost(script):
                if line.startswith("byol-batch_size=64-s0 "))
     assert row[4:9] == ["4096", "groups", "of", "64", "4.8"], row  # 0.3 x 4096 / 256 [P §5]
     [cost] = [line for line in proc.stdout.splitlines() if line.startswith("cost: ")]
-    hours = int(re.search(r"([\d,]+) GPU-hours", cost).group(1).replace(",", ""))
+    hours = int(re.search(r"([\d,]+) of pretraining", cost).group(1).replace(",", ""))
     # 42 trained trials x 300 epochs x 1,281,167 images at 1286 images/s per H200
     assert hours == math.ceil(42 * 300 * 1_281_167 / 1286 / 3600) and hours > 1000, cost
     assert "on 64 GPUs" in cost and "NVIDIA H200" in cost, cost
+    # the linear protocol on all 43 trials (random-init too), a lower bound (decoder-capped)
+    protocols = int(re.search(r"([\d,]+) of protocols", cost).group(1).replace(",", ""))
+    assert protocols == math.ceil(43 * (80 * 1_281_167 + 12_811.67 + 50_000) / 1865 / 3600)
+    assert "43 trials, at least" in cost and "lower bounds" in cost, cost
 
 
 def test_dry_run_shows_each_preset_s_protocols_and_simclr_s_settings(capsys):

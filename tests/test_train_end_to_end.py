@@ -91,15 +91,24 @@ def _pretrain(tmp_path, *overrides):
 
 
 def test_byol_learns_and_stays_healthy_while_no_predictor_tau0_collapses(ray_cluster, tmp_path):
+    """...and the collapse monitor ends the collapsed run early (issue 31): marked, evaluated
+    and its weights saved at its last epoch, counted as collapsed; the healthy run goes on."""
     short = ("train.epochs=20", "eval.eval_every=20", "train.checkpoint_every=0")
     byol = _pretrain(tmp_path / "byol", *short)
     assert byol["eval/collapsed"] == 0.0
     assert byol["eval/knn_top1"] > byol["baseline/knn_top1"]
+    assert "train/collapse_stopped_epoch" not in byol and byol["epoch"] == 20
 
     collapsed = _pretrain(tmp_path / "collapse", *short, "method.predictor=false",
                           "method.tau_base=0", "method.tau_schedule=constant")
     assert collapsed["eval/collapsed"] == 1.0
     assert collapsed["eval/embedding_std"] < byol["eval/embedding_std"] / 3
+    stopped = int(collapsed["train/collapse_stopped_epoch"])
+    assert stopped < 20 and collapsed["epoch"] == stopped
+    client, run = _only_run(f"sqlite:///{tmp_path / 'collapse' / 'mlflow.db'}")
+    assert run.data.tags["collapse_stop"] == f"collapsed at epoch {stopped}, stopped"
+    assert "eval/linear_top1" in collapsed  # evaluated as at a last epoch
+    assert {f.path for f in client.list_artifacts(run.info.run_id, "weights")}
 
 
 def test_random_init_run_only_evaluates(ray_cluster, tmp_path):

@@ -121,7 +121,6 @@ def sweep_command(grid: Grid, options: SweepOptions, dry_run: bool) -> int:
 def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
     """--dry-run: each grid's trials with their settings and cost, then the total; trials that
     repeat an earlier grid's (`mark_twins`) run once and cost nothing more."""
-    from byol_ray.jobs.sweep.cost import describe_cost, total_cost
     from byol_ray.jobs.sweep.plan import mark_twins, plan, target_memory_lines, trial_table
 
     plans = [plan(grid, options, check_paths=False) for grid, options in jobs]
@@ -134,11 +133,28 @@ def print_plans(jobs: list[tuple[Grid, SweepOptions]]) -> int:
         if memory := target_memory_lines(trials):
             print(memory)
         runs = [t for t in trials if t.twin_of is None]
-        print(f"cost: {describe_cost(total_cost([t.cfg for t in runs]), len(runs), gpus)}\n")
+        print(f"cost: {_cost_line(runs, options, gpus)}\n")
     if len(plans) > 1:
-        runs = [t.cfg for trials in plans for t in trials if t.twin_of is None]
-        print(f"all grids: {describe_cost(total_cost(runs), len(runs), gpus)}")
+        runs = [t for trials in plans for t in trials if t.twin_of is None]
+        print(f"all grids: {_cost_line(runs, jobs[0][1], gpus)}")
     return 0
+
+
+def _cost_line(runs: list[Trial], options: SweepOptions, gpus: int | None) -> str:
+    """The dry run's price of `runs` (pretraining, monitor, the trials' protocols), the
+    costliest trial's, and what the same cells cost at 3 seeds (random-init runs once)."""
+    from byol_ray.core.methods import method_info
+    from byol_ray.jobs.sweep.cost import describe_cost, total_cost, trial_cost
+
+    evals = options.evals or []
+    costs = [trial_cost(t.cfg, evals) for t in runs]
+    once = [not method_info(t.cell.method).trains for t in runs]  # one run whatever the seeds
+    three = sum((c.gpu_hours * (1 if single else 3 / options.seeds)
+                 for single, c in zip(once, costs, strict=True)), 0.0)
+    total = total_cost([t.cfg for t in runs], evals)
+    per_trial = max(costs, key=lambda c: c.gpu_hours, default=None)
+    return describe_cost(total, len(runs), gpus, three_seeds=total.scaled(
+        three / total.gpu_hours if total.gpu_hours else 0.0), per_trial=per_trial)
 
 
 def settings_lines(trials: list[Trial], options: SweepOptions) -> str:

@@ -305,6 +305,25 @@ class EvalConfig(_Section):
     linear_batch_size: Int = _field(256, "batch of the end-of-run linear probe", AT_LEAST_1)
     collapse_threshold: Float = _field(0.02, "embedding std * sqrt(d) below this = collapsed",
                                        NON_NEGATIVE)
+    # Ending a collapsed run (byol_ray.learn.collapse_stop). On cpu-mini's sweep trials the
+    # monitor read (benchmarks/results/collapse_sequences_cpu-mini_2026-12-07.json): BYOL and
+    # tau = 0 >= 0.049 (the untrained encoder) and >= 0.12 after epoch 1; (no predictor,
+    # target, beta = 0), not collapsed, 0.026 to 0.074; (predictor, no target, beta = 0),
+    # collapsing, 0.019 at epoch 4, <= 0.013 from epoch 5 and <= 0.004 from epoch 8.
+    collapse_stop: Bool = _field(True, "end the run once the monitor read a collapse at "
+                                 "collapse_patience consecutive readings (collapsed, a run "
+                                 "stayed so: cpu-mini's read <= 0.004 from epoch 8 to 20); its "
+                                 "protocols still run on its final weights, and it counts as "
+                                 "collapsed")
+    collapse_patience: Int = _field(3, "consecutive collapsed readings that end the run: the "
+                                    "lowest healthy reading (0.026) is 1.3x the threshold, so "
+                                    "one low reading is not yet a collapse; a collapsing cpu-mini "
+                                    "cell stops at epoch 6 of 20", AT_LEAST_1)
+    collapse_every: Int = _field(1, "epochs between collapse readings besides the evaluations "
+                                 "(0: at evaluations only): embedding std of the online "
+                                 "projections of collapse_images test images", COUNT)
+    collapse_images: Int = _field(512, "test images a collapse reading projects (the std over "
+                                  "512 has a relative error of about 3%)", AT_LEAST_1)
     few_label_per_class: Int = _field(0, "few-label kNN (eval/few_label_knn_top1): a memory "
                                       "bank of this many labelled train images per class "
                                       "(0 = off)", COUNT)

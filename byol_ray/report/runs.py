@@ -45,6 +45,7 @@ METRICS = {
     "eval/few_label_knn_top1": "few_label_knn_top1",
     "eval/embedding_std": "embedding_std",
     "eval/collapsed": "collapsed",
+    "train/collapse_stopped_epoch": "stopped_epoch",  # ended early by the collapse monitor
     "baseline/linear_top1": "baseline_linear_top1",
     "baseline/knn_top1": "baseline_knn_top1",
     "baseline/few_label_knn_top1": "baseline_few_label_knn_top1",

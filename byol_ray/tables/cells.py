@@ -163,7 +163,7 @@ def describe(metric: str) -> str:
 CELL_KEYS = ("ablation", "ablation_value", "method")
 CELL_COLUMNS = (*CELL_KEYS, "mean", "std", "n_seeds", "n_failed", "n_pending", "n_no_metric",
                 "n_collapsed", "n_runs", "seeds", "status", "protocol", "comparable",
-                "failure_reasons")
+                "failure_reasons", "stopped_epochs")
 _PENDING = ("SCHEDULED", "RUNNING")
 _FAILED = ("FAILED", "KILLED")
 # Which run stands for a seed that ran more than once: lower is preferred.
@@ -249,6 +249,9 @@ def _cell(group: pd.DataFrame, metric: str) -> dict[str, Any]:
         "protocol": " / ".join(protocols) + ("" if comparable else f" [{NOT_PAPER}]"),
         "comparable": comparable,  # may a verdict compare it with the paper (`Estimate.of`)
         "failure_reasons": "; ".join(str(r) for r in reasons),
+        # trials the collapse monitor ended early (`learn.collapse_stop`): their last epochs
+        "stopped_epochs": ",".join(str(int(e)) for e in ok.get(
+            "stopped_epoch", pd.Series(dtype=float)).dropna()),
     }
 
 
@@ -296,7 +299,11 @@ def format_cell(cell: Mapping[str, Any] | None, digits: int = 1) -> str:
     if not cell.get("comparable", True):
         text += f" [{NOT_PAPER}]"
     if collapsed:
-        text += " [collapsed]" if collapsed == n else f" [collapsed in {collapsed}/{n}]"
+        what = "collapsed" if collapsed == n else f"collapsed in {collapsed}/{n};"
+        if stopped := cell.get("stopped_epochs"):  # as learn.collapse_stop.stopped_text
+            epochs = stopped.split(",")
+            what += f" at epoch{'s' * (len(epochs) > 1)} {', '.join(epochs)}, stopped"
+        text += f" [{what.rstrip(';')}]"
     return text
 
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from byol_ray.core.config import Config, from_dict
 from byol_ray.core.methods import method_info
+from byol_ray.jobs.pretrain.collapse_watch import CollapseWatch
 from byol_ray.jobs.pretrain.evaluation import evaluate
 from byol_ray.jobs.pretrain.step import (
     average_pending_gradients,
@@ -122,6 +123,7 @@ def train_worker(session: Session, loop_config: dict[str, Any]) -> None:
                                  for k, v in baseline.items()})
 
     lr, extras = 0.0, {}
+    watch = CollapseWatch(cfg, method, splits, device, rank, world)
     for epoch in range(start_epoch, cfg.train.epochs):
         sampler.set_epoch(epoch)
         model.train()
@@ -156,14 +158,20 @@ def train_worker(session: Session, loop_config: dict[str, Any]) -> None:
             with clock("eval"):  # sync: every worker embeds a shard, rank 0 scores
                 metrics |= evaluate(method, splits, cfg, device, rank, world,
                                     linear=done == cfg.train.epochs)
+        # A collapsed run ends here, evaluated (and checkpointed) as at its last epoch.
+        if stopped := watch.after_epoch(done, metrics, eval_due):
+            with clock("eval"):
+                metrics |= evaluate(method, splits, cfg, device, rank, world, linear=True)
+            metrics |= watch.marks(done)
+            log.stopped(watch.tags(done))
         log.epoch(done, metrics | clock.totals())
         if rank == 0:
             pause_point("epoch-end")  # a test kills this worker here (Ray loses a worker)
         # The session hears of evaluations and checkpoints only: under Ray Train each report
         # waits for its controller (sync).
-        checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs)
-        if done == cfg.train.epochs:  # before the last checkpoint: a resume finds them saved
-            _log_weights(method, cfg, log)
+        checkpoint_due = _due(done, cfg.train.checkpoint_every, cfg.train.epochs) or stopped
+        if done == cfg.train.epochs or stopped:  # before the last checkpoint: a resume finds
+            _log_weights(method, cfg, log)  # them saved
         if eval_due or checkpoint_due:
             # A group cut by the epoch's end: its gradients so far go into the checkpoint.
             pending = (done * steps_per_epoch % accumulate and done < cfg.train.epochs
@@ -171,6 +179,8 @@ def train_worker(session: Session, loop_config: dict[str, Any]) -> None:
             grads = average_pending_gradients(method) if pending else None
             _report(session, metrics | {"epoch": done}, method, optimizer, done, checkpoint_due,
                     grads)
+        if stopped:
+            break
     if rank == 0 and (note := share_warning(extras)):  # issue 30: more than 1 % of xi_0 left
         say(f"[byol-ray] {note}")
     log.close()
@@ -292,6 +302,12 @@ class _Logger:
         self.run = RunLogger(tracking_uri, run_id, journal) if rank == 0 else None
         self.started = time.perf_counter()
         self.first_epoch: int | None = None
+
+    def stopped(self, tags: dict[str, str]) -> None:
+        """The run ends early (a collapse): its tags, and a console line."""
+        if self.run is not None:
+            self.run.set_tags(tags)
+            say(f"[byol-ray] {'; '.join(tags.values())}")
 
     def epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if self.run is None:

@@ -4,10 +4,12 @@ Each protocol is its own MLflow run in the pretraining run's experiment, nested 
 `role=eval`, `protocol`, `pretrain_run_id`), with metrics `eval_<protocol>/<split>_top1`:
 
 - `linear` [P App. C.1]: the learning rate is chosen from `protocol.linear_lrs` by fitting on
-  the train split minus a held-out part and scoring on that part (a Ray Tune grid; the test
-  split is never seen), then the chosen rate is refit on the whole train split and scored on
-  test. Metrics `eval_linear/{val_top1, test_top1, lr, val_top1_lr_<lr>}`; the held-out
-  indices are the artifact `linear_holdout.json`.
+  the train split minus a held-out part and scoring on that part (the test split never
+  chooses), and the chosen rate's head refit on the whole train split is scored on test. Every
+  rate's heads, choice and refit, train together in one job on one forward of the frozen
+  encoder per batch (`byol_ray.jobs.protocols.linear_pass`). Metrics `eval_linear/{val_top1,
+  test_top1, lr, val_top1_lr_<lr>}`; the held-out indices are the artifact
+  `linear_holdout.json`.
 - `finetune` [P App. C.2]: the whole network on a class-balanced, seeded `protocol.fraction`
   of the train labels; the learning rate chosen from `protocol.finetune_lrs` as `linear`'s,
   on a held-out part of that subset (`protocol.finetune_holdout`), refit on the whole subset,
@@ -38,6 +40,7 @@ from byol_ray.jobs.pretrain.driver import preflight
 from byol_ray.jobs.protocols import RANDOM_INIT_REF, SUPERVISED_REF
 from byol_ray.jobs.protocols.dense import run_dense
 from byol_ray.jobs.protocols.jobs import Job, fit, lr_grid
+from byol_ray.jobs.protocols.linear_pass import LinearPass, fit_linear_pass
 from byol_ray.jobs.protocols.splits import balanced_subset, holdout_split, labels_of
 from byol_ray.learn.data import load_splits
 from byol_ray.learn.methods import build_method
@@ -250,14 +253,26 @@ def choose_lr(val_top1: dict[float, float]) -> float:
 
 def _linear(cfg: Config, choice: Job, final: Job, key: str, name: str, storage: str,
             with_tune: bool) -> tuple[dict[str, float], dict, list[str]]:
-    """Choose the lr on the held-out part of train, refit on all of train, score on test."""
-    p = cfg.protocol
-    metrics, lines = _choose_and_refit(choice, final, p.linear_lrs, "train", key, name,
-                                       storage, with_tune)
-    lines.append(f"  val top-1 {metrics[f'eval_{key}/val_top1']:.2f} %   test top-1 "
-                 f"{metrics[f'eval_{key}/test_top1']:.2f} % (refit on all "
-                 f"{len(final.fit_indices)} train images, {p.linear_epochs} epochs; "
-                 f"{int(metrics[f'eval_{key}/test_images'])} test images)")
+    """Every rate fitted on train minus the held-out part and on all of train in one job (one
+    encoder pass per batch, `linear_pass`); the rate chosen on the held-out part, its refit
+    head scored on test (the other refit heads' scores are not kept: test never chooses)."""
+    p, lrs, prefix = cfg.protocol, cfg.protocol.linear_lrs, f"eval_{key}"
+    job = LinearPass(cfg, choice.encoder_state, lrs, choice.fit_indices, choice.score_indices,
+                     epochs=p.linear_epochs, batch_size=p.linear_batch_size, seed=final.seed)
+    result = fit_linear_pass(job, name, storage, in_trial=not with_tune)
+    val = {lr: result[f"val_top1_{i}"] for i, lr in enumerate(lrs)}
+    best, held = choose_lr(val), len(choice.score_indices)
+    metrics = {f"{prefix}/train_images": float(len(final.fit_indices)),
+               f"{prefix}/val_top1": val[best], f"{prefix}/val_images": float(held),
+               f"{prefix}/lr": best, f"{prefix}/test_images": result["test_images"],
+               f"{prefix}/test_top1": result[f"test_top1_{lrs.index(best)}"]}
+    metrics |= {f"{prefix}/val_top1_lr_{lr:g}": v for lr, v in val.items()}
+    per_lr_text = ", ".join(f"{lr:g}: {v:.2f}" for lr, v in val.items())
+    lines = [f"  learning rate chosen on a held-out part of train ({held} images; val top-1 "
+             f"per lr {per_lr_text}): {best:g}",
+             f"  val top-1 {val[best]:.2f} %   test top-1 {metrics[f'{prefix}/test_top1']:.2f} "
+             f"% (refit on all {len(final.fit_indices)} train images, {p.linear_epochs} epochs, "
+             f"every rate's heads in one pass; {int(result['test_images'])} test images)"]
     holdout = {"held_out": choice.score_indices, "seed": p.subset_seed,
                "val_fraction": p.val_fraction}
     return metrics, {f"{key}_holdout.json": holdout}, lines
@@ -287,7 +302,8 @@ def _finetune(cfg: Config, choice: Job | None, final: Job, key: str, name: str, 
 def _choose_and_refit(choice: Job | None, final: Job, lrs: tuple[float, ...], where: str,
                       key: str, name: str, storage: str,
                       with_tune: bool) -> tuple[dict[str, float], list[str]]:
-    """Both protocols' choice: each rate of `lrs` fit by `choice` and scored on its held-out
+    """Fine-tuning's choice (the encoder learns: one job per rate): each rate of `lrs` fit by
+    `choice` and scored on its held-out
     train images (`lr_grid`: a Tune grid or one job after another), the best refit by `final`
     and scored on test; without a `choice` (one rate) that rate. Metrics `eval_<key>/{lr,
     test_top1, test_images, train_images}` and, with a choice, `val_top1`, `val_images`,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from byol_ray.jobs.pretrain.collapse_watch import STOPPED_METRIC
+from byol_ray.learn.collapse_stop import stopped_text
 from byol_ray.runtime.ray_errors import cause_in
 
 
@@ -31,6 +33,8 @@ class ProgressCallback(Callback):
             ("eval/knn_top1", "kNN"), ("eval/few_label_knn_top1", "few-label kNN"),
             ("eval/linear_top1", "linear")) if k in result)
         collapsed = "  COLLAPSED" if result.get("eval/collapsed") else ""
+        if stopped := result.get(STOPPED_METRIC):  # ended early by the collapse monitor
+            collapsed = "  COLLAPSED" + stopped_text(int(stopped)).removeprefix("collapsed")
         self._say(f"finished {_key(trial)}  {scores}{collapsed}")
 
     def on_trial_error(self, iteration, trials, trial, **info):

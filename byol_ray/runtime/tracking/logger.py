@@ -43,6 +43,11 @@ class RunLogger:
             self.journal.append({"kind": "weights", "uri": self.uri, "run_id": self.run_id,
                                  "folder": str(copy)})
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Buffer tags for the run (e.g. an early stop's `collapse_stop`)."""
+        self.journal.append({"kind": "tags", "uri": self.uri, "run_id": self.run_id,
+                             "tags": {k: str(v) for k, v in tags.items()}})
+
     def end(self, error: BaseException | str | None = None) -> None:
         """Buffer the run's end: FINISHED, or FAILED with its reason (see `Run.end`)."""
         reason = None if error is None else failure_reason(error)
@@ -67,6 +72,9 @@ class _Delivery:
         try:
             if record["kind"] == "end":
                 run.end(record["reason"])
+                return
+            if record["kind"] == "tags":
+                run.set_tags(record["tags"])
                 return
             if record["kind"] == "weights":  # the same files again after a failed try
                 run.log_weights(Path(record["folder"]))

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import yaml
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from byol_ray.core.config import Config, flatten, to_dict
@@ -104,6 +104,10 @@ class Run:
         time_ms = time_ms or int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), time_ms, step)
                                                     for k, v in metrics.items()])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set tags on the run in one request."""
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def set_status(self, status: str) -> None:
         """Mark the run SCHEDULED or RUNNING (a trial queued, started, or a sweep resumed)."""
