@@ -1,10 +1,10 @@
 """A trial the collapse monitor ended early (issue 31) shows its stop in its cell and counts as
 collapsed (what the verdicts read); a cell without a stopped trial reads as before."""
 
-from byol_ray.tables.cells import aggregate, find_cell, format_cell
 from synthetic_runs import PRESET, raw_frame, trial
 
 from byol_ray.report.runs import normalise_runs, select_runs
+from byol_ray.tables.cells import aggregate, find_cell, format_cell
 
 
 def _stopped(seed: int, epoch: int | None) -> dict:
