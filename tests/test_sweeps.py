@@ -23,6 +23,7 @@ from byol_ray.core.config import AUGMENT_RECIPES
 from byol_ray.jobs.sweep.plan import SweepOptions, mark_twins, plan
 from byol_ray.jobs.sweep.run import SweepResult
 from byol_ray.runtime.pause_points import PAUSE_ENV
+from byol_ray.runtime.session import CHECKPOINT_MANIFEST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -285,8 +286,18 @@ def test_a_sweep_the_cluster_can_never_host_stops_at_once(tmp_path, ray_head):
 
 
 def _registered_epoch(storage: Path, trial: str) -> int | None:
-    """The epoch of the latest checkpoint Ray Train's controller registered for `trial` (its
-    snapshot file: what a restarted run continues from), None before the first."""
+    """The epoch of the latest checkpoint registered for `trial`, None before the first: a
+    one-worker trial's newest complete checkpoint that Tune persisted (runtime/launch.py's
+    in-trial form: its manifest), else Ray Train's controller's snapshot file."""
+    newest = None
+    for manifest in storage.rglob(CHECKPOINT_MANIFEST):
+        if any(part.startswith(f"{trial}-") for part in manifest.parts):
+            with suppress(OSError, ValueError):  # being written
+                data = json.loads(manifest.read_text())
+                if newest is None or data["time"] > newest[0]:
+                    newest = (data["time"], int(data["metrics"]["epoch"]))
+    if newest:
+        return newest[1]
     for snapshot in storage.rglob("checkpoint_manager_snapshot.json"):
         if trial in snapshot.parts:
             with suppress(OSError, ValueError):  # being written
