@@ -82,6 +82,14 @@ class TrialStep:
     def views(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.t(self.images), self.t_prime(self.images)
 
+    def step(self) -> None:
+        loss = self.method(*self.views())["loss"]
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.steps += 1
+        self.method.after_step(self.steps, 10_000)
+
 
 class SixteenPassStep(TrialStep):
     """The trial's step with the colour jitter as it was: every row through all 16 passes."""
@@ -93,14 +101,6 @@ class SixteenPassStep(TrialStep):
             return super().views()
         finally:
             augment._jitter = fast
-
-    def step(self) -> None:
-        loss = self.method(*self.views())["loss"]
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.steps += 1
-        self.method.after_step(self.steps, 10_000)
 
 
 def measure(threads: int, images: torch.Tensor, timing: dict) -> dict:
