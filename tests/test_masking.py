@@ -83,3 +83,39 @@ def test_a_failing_command_shows_no_secret(tmp_path, capsys):
     assert main(["show-config", "--preset", "cpu-mini", "--set",
                  "tracking.experiment=http://u:SECRET-PG@h", "--set", "train.epochs=-1"]) == 2
     assert "SECRET" not in capsys.readouterr().err
+
+
+def test_the_tracking_preflight_sends_a_uris_password_as_basic_auth_and_shows_it_masked():
+    """`http://user:password@host` reaches the server as MLflow's client sends it (basic auth,
+    not a host name with a password in it); an error names the URI masked."""
+    import base64
+    import http.server
+    import threading
+
+    from byol_ray.runtime.tracking.store import check_tracking_store
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            seen.append((self.headers.get("Host"), self.headers.get("Authorization")))
+            self.send_response(200 if seen[-1][1] else 401)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        check_tracking_store(f"http://alice:SECRET-HTTP@127.0.0.1:{port}", attempts=1)
+        expected = "Basic " + base64.b64encode(b"alice:SECRET-HTTP").decode()
+        assert seen == [(f"127.0.0.1:{port}", expected)]
+    finally:
+        server.shutdown()
+    with pytest.raises(ConfigError) as error:
+        check_tracking_store(f"http://alice:SECRET-HTTP@127.0.0.1:{port}", attempts=1,
+                             timeout_s=2)
+    assert "SECRET" not in str(error.value) and "alice:***@127.0.0.1" in str(error.value)

@@ -31,6 +31,7 @@ import yaml
 from torch import nn
 
 from byol_ray.core.config import Config, ConfigError, from_dict, to_dict
+from byol_ray.core.masking import mask_tree
 
 PARTS = ("encoder", "projector", "target")  # what a run saves, when its method has it
 MANIFEST = "manifest.json"
@@ -91,7 +92,8 @@ def write_weights(method: nn.Module, cfg: Config, folder: Path) -> Path:
     """Save the parts of `method` that exist (encoder, projector, target), the config and the
     manifest into `folder`; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    # stored and uploaded as an artifact: no password or token of a URI (core/masking.py)
+    (folder / CONFIG).write_text(yaml.safe_dump(mask_tree(to_dict(cfg)), sort_keys=False))
     files = {}
     for part in PARTS:
         module = getattr(method, part, None)

@@ -282,7 +282,8 @@ class Launcher:
         return f"{output[-6000:]}\n--- MLflow server log on the head:\n{server}"
 
 
-def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tmp_path):
+def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tmp_path,
+                                                                    monkeypatch):
     head = ssh_node.address
     ray_port, mlflow_port = _free_ports(2)
     tracking_uri = f"http://{head}:{mlflow_port}"
@@ -312,6 +313,10 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
         assert code == 0, launcher.explain(out)
         assert f"joined the Ray cluster at {head}:{ray_port}" in out, launcher.explain(out)
 
+        # MLflow asks for a user's password (issue 33): the read-only one `ray up` made.
+        store = ssh_node.home / "byol-ray-mlflow"
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", (store / "reader.pw").read_text().strip())
         client = MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name("batch_size/cpu-mini")
         assert experiment is not None, "no batch_size/cpu-mini experiment on the head's MLflow"
@@ -339,6 +344,7 @@ def test_ray_up_submit_down_logs_the_sweep_to_the_head_nodes_mlflow(ssh_node, tm
         raylets = [proc for proc in _node_processes(ssh_node) if proc.name() == "raylet"]
         assert len(raylets) == 1, raylets
         assert raylets[0].environ()["MLFLOW_TRACKING_URI"] == tracking_uri
+        assert raylets[0].environ()["RAY_AUTH_MODE"] == "token"  # the head's token required
     finally:
         code, out = launcher.run("down", "down", "-y", str(cluster), timeout=90)
         shutil.rmtree(_ssh_control_dir(cluster), ignore_errors=True)

@@ -8,6 +8,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from byol_ray.core.config import ConfigError
+from byol_ray.core.masking import mask
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # MLflow 3's UI up to 3.17 opens an experiment on its runs (not its GenAI overview) when it
@@ -66,10 +68,11 @@ def check_tracking_store(uri: str, attempts: int = 2, timeout_s: float = 5.0) ->
         return
     if not uri.startswith(("http://", "https://")):
         return
-    url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+    url, credentials = _without_userinfo(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search")
     request = urllib.request.Request(url, data=b'{"max_results": 1}', method="POST",
                                      headers={"Content-Type": "application/json",
-                                              **_auth_headers()})
+                                              **(credentials or _auth_headers())})
+    url = mask(url)  # as errors show it
     problem = ""
     for attempt in range(attempts):
         try:
@@ -99,6 +102,18 @@ def _refusal_hint(code: int, body: str) -> str:
     if code in (401, 403):
         return "; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     return ""
+
+
+def _without_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without `user:password@` (urllib would take it for the host) and the basic-auth
+    header it stands for, as MLflow's client (requests) sends it; ({} when it has none)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    netloc = parts.netloc.rpartition("@")[2]
+    user, password = (urllib.parse.unquote(v or "") for v in (parts.username, parts.password))
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return parts._replace(netloc=netloc).geturl(), {"Authorization": f"Basic {basic}"}
 
 
 def _auth_headers() -> dict[str, str]:
