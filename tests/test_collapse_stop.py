@@ -78,6 +78,7 @@ def test_a_collapse_reading_between_evaluations_leaves_the_run_s_random_stream_a
     from byol_ray.learn.methods import build_method
 
     cfg = resolve_config("cpu-mini", [])
+    torch.manual_seed(cfg.train.seed)  # the worker's initial weights, whatever ran before
     watch = CollapseWatch(cfg, build_method(cfg), load_splits(cfg.data, cfg.augment),
                           torch.device("cpu"), 0, 1)
     torch.manual_seed(3)
@@ -86,4 +87,4 @@ def test_a_collapse_reading_between_evaluations_leaves_the_run_s_random_stream_a
     metrics = {}
     assert not watch.after_epoch(1, metrics, evaluated=False)
     assert torch.equal(torch.rand(3), expected)
-    assert metrics["eval/embedding_std"] > 2 * cfg.eval.collapse_threshold  # untrained
+    assert metrics["eval/embedding_std"] > cfg.eval.collapse_threshold  # untrained: not collapsed
