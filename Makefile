@@ -50,7 +50,7 @@ docs: $(STAMP)  ## the documentation site on http://127.0.0.1:8000, rebuilt on e
 	$(BIN)/mkdocs serve
 
 docs-check: $(STAMP)  ## the site builds: no broken link, missing page or renamed API function
-	site=$$(mktemp -d) && $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
+	site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$site; \
 	rc=$$?; rm -rf $$site; exit $$rc
 
 clean:
