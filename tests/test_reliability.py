@@ -1,5 +1,5 @@
 """Faults injected for real through the `byol-ray` command: each test names its guarantee
-(see the Reliability section of README.md)."""
+(see docs/reliability.md)."""
 
 from __future__ import annotations
 

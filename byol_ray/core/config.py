@@ -233,7 +233,7 @@ class MethodConfig(_Section):
 
     name: Text = _field("byol", "the objective: BYOL, SimCLR's NT-Xent, random_init (an "
                         "untrained encoder, no pretraining), or your own Method subclass as "
-                        "package.module:Class (README \"Your own method\")", Allowed(
+                        "package.module:Class (docs/using/own-method.md)", Allowed(
                             f"{', '.join(method_names())}, package.module:Class",
                             lambda v: v in method_names() or is_outside(v),
                             "{value!r} is not one of: {text}"))
@@ -284,10 +284,10 @@ class TrainConfig(_Section):
     amp: Bool = _field(False, "bfloat16 autocast, on GPU only")
     channels_last: Bool = _field(False, "NHWC convolutions: x1.56 on the imagenet step in bf16 "
                                  "on an H100/H200 at equal loss, nothing on cifar10's host-bound "
-                                 "step (README \"The GPU check\")")
+                                 "step (docs/results/gpu.md)")
     compile: Bool = _field(False, "torch.compile the training forward (inductor): x1.12 per "
                            "paired repetition on cifar10's step on an H200 (one run, spreads up "
-                           "to 49%), so off by default (README \"The GPU check\")")
+                           "to 49%), so off by default (docs/results/gpu.md)")
     accumulate_steps: Int = _field(1, "batches per optimiser step and target update "
                                    "[P Fig. 3a, §5]", between(1, 1024))
     log_every: Int = _field(1, "epochs between console progress lines", AT_LEAST_1)

@@ -4,7 +4,7 @@ whether it trains, whether the tables comparing methods show it.
 Config validation (`method.name`), the sweep planner and the tables read these entries; the torch
 classes of `byol_ray.learn.methods` register under the same names (`registry.register` refuses
 a name without an entry here). A method from outside the package, `package.module:Class`
-(README "Your own method"), needs no entry: it trains, is labelled by its class name and is
+(docs/using/own-method.md), needs no entry: it trains, is labelled by its class name and is
 shown beside BYOL and SimCLR wherever its runs have cells. No torch, Ray or MLflow here, so
 `byol-ray --help` and config errors stay cheap.
 """

@@ -52,7 +52,7 @@ def cpu_mini() -> Config:
         train=TrainConfig(epochs=40, checkpoint_every=10),
         # Few-label kNN (5 labels per class, 3 draws): on digits the untrained encoder scores
         # 92% with every label but ~50% with five per class, so this is where BYOL's gain shows
-        # (README, "Choosing cpu-mini's setting": measured on a validation part of train).
+        # (docs/experiments/miniature.md: measured on a validation part of train).
         eval=EvalConfig(eval_every=10, knn_k=(20, 200), linear_epochs=50,
                         few_label_per_class=5, few_label_draws=3),
         # The dense protocols [P App. D.4/D.5] in about a minute each on small VOC-layout
@@ -164,7 +164,7 @@ def get_preset(name: str) -> Config:
 # preset's: Fig. 3's BYOL and SimCLR cells differ in the objective and in these settings only.
 # Not reproduced: SimCLR's batch-normalised projector output ([P App. A]: "Contrary to SimCLR,
 # the output of this MLP is not batch normalized"); our projector is BYOL's MLP on both.
-# cpu-mini keeps its tuned settings for every method (README "Choosing cpu-mini's setting").
+# cpu-mini keeps its tuned settings for every method (docs/experiments/miniature.md).
 METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "simclr": ("optim.base_lr=0.3", "optim.weight_decay=1e-6", "method.temperature=0.1",
                "model.proj_hidden_dim=2048", "model.proj_dim=128"),

@@ -28,7 +28,7 @@ from byol_ray.runtime import console
 # A cluster of our own on one machine: no spot preemption to watch, no Prometheus metrics of
 # Train's controller and workers to export, and short runs want the controller to notice a
 # report or the end of a run sooner than its 2 s default (0.1 s: a run's end is noticed ~1 s
-# sooner than at 0.5 s, measured; README "Performance notes").
+# sooner than at 0.5 s, measured; docs/results/demo-timing.md).
 LOCAL_CLUSTER_ENV = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     "RAY_TRAIN_METRICS_ENABLED": "0",

@@ -36,7 +36,7 @@ from byol_ray.core.methods import method_info
 
 # Images/s of one GPU: (encoder, image size) -> (as shipped, fp32, settings). NVIDIA H200,
 # torch 2.11, 2026-11-26 (benchmarks/results/gpu_check_h200_2026-11-26.json, "ours" at the
-# preset's batch; README "The GPU check").
+# preset's batch; docs/results/gpu.md).
 MEASURED_ON = "NVIDIA H200 (benchmarks/gpu_check.sh, 2026-11-26)"
 STEP_IMAGES_PER_S: dict[tuple[str, int], tuple[float, float, str]] = {
     ("resnet18", 32): (5838.0, 5509.0, "cifar10 preset, bf16"),

@@ -4,7 +4,7 @@ one `cfg.method.name` names on a fresh encoder.
 
 A registered class is built as `cls(encoder, feat_dim, cfg.model, cfg.method)`. Every name
 lookup goes through `method_class`, which also takes a class from outside the package,
-`package.module:Class` (README "Your own method"); `check_method` tries such a class on the
+`package.module:Class` (docs/using/own-method.md); `check_method` tries such a class on the
 driver, before any worker starts.
 """
 
