@@ -43,7 +43,8 @@ METRIC_COLUMN |= PROTOCOL_COLUMN
 PAPER_LINEAR_PROBE = "linear evaluation, the paper's protocol [P App. C.1]"
 # The tables' metric when none is asked for: where a preset's own choice was validated
 # (docs/experiments/miniature.md, "Choosing cpu-mini's setting"), that one; else `linear`: the
-# paper's linear evaluation, which the GPU presets' sweeps run on every trial (`--eval`, `jobs.sweep.plan.default_evals`).
+# paper's linear evaluation, which the GPU presets' sweeps run on every trial (`--eval`,
+# `jobs.sweep.plan.default_evals`).
 DEFAULT_METRIC = {"cpu-mini": "few_label"}
 # Presets whose tables are a miniature of the paper's: their metric, named in every caption,
 # stands in for the paper's protocol and the verdicts compare its shape with the paper's. On
