@@ -25,10 +25,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from byol_ray.core.config import Config, from_dict, to_dict
-from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, load_splits
+from byol_ray.jobs.protocols.views import crop_flip, fit_images, sharded_loader
+from byol_ray.learn.data import eval_transform, load_splits
 from byol_ray.learn.linear_heads import HeadSpec, LinearHeads
 from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
@@ -109,10 +110,7 @@ def run_pass(job: dict[str, Any], state: dict, rank: int, world: int,
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
     splits = load_splits(cfg.data)
-    a = cfg.augment
-    crop_scale, crop_ratio = tuple(cfg.protocol.crop_scale), tuple(a.crop_ratio)
-    crop_on_device = splits.train_crops is None  # else ImageFolder's loader cuts the crops
-    fit_source = splits.train if crop_on_device else splits.train_crops(crop_scale, crop_ratio)
+    fit_source, crop_on_device = fit_images(cfg, splits)
 
     encoder, dim = build_encoder(cfg.model)
     encoder.load_state_dict(state)
@@ -125,19 +123,11 @@ def run_pass(job: dict[str, Any], state: dict, rank: int, world: int,
     specs = [HeadSpec(lr, fit_set) for fit_set in fit_sets for lr in lrs]
     torch.manual_seed(job["seed"] * 1000 + rank + 1)  # each worker its own crops
 
-    batch_size = min(job["batch_size"], len(dataset)) // world or 1
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=job["seed"])
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                        num_workers=cfg.data.loader_workers)
+    loader, sampler = sharded_loader(dataset, job["batch_size"], job["seed"], rank, world,
+                                     cfg.data.loader_workers)
     heads = LinearHeads(dim, splits.num_classes, specs, members, job["epochs"] * len(loader),
                         feature_norm=cfg.protocol.feature_norm).to(device)
-    crop_flip = ViewParams(
-        crop_scale=crop_scale, crop_ratio=crop_ratio,
-        flip_p=a.flip_p, jitter_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-        grey_p=0.0, blur_p=0.0, blur_sigma=(0.1, 2.0), solarize_p=0.0,
-    )
-    augment = BatchAugment(crop_flip, cfg.data.image_size, splits.mean, splits.std).to(device)
+    augment = crop_flip(cfg, splits, device)
     loss_sum = torch.zeros(len(specs), device=device)
     for epoch in range(job["epochs"]):
         sampler.set_epoch(epoch)

@@ -1,18 +1,14 @@
-"""The loop of every protocol: train a classifier on a trained encoder, score it.
+"""The fine-tuning loop: encoder and a linear layer learn together, BN in train mode
+[P App. C.2], at one learning rate; then the classifier is scored. (The linear protocol trains
+every rate's head on one pass of the frozen encoder: `linear_pass.py`.)
 
 `job` (a plain dict, see `byol_ray.jobs.protocols.jobs.Job`) says which encoder weights, which
-train-split images to fit on, which images to score, and how to train:
-
-- `linear`: the encoder is frozen with BN in eval mode; only a linear layer on its
-  representation learns [P App. C.1];
-- `finetune`: encoder and linear layer learn together, BN in train mode [P App. C.2].
-
-Training images get a random resized crop + flip (`protocol.crop_scale`, the preset's
-`augment.flip_p`), ImageFolder's crops cut from the full image by the loader workers (as
-pretraining's); scoring uses the centre view of the kNN monitor. SGD with Nesterov momentum
-0.9 and a per-step cosine decay of the rate to 0. Every worker trains on its shard of each
-batch (DDP) and scores its shard of the scored images; top-1 is summed over workers. The
-loop knows its process only through the session (`runtime/session.py`) and imports no Ray.
+train-split images to fit on, which images to score, and how to train. Training images get the
+protocols' crop + flip (`views.py`); scoring uses the centre view of the kNN monitor. SGD
+with Nesterov momentum 0.9 and a per-step cosine decay of the rate to 0. Every worker trains
+on its shard of each batch (DDP) and scores its shard of the scored images; top-1 is summed
+over workers. The loop knows its process only through the session (`runtime/session.py`) and
+imports no Ray.
 """
 
 from __future__ import annotations
@@ -27,10 +23,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import Subset
 
 from byol_ray.core.config import from_dict
-from byol_ray.learn.data import BatchAugment, ViewParams, eval_transform, load_splits
+from byol_ray.jobs.protocols.views import crop_flip, fit_images, sharded_loader
+from byol_ray.learn.data import eval_transform, load_splits
 from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
 from byol_ray.learn.parallel import mean_over_workers, sum_over_workers, with_sync_batchnorm
@@ -45,14 +42,12 @@ def classifier_worker(session: Session, job: dict[str, Any]) -> None:
     rank, world, device = session.rank, session.world, session.device
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
-    linear = job["mode"] == "linear"
+    if job["mode"] != "finetune":
+        raise ValueError(f"job mode {job['mode']!r}: this loop fine-tunes; the linear protocol "
+                         "is linear_pass.py")
 
     splits = load_splits(cfg.data)
-    a = cfg.augment
-    crop_scale, crop_ratio = tuple(cfg.protocol.crop_scale), tuple(a.crop_ratio)
-    # ImageFolder: crops of the full image, cut by the loader; else cropped on the device.
-    crop_on_device = splits.train_crops is None
-    fit_source = splits.train if crop_on_device else splits.train_crops(crop_scale, crop_ratio)
+    fit_source, crop_on_device = fit_images(cfg, splits)
     fit_set = Subset(fit_source, job["fit_indices"])
     scored = splits.test if job["score_split"] == "test" else splits.train
     score_indices = job["score_indices"] or list(range(len(scored)))
@@ -60,33 +55,17 @@ def classifier_worker(session: Session, job: dict[str, Any]) -> None:
     torch.manual_seed(job["seed"])  # the same head on every worker
     encoder, dim = build_encoder(cfg.model)
     encoder.load_state_dict(job["encoder_state"])
-    layer = nn.Linear(dim, splits.num_classes)
-    head = layer
-    if linear:  # [P App. C.1]: a linear classifier on the frozen representation
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
-        if cfg.protocol.feature_norm:
-            head = nn.Sequential(nn.BatchNorm1d(dim, affine=False), layer)
-        encoder.requires_grad_(False).eval()
-        trained: nn.Module = head
-    else:  # [P App. C.2]: the whole network learns; BN statistics over the global batch
-        trained = with_sync_batchnorm(nn.Sequential(encoder, head), device, world)
+    head = nn.Linear(dim, splits.num_classes)
+    # The whole network learns; BN statistics over the global batch.
+    trained = with_sync_batchnorm(nn.Sequential(encoder, head), device, world)
     encoder.to(device)
     model = session.prepare(trained)  # DDP when world > 1
     torch.manual_seed(job["seed"] * 1000 + rank + 1)  # each worker its own crops
 
-    batch_size = min(job["batch_size"], len(fit_set)) // world or 1
-    sampler = DistributedSampler(fit_set, num_replicas=world, rank=rank, shuffle=True,
-                                 seed=job["seed"])
-    loader = DataLoader(fit_set, batch_size=batch_size, sampler=sampler,
-                        num_workers=cfg.data.loader_workers)
-    crop_flip = ViewParams(
-        crop_scale=crop_scale, crop_ratio=crop_ratio,
-        flip_p=a.flip_p, jitter_p=0.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
-        grey_p=0.0, blur_p=0.0, blur_sigma=(0.1, 2.0), solarize_p=0.0,
-    )
-    augment = BatchAugment(crop_flip, cfg.data.image_size, splits.mean, splits.std).to(device)
-    params = [p for p in trained.parameters() if p.requires_grad]
+    loader, sampler = sharded_loader(fit_set, job["batch_size"], job["seed"], rank, world,
+                                     cfg.data.loader_workers)
+    augment = crop_flip(cfg, splits, device)
+    params = list(trained.parameters())
     optimizer = torch.optim.SGD(params, lr=job["lr"], momentum=0.9, nesterov=True,
                                 weight_decay=job["weight_decay"])
     total = max(1, job["epochs"] * len(loader))
@@ -97,16 +76,11 @@ def classifier_worker(session: Session, job: dict[str, Any]) -> None:
     for epoch in range(job["epochs"]):
         sampler.set_epoch(epoch)
         model.train()
-        if linear:
-            encoder.eval()
         loss_sum.zero_()
         for images, labels in loader:
             for group in optimizer.param_groups:
                 group["lr"] = job["lr"] * 0.5 * (1 + math.cos(math.pi * step / total))
             x = augment(images.to(device), crop=crop_on_device)
-            if linear:
-                with torch.no_grad():
-                    x = encoder(x)
             loss = F.cross_entropy(model(x), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # sync: DDP's all-reduce
