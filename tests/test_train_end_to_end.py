@@ -96,7 +96,10 @@ def test_byol_learns_and_stays_healthy_while_no_predictor_tau0_collapses(ray_clu
     short = ("train.epochs=20", "eval.eval_every=20", "train.checkpoint_every=0")
     byol = _pretrain(tmp_path / "byol", *short)
     assert byol["eval/collapsed"] == 0.0
-    assert byol["eval/knn_top1"] > byol["baseline/knn_top1"]
+    # cpu-mini's table metric: kNN with every label already reads ~92 % untrained on digits, so
+    # its change in 20 epochs is within the seeds' noise; 5 labels a class show learning (+33
+    # points on validation, docs/experiments/miniature.md).
+    assert byol["eval/few_label_knn_top1"] > byol["baseline/few_label_knn_top1"] + 10
     assert "train/collapse_stopped_epoch" not in byol and byol["epoch"] == 20
 
     collapsed = _pretrain(tmp_path / "collapse", *short, "method.predictor=false",
