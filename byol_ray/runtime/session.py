@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -91,6 +92,18 @@ def manifest_if_complete(manifest_text: str, sizes: dict[str, int]) -> dict | No
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return manifest if complete else None
+
+
+def report_result(session: Session, metrics: dict[str, float]) -> None:
+    """A loop's final metrics, reported from every worker (sync); rank 0 attaches them as a
+    checkpoint, which is what a Ray Train run hands back to its driver (Train V2 keeps
+    checkpointed metrics), so every launch form returns them in `Launched.metrics`."""
+    if session.rank != 0:
+        session.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
+        session.report(metrics, checkpoint=Path(folder))
 
 
 def device_for(cfg_use_gpu: str) -> torch.device:

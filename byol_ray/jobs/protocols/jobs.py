@@ -12,10 +12,11 @@ from typing import Any
 
 from ray import tune
 
-from byol_ray.core.config import Config, to_dict
+from byol_ray.core.config import Config
+from byol_ray.jobs.protocols.fit import launch_fit, plain_values
 from byol_ray.jobs.protocols.loop import classifier_worker
 from byol_ray.runtime.cluster import cluster_capacity, use_gpu
-from byol_ray.runtime.launch import form_for, launch
+from byol_ray.runtime.launch import form_for
 from byol_ray.runtime.ray_launch import trial_resources
 
 TRIAL_DRIVER_MEMORY = 128 * 2**20  # bytes Ray reserves for each Tune trial's driver
@@ -39,19 +40,12 @@ class Job:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for Ray (the config as a dict)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
-            "cfg": to_dict(self.cfg)}
+        return plain_values(self)
 
 
 def fit(job: Job, name: str, storage: str, in_trial: bool = False) -> dict[str, float]:
-    """Run one job on `scaling.num_workers` workers; its reported metrics. `in_trial`: called
-    inside a Tune trial, where one worker runs in the trial's own process (no checkpoints: a
-    fit's result is its metrics)."""
-    form = form_for(job.cfg, in_trial=in_trial)
-    form = "plain" if form == "trial" else form  # reported to the caller, not to Tune
-    return launch(classifier_worker, job.as_dict(), job.cfg, form=form,
-                  name=f"{name}-{int(time.time() * 1000)}", storage=storage,
-                  keep_checkpoints=False).metrics
+    """Fine-tune at one learning rate (`classifier_worker`); its reported metrics."""
+    return launch_fit(classifier_worker, job, name, storage, in_trial)
 
 
 def lr_grid(job: Job, lrs: tuple[float, ...], name: str, storage: str,

@@ -13,13 +13,8 @@ heads, optional feature BN (`protocol.feature_norm`).
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import tempfile
-import time
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,14 +22,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Dataset
 
-from byol_ray.core.config import Config, from_dict, to_dict
+from byol_ray.core.config import Config, from_dict
+from byol_ray.jobs.protocols.fit import launch_fit, plain_values
 from byol_ray.jobs.protocols.views import crop_flip, fit_images, sharded_loader
 from byol_ray.learn.data import eval_transform, load_splits
 from byol_ray.learn.linear_heads import HeadSpec, LinearHeads
 from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
-from byol_ray.runtime.launch import form_for, launch
-from byol_ray.runtime.session import Session
+from byol_ray.runtime.session import Session, report_result
 
 CHOICE, REFIT = 0, 1  # the fit sets: train minus the held-out part, all of train
 
@@ -55,31 +50,21 @@ class LinearPass:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for Ray (the config as a dict)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {
-            "cfg": to_dict(self.cfg)}
+        return plain_values(self)
 
 
 def fit_linear_pass(job: LinearPass, name: str, storage: str, in_trial: bool = False
                     ) -> dict[str, float]:
     """Run the pass on `scaling.num_workers` workers; its metrics (see `run_pass`). `in_trial`:
     called inside a Tune trial, where one worker runs in the trial's own process."""
-    form = form_for(job.cfg, in_trial=in_trial)
-    form = "plain" if form == "trial" else form  # reported to the caller, not to Tune
-    return launch(linear_pass_worker, job.as_dict(), job.cfg, form=form,
-                  name=f"{name}-{int(time.time() * 1000)}", storage=storage,
-                  keep_checkpoints=False).metrics
+    return launch_fit(linear_pass_worker, job, name, storage, in_trial)
 
 
 def linear_pass_worker(session: Session, job: dict[str, Any]) -> None:
     """The loop: `run_pass` on this worker, its metrics reported (rank 0 attaches them as a
     checkpoint: what a Ray Train run hands back to its driver)."""
-    metrics = run_pass(job, job["encoder_state"], session.rank, session.world, session.device)
-    if session.rank != 0:
-        session.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-        session.report(metrics, checkpoint=Path(folder))
+    report_result(session, run_pass(job, job["encoder_state"], session.rank, session.world,
+                                    session.device))
 
 
 class _Indexed(Dataset):

@@ -13,11 +13,8 @@ imports no Ray.
 
 from __future__ import annotations
 
-import json
 import math
-import tempfile
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +29,7 @@ from byol_ray.learn.metrics import shard_indices
 from byol_ray.learn.models import build_encoder
 from byol_ray.learn.parallel import mean_over_workers, sum_over_workers, with_sync_batchnorm
 from byol_ray.runtime.progress import Progress
-from byol_ray.runtime.session import Session
+from byol_ray.runtime.session import Session, report_result
 
 
 def classifier_worker(session: Session, job: dict[str, Any]) -> None:
@@ -97,18 +94,7 @@ def classifier_worker(session: Session, job: dict[str, Any]) -> None:
                             job["batch_size"])
     metrics = {"top1": 100.0 * correct / max(count, 1), "scored": float(count),
                "train_loss": mean_over_workers(loss_sum / max(len(loader), 1), world)}  # sync
-    _report(session, metrics)
-
-
-def _report(session: Session, metrics: dict[str, float]) -> None:
-    """Report from every worker (sync); rank 0 attaches the metrics as a checkpoint, which is
-    what a Ray Train run hands back to its driver (Train V2 keeps checkpointed metrics)."""
-    if session.rank != 0:
-        session.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "metrics.json").write_text(json.dumps(metrics))
-        session.report(metrics, checkpoint=Path(folder))
+    report_result(session, metrics)
 
 
 @torch.no_grad()
