@@ -25,6 +25,10 @@ from byol_ray.core.methods import is_outside, method_names
 # Built from data scikit-learn ships: no data.root, no download (learn/data/digit_variants.py).
 BUNDLED_DATASETS = ("digits", "colour_digits", "mnistm_digits")
 DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
+# Datasets whose pretraining images are their labelled train split, held in memory: the ones a
+# validation part can be held out of (`data.eval_on=validation`).
+VALIDATION_DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100")
+EVAL_ON = ("test", "validation")
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 TAU_SCHEDULES = ("cosine", "constant")
@@ -171,6 +175,10 @@ class DataConfig(_Section):
     max_eval_images: Int = _field(0, "cap on labelled images used by evaluation (0 = all)", COUNT)
     decoder: Text = _field("cpu", "ImageFolder JPEG decoding: cpu (loader workers) or gpu "
                            "(nvJPEG; imagefolder only, needs CUDA workers)", one_of(*DECODERS))
+    eval_on: Text = _field("test", "what evaluation scores: the test split, or a validation "
+                           "part held out of train (stratified 20 %, seed 1) that pretraining "
+                           "and the labelled splits then leave out: choose settings on it, "
+                           "never on test", one_of(*EVAL_ON))
 
 
 class AugmentConfig(_Section):
@@ -590,6 +598,9 @@ def validate(cfg: Config, check_paths: bool = True) -> Config:
         raise ConfigError("data.group_size", f"{g}: must divide the {per_worker} rows per worker"
                           f", or be a multiple of {per_worker} (whole workers) that divides "
                           f"data.batch_size={d.batch_size}")
+    if d.eval_on == "validation" and d.dataset not in VALIDATION_DATASETS:
+        raise ConfigError("data.eval_on", f"validation is held out of the train split of "
+                          f"{', '.join(VALIDATION_DATASETS)}; {d.dataset!r} has none here")
     if d.dataset not in BUNDLED_DATASETS and check_paths:
         if not d.root:
             raise ConfigError("data.root", f"required for dataset {d.dataset!r}: the folder "

@@ -27,6 +27,7 @@ TAGS = ("sweep", "grid", "preset", "trial", "method", "seed", "ablation", "ablat
         "failure_reason")
 PARAMS = {
     "data.dataset": "dataset",
+    "data.eval_on": "eval_on",
     "eval.knn_k": "knn_k",
     "eval.few_label_per_class": "few_label_per_class",
     "train.epochs": "epochs",
@@ -151,7 +152,11 @@ def select_runs(
     sweeps: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Keep one preset's runs (and only the named sweeps'). With no preset given the runs must
-    come from a single preset: averaging cpu-mini with ImageNet cells would mean nothing."""
+    come from a single preset: averaging cpu-mini with ImageNet cells would mean nothing. Runs
+    scored on a validation part of train (`data.eval_on=validation`) chose settings and stay
+    out: the tables compare test-split numbers with the paper's."""
+    if "eval_on" in runs:
+        runs = runs[runs["eval_on"].ne("validation")]
     if sweeps:
         runs = runs[runs["sweep"].isin(list(sweeps))]
     presets = sorted(runs["preset"].dropna().unique())

@@ -292,3 +292,31 @@ def test_check_dataset_accepts_complete_folders(tmp_path, no_md5):
     check_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "c10")))
     check_dataset(DataConfig(dataset="digits"))
     check_dataset(DataConfig(dataset="cifar10", root=str(tmp_path / "new"), download=True))
+
+
+def test_validation_part_is_held_out_of_train_and_never_touches_test():
+    """data.eval_on=validation: a stratified fifth of train is scored; pretraining and the
+    labelled train split keep the rest; the test split's images are in neither."""
+    full = load_splits(DataConfig(dataset="digits", image_size=8))
+    held = load_splits(DataConfig(dataset="digits", image_size=8, eval_on="validation"))
+    assert held.pretrain is held.train
+    assert len(held.train) + len(held.test) == len(full.train)  # 1149 + 288 = 1437
+
+    def rows(dataset) -> set[bytes]:
+        return {image.numpy().tobytes() + bytes([label]) for image, label in
+                zip(dataset.images, dataset.labels, strict=True)}
+
+    assert rows(held.test) <= rows(full.train) and not rows(held.test) & rows(held.train)
+    counts = torch.bincount(held.test.labels, minlength=10)
+    assert counts.min() >= 0.18 * len(held.test) / 10  # stratified: every class about a fifth
+    again = load_splits(DataConfig(dataset="digits", image_size=8, eval_on="validation"))
+    assert torch.equal(again.test.images, held.test.images)  # fixed seed
+
+
+def test_validation_split_needs_an_in_memory_train_split():
+    from byol_ray.core.config import Config, ConfigError, validate
+
+    cfg = Config()
+    cfg.data = DataConfig(dataset="stl10", root="x", eval_on="validation")
+    with pytest.raises(ConfigError, match="data.eval_on"):
+        validate(cfg, check_paths=False)

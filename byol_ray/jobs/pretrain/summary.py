@@ -22,8 +22,9 @@ def print_run_summary(run_id: str, uri: str) -> None:
     print(f"\nrun {run_id} ({run.status}), preset {tags.get('preset')}, MLflow {uri}")
     few = params.get("eval.few_label_per_class", "0")
     few_head = f"  kNN, {few} labels/class (%)" if few not in ("0", "") else ""
-    print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%){few_head}   "
-          "[held-out test split]")
+    split = ("validation part of train" if params.get("data.eval_on") == "validation"
+             else "held-out test split")
+    print(f"{'':<{width}}  kNN top-1 (k={k}, %)  linear top-1 (%){few_head}   [{split}]")
     for label, prefix in rows:
         knn, linear = cell(prefix + "knn_top1"), cell(prefix + "linear_top1")
         few_cell = cell(prefix + "few_label_knn_top1") if few_head else ""

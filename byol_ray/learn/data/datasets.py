@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -38,6 +38,7 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 EVAL_SUBSET_SEED = 0  # seed of the max_eval_images subsets
+VALIDATION_FRACTION, VALIDATION_SEED = 0.2, 1  # data.eval_on=validation: 20 % of train, seed 1
 _TORCHVISION_CLASSES = {
     "cifar10": torchvision.datasets.CIFAR10,
     "cifar100": torchvision.datasets.CIFAR100,
@@ -97,12 +98,32 @@ def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> Datase
     if cfg.dataset not in loaders:
         raise ValueError(f"data.dataset: {cfg.dataset!r} is not one of: {', '.join(loaders)}")
     splits = loaders[cfg.dataset](cfg)
+    if cfg.eval_on == "validation":
+        splits = hold_out_validation(splits)
     if cfg.max_eval_images > 0:
         splits.train = _cap(splits.train, cfg.max_eval_images)
         splits.test = _cap(splits.test, cfg.max_eval_images)
         if splits.train_crops is not None:  # the same capped items as `train`
             splits.train_crops = partial(_capped, splits.train_crops, cfg.max_eval_images)
     return splits
+
+
+def hold_out_validation(splits: DatasetSplits) -> DatasetSplits:
+    """`splits` with a stratified validation part of train (`VALIDATION_FRACTION`, seed
+    `VALIDATION_SEED`) as the evaluated split, and the rest as pretraining images and labelled
+    train split: settings are chosen on it without ever looking at the test split."""
+    from sklearn.model_selection import train_test_split  # lazy: sklearn only here
+
+    train = splits.train
+    if splits.pretrain is not train or not isinstance(train, ImageTensorDataset):
+        raise ValueError("data.eval_on: validation needs an in-memory dataset whose pretraining "
+                         "images are its train split")
+    fit, held = train_test_split(np.arange(len(train)), test_size=VALIDATION_FRACTION,
+                                 stratify=train.labels.numpy(), random_state=VALIDATION_SEED)
+    fit, held = torch.from_numpy(np.sort(fit)), torch.from_numpy(np.sort(held))
+    kept = ImageTensorDataset(train.images[fit], train.labels[fit])
+    validation = ImageTensorDataset(train.images[held], train.labels[held])
+    return replace(splits, pretrain=kept, train=kept, test=validation)
 
 
 def check_dataset(cfg: DataConfig) -> None:
