@@ -29,6 +29,7 @@ DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
 # validation part can be held out of (`data.eval_on=validation`).
 VALIDATION_DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100")
 EVAL_ON = ("test", "validation")
+VALIDATION_FRACTION, VALIDATION_SEED = 0.2, 1  # data.eval_on=validation: 20 % of train, seed 1
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 TAU_SCHEDULES = ("cosine", "constant")

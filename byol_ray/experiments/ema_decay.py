@@ -17,7 +17,9 @@ from byol_ray.tables.verdicts import NO_RUNS, Check, check
 
 AXIS = "tau_base"
 PAPER = (1.0, 0.999, 0.99, 0.9, 0.0)  # Table 5a (0.996 is the 1000-epoch run's, no row there)
-REDUCED = {"cpu-mini": (1.0, 0.99, 0.0)}
+# cpu-mini: the extremes, its own tau_base (0.97, whose target forgets its start in the
+# miniature's 440 steps) and the paper's 0.99 (which keeps 0.11 of it there).
+REDUCED = {"cpu-mini": (1.0, 0.99, 0.97, 0.0)}
 
 
 def _schedule(tau: float) -> str:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from byol_ray.core.config import BUNDLED_DATASETS, Config
+from byol_ray.core.config import BUNDLED_DATASETS, VALIDATION_FRACTION, Config
 
 SHARE_WARNING = 0.01  # the target should have forgotten its start by the end (issue 30)
 
@@ -92,6 +92,9 @@ def pretrain_images(cfg: Config) -> tuple[int, str] | None:
     ImageFolder (or ILSVRC-2012's count on the imagenet presets when it is absent); None where
     it cannot be known."""
     d = cfg.data
+    if d.dataset in PRETRAIN_IMAGES and d.eval_on == "validation":  # less the held-out part
+        held = math.ceil(VALIDATION_FRACTION * PRETRAIN_IMAGES[d.dataset])
+        return PRETRAIN_IMAGES[d.dataset] - held, f"{d.dataset}'s train split less validation"
     if d.dataset in PRETRAIN_IMAGES:
         return PRETRAIN_IMAGES[d.dataset], f"{d.dataset}'s pretraining split"
     train = Path(d.root).expanduser() / "train"

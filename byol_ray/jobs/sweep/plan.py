@@ -19,8 +19,8 @@ from byol_ray.learn.target_memory import SHARE_WARNING, TargetMemory, format_sha
 # worker on half a core: a short trial spends most of its time starting processes and waiting
 # on Ray's controller, so four side by side keep the 2 cores of a laptop busy.
 PRESET_SWEEP_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "cpu-mini": ("scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "train.epochs=20",
-                 "eval.eval_every=0", "train.checkpoint_every=5"),
+    "cpu-mini": ("scaling.num_workers=1", "scaling.cpus_per_worker=0.5", "eval.eval_every=0",
+                 "train.checkpoint_every=5"),
 }
 
 # The paper's protocols each trial runs after pretraining unless `--eval` says otherwise: on the

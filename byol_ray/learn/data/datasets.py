@@ -22,7 +22,13 @@ import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from byol_ray.core.config import BUNDLED_DATASETS, AugmentConfig, DataConfig
+from byol_ray.core.config import (
+    BUNDLED_DATASETS,
+    VALIDATION_FRACTION,
+    VALIDATION_SEED,
+    AugmentConfig,
+    DataConfig,
+)
 from byol_ray.learn.data.digit_variants import BUNDLED, digit_split
 from byol_ray.learn.data.imagefolder import (
     CentreViewFolder,
@@ -38,7 +44,6 @@ CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 EVAL_SUBSET_SEED = 0  # seed of the max_eval_images subsets
-VALIDATION_FRACTION, VALIDATION_SEED = 0.2, 1  # data.eval_on=validation: 20 % of train, seed 1
 _TORCHVISION_CLASSES = {
     "cifar10": torchvision.datasets.CIFAR10,
     "cifar100": torchvision.datasets.CIFAR100,
