@@ -221,7 +221,7 @@ def test_group_batch_norm_is_n_sequential_batch_norm_calls(shape):
     ],
 )
 def test_bad_group_sizes_name_the_field(overrides, hint):
-    cfg = apply_overrides(get_preset("cpu-mini"), overrides)  # 256 images on 2 workers
+    cfg = apply_overrides(get_preset("cpu-mini"), ["data.batch_size=256", *overrides])  # 2 workers
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     assert error.value.field == "data.group_size" and hint in str(error.value)
@@ -229,7 +229,8 @@ def test_bad_group_sizes_name_the_field(overrides, hint):
 
 @pytest.mark.parametrize("group", [0, 32, 64, 128, 256])
 def test_group_sizes_within_a_worker_or_of_whole_workers_are_valid(group):
-    validate(apply_overrides(get_preset("cpu-mini"), [f"data.group_size={group}"]))
+    validate(apply_overrides(get_preset("cpu-mini"), ["data.batch_size=256",
+                                                      f"data.group_size={group}"]))
 
 
 def test_a_bad_group_size_exits_2_before_anything_runs(capsys):

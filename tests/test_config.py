@@ -90,7 +90,7 @@ def test_overrides_parse_yaml_values_and_leave_the_preset_alone():
     assert cfg.method.predictor is False and cfg.augment.blur_p == (0.0, 0.5)
     assert cfg.eval.knn_k == (5,) and cfg.scaling.use_gpu == "false"
     assert cfg.optim.weight_decay == 1e-4  # YAML 1.1 reads "1e-4" as text
-    assert base.method.tau_base == 0.99 and base.method.predictor is True
+    assert base.method.tau_base == 0.97 and base.method.predictor is True
 
 
 def test_flatten_gives_dotted_names():
@@ -224,7 +224,7 @@ def test_show_config_explain_gives_each_field_its_value_meaning_limits_and_paper
                  "--explain"]) == 0
     out = capsys.readouterr().out
     tau = out.split("\nmethod.tau_base = ")[1].splitlines()[:4]
-    assert tau[0] == "0.99" and "target EMA decay" in tau[1] and "[P §3" in tau[1]
+    assert tau[0] == "0.97" and "target EMA decay" in tau[1] and "[P §3" in tau[1]
     assert tau[2:] == ["    allowed: [0.0, 1.0]", "    paper: §3, Table 5a"]
     assert "\ndata.batch_size = 128\n" in out  # the value with --set applied
     assert "\nmethod.name = \"byol\"\n" in out and "    allowed: byol, simclr, random_init" in out

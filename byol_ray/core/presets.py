@@ -42,7 +42,7 @@ def cpu_mini() -> Config:
         # Batch 64 and tau_base 0.97 over 20 epochs (440 steps on digits' 1437 images): the
         # target keeps e^-6.6 of its random start (<= 0.01), and BYOL gains 17-21 points of
         # few-label kNN over random-init on a validation part of train (docs/experiments/
-        # miniature.md, "Choosing cpu-mini's setting"; batch 256 at 100 steps kept 0.61).
+        # miniature.md, "Choosing cpu-mini's schedule"; batch 256 at 100 steps kept 0.61).
         data=DataConfig(dataset="digits", image_size=16, batch_size=64),
         # Digits are 8x8 and not mirror-symmetric (a flipped 2 is no 2): milder crops, no flip.
         augment=AugmentConfig(crop_scale=(0.3, 1.0), flip_p=0.0, blur_p=(0.5, 0.1)),
