@@ -43,7 +43,7 @@ def test_logged_share_is_the_product_of_the_applied_taus_and_the_dry_run_s(tmp_p
     # steps the dry run counted (1437 // 128 = 11 a epoch, 33 in all).
     per_epoch = memory.steps // cfg.train.epochs
     assert [m.value for m in history["train/tau"]] == pytest.approx(
-        [tau_at(e * per_epoch, memory.steps, 0.99) for e in (1, 2, 3)], abs=1e-12)
+        [tau_at(e * per_epoch, memory.steps, cfg.method.tau_base) for e in (1, 2, 3)], abs=1e-12)
     product = 1.0
     for k in range(1, memory.steps + 1):  # the method's own schedule, step by step
         product *= tau_at(k, memory.steps, cfg.method.tau_base, cfg.method.tau_schedule)

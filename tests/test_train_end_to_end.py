@@ -45,7 +45,7 @@ def test_train_command_runs_two_ray_workers_and_leaves_one_finished_mlflow_run(t
     client, run = _only_run(uri)
     assert run.info.status == "FINISHED"
     assert run.data.tags["method"] == "byol" and run.data.tags["preset"] == "cpu-mini"
-    assert run.data.params["method.tau_base"] == "0.99"
+    assert run.data.params["method.tau_base"] == "0.97"
     assert run.data.params["scaling.num_workers"] == "2"
     for name in (*EPOCH_METRICS, "eval/linear_top1", "baseline/knn_top1",
                  "baseline/linear_top1", "eval/collapsed", "eval/few_label_knn_top1",
@@ -97,8 +97,8 @@ def test_byol_learns_and_stays_healthy_while_no_predictor_tau0_collapses(ray_clu
     byol = _pretrain(tmp_path / "byol", *short)
     assert byol["eval/collapsed"] == 0.0
     # cpu-mini's table metric: kNN with every label already reads ~92 % untrained on digits, so
-    # its change in 20 epochs is within the seeds' noise; 5 labels a class show learning (+33
-    # points on validation, docs/experiments/miniature.md).
+    # its change in 20 epochs is within the seeds' noise; 5 labels a class show learning (+17
+    # to +21 points on validation at this schedule, docs/results/cpu-mini-schedule.md).
     assert byol["eval/few_label_knn_top1"] > byol["baseline/few_label_knn_top1"] + 10
     assert "train/collapse_stopped_epoch" not in byol and byol["epoch"] == 20
 
