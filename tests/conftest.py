@@ -14,7 +14,9 @@ MLflow's migrations over it took minutes per test on the loaded machine.
 `ray_joined` makes this process a driver of the session's local Ray cluster (`ray start
 --head` on 127.0.0.1, 2 CPUs, its own ports and temp dir, ended by killing its own session:
 tests/local_servers.ray_node) for a module's tests that only run jobs on it; a test that kills
-a cluster, or needs a fresh one, starts its own.
+a cluster, or needs a fresh one, starts its own. `ray_address` is that cluster's address, for
+a `byol-ray` child process to join (`--address`) instead of starting a Ray of its own (10-20 s
+each) where what the test checks does not depend on the run owning its cluster.
 
 In CI (CI=true, as .ci/run sets it) a skipped test fails instead, unless it needs a CUDA
 device: CI installs every extra and program the suite uses, so a skip there means a check
@@ -120,14 +122,28 @@ def mlflow_pg(mlflow_postgres) -> Postgres:
 @pytest.fixture(scope="session")
 def ray_cluster_of_session():
     """The session's local Ray cluster (the `ray start` process; `.address` its GCS), with the
-    settings a cluster byol-ray starts itself has (runtime/cluster.LOCAL_CLUSTER_ENV); started
-    on first use, stopped by killing the processes of its own session at the end."""
+    settings a cluster byol-ray starts itself has (runtime/cluster.LOCAL_CLUSTER_ENV, and the
+    raylet's runtime/console.LOCAL_RAYLET_ENV); started on first use, stopped by killing the
+    processes of its own session at the end."""
     from local_servers import ray_node
 
     from byol_ray.runtime.cluster import LOCAL_CLUSTER_ENV
+    from byol_ray.runtime.console import LOCAL_RAYLET_ENV
 
-    with ray_node(num_cpus=2, env={**os.environ, **LOCAL_CLUSTER_ENV}) as head:
+    env = {**LOCAL_RAYLET_ENV, **os.environ, **LOCAL_CLUSTER_ENV}  # the raylet's: a default
+    with ray_node(num_cpus=2, env=env) as head:
         yield head
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster_of_session) -> str:
+    """The session cluster's GCS address, for `byol-ray ... --address` in a child process: it
+    joins the running cluster instead of starting one (10-20 s on this machine, minutes under
+    load). Only for tests whose checks do not depend on the run owning its cluster (none may
+    kill it), nor on the workers inheriting the child's environment: a joined cluster's
+    workers have the cluster's (a pause point's variable, MLflow's retry settings, a secret
+    to keep out of the run do not reach them)."""
+    return ray_cluster_of_session.address
 
 
 @pytest.fixture(scope="module")

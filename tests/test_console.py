@@ -26,13 +26,14 @@ INTERNAL = ("PYTHON worker processes have been started", "Reporting training res
             "Started a local Ray instance", "INFO mlflow", "Setting up process group")
 
 
-def train(tmp_path, *extra: str) -> str:
-    """The console of a 2-epoch cpu-mini `byol-ray train` (stdout and stderr together)."""
+def train(tmp_path, *extra: str, address: str | None = None) -> str:
+    """The console of a 2-epoch cpu-mini `byol-ray train` (stdout and stderr together), on a
+    cluster it starts or, given `address`, one it joins."""
     proc = subprocess.run(
         [sys.executable, "-m", "byol_ray.cli", *extra, "train", "--preset", "cpu-mini",
          "--set", "train.epochs=2", "--set", "eval.eval_every=0",
          "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-         "--storage", str(tmp_path / "ray")],
+         "--storage", str(tmp_path / "ray"), *(["--address", address] if address else [])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "BYOL_RAY_LOGS": str(tmp_path / "logs")})
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -40,8 +41,11 @@ def train(tmp_path, *extra: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # two runs, each starting its own Ray cluster
-def test_the_default_console_holds_our_lines_only_and_verbose_brings_rays_back(tmp_path):
+@pytest.mark.timeout(1800)  # two runs, the first starting its own Ray cluster
+def test_the_default_console_holds_our_lines_only_and_verbose_brings_rays_back(tmp_path,
+                                                                              ray_address):
+    """The quiet run starts its own cluster (its first line says so); the verbose one joins
+    the session's: Ray's forwarding of the workers' lines does not depend on who started it."""
     quiet = train(tmp_path)
     shown = [p for p in INTERNAL if p.lower() in quiet.lower()]
     assert not shown, f"{shown} in:\n{quiet}"
@@ -53,7 +57,7 @@ def test_the_default_console_holds_our_lines_only_and_verbose_brings_rays_back(t
     # what the console left out is in the file it names
     assert "Started a local Ray instance" in log.read_text()
 
-    loud = train(tmp_path, "--verbose")
+    loud = train(tmp_path, "--verbose", address=ray_address)
     assert "Reporting training result" in loud and "pid=" in loud, loud[-4000:]
     assert "[byol-ray] epoch 2/2" in loud
 
@@ -103,7 +107,9 @@ def test_a_raylet_notice_becomes_one_line_with_its_cause_and_the_rest_goes_to_ra
 @pytest.mark.timeout(900)
 def test_a_worker_ray_loses_reaches_the_quiet_console_as_one_line_with_its_cause(tmp_path):
     """The rank-0 Train worker is SIGKILLed after its first epoch (pause point `epoch-end`):
-    the run fails with one line naming that worker's pid, and nothing of Ray's advice text."""
+    the run fails with one line naming that worker's pid, and nothing of Ray's advice text.
+    The run starts its own Ray cluster: the workers must inherit the pause point's variable
+    (a joined cluster's workers have its environment)."""
     marker = tmp_path / "worker-paused"
     proc = subprocess.Popen(
         [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",

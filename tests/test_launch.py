@@ -67,9 +67,10 @@ def _first_epoch_loss(uri: str, run_id: str) -> float:
 
 
 @pytest.mark.slow
-def test_the_plain_loop_imports_no_ray_and_matches_the_ray_train_launch(tmp_path):
+def test_the_plain_loop_imports_no_ray_and_matches_the_ray_train_launch(tmp_path, ray_joined):
     """The pretraining loop as a plain process (no Ray module imported) and as a one-worker
-    Ray Train run, same seed: the same first-epoch loss."""
+    Ray Train run (on the session's cluster, this process its driver), same seed: the same
+    first-epoch loss."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     plain = subprocess.run(
         [sys.executable, "-c", PLAIN, uri, str(tmp_path / "plain"), *ONE_EPOCH],
@@ -77,18 +78,12 @@ def test_the_plain_loop_imports_no_ray_and_matches_the_ray_train_launch(tmp_path
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-3000:]
     plain_loss = float(re.search(r"LOSS (\S+)", plain.stdout)[1])
 
-    import ray
-
     from byol_ray.core.config import validate
     from byol_ray.core.presets import preset_config
     from byol_ray.jobs.pretrain.driver import run_pretraining
 
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        cfg = validate(preset_config("cpu-mini", ONE_EPOCH))
-        result = run_pretraining(cfg, uri, str(tmp_path / "ray"))
-    finally:
-        ray.shutdown()
+    cfg = validate(preset_config("cpu-mini", ONE_EPOCH))
+    result = run_pretraining(cfg, uri, str(tmp_path / "ray"))
     assert _first_epoch_loss(uri, result.run_id) == pytest.approx(plain_loss, rel=1e-5)
     runs = MlflowClient(uri).search_runs(
         [MlflowClient(uri).get_experiment_by_name("byol-ray").experiment_id])
@@ -118,10 +113,13 @@ def _sweep(tmp_path: Path, *args: str) -> subprocess.Popen:
 
 
 @pytest.mark.slow
-def test_a_one_worker_trial_runs_in_its_own_process_and_resumes_from_its_checkpoint(tmp_path):
+def test_a_one_worker_trial_runs_in_its_own_process_and_resumes_from_its_checkpoint(tmp_path,
+                                                                                   ray_address):
     """A one-worker sweep trial runs its loop in the Tune trial's process (no Train worker
     group), its checkpoints persisted by Tune; its driver SIGKILLed once a checkpoint is
-    there, `--resume` continues the trial from that checkpoint and logs each epoch once."""
+    there (with the local cluster it started: nothing of the trial writes after the kill),
+    `--resume` (joining the session's cluster) continues the trial from that checkpoint and
+    logs each epoch once."""
     storage = tmp_path / "ray"
     driver = _sweep(tmp_path)
     console = Lines(driver)
@@ -131,7 +129,7 @@ def test_a_one_worker_trial_runs_in_its_own_process_and_resumes_from_its_checkpo
     persisted = _newest_manifest_epoch(storage)
     assert not list(storage.rglob("checkpoint_manager_snapshot.json"))  # no Train run
 
-    resumed = _sweep(tmp_path, "--resume")
+    resumed = _sweep(tmp_path, "--resume", "--address", ray_address)
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-4000:]
     epochs = [int(e) for e in re.findall(r"resumed from checkpoint after epoch (\d+)", out)]

@@ -21,7 +21,9 @@ SECRETS = ("SECRET-HTTP-7f3a", "SECRET-S3-9b1c", "SECRET-TOKEN-2d8e")
 
 
 def test_a_tracked_run_keeps_its_secrets_out_of_console_params_tags_artifacts_and_logs(
-        tmp_path):
+        tmp_path, ray_address):
+    """The run joins the session's Ray cluster, whose logs folder (the workers' output) is
+    searched too."""
     logs = tmp_path / "logs"
     with MlflowServer(tmp_path) as server:
         uri = server.uri.replace("http://", f"http://alice:{SECRETS[0]}@")
@@ -32,7 +34,8 @@ def test_a_tracked_run_keeps_its_secrets_out_of_console_params_tags_artifacts_an
             [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
              "--set", "train.epochs=1", "--set", "eval.eval_every=1",
              "--set", "train.checkpoint_every=0", "--set", f"data.root={root}",
-             "--tracking-uri", uri, "--storage", str(tmp_path / "ray")],
+             "--tracking-uri", uri, "--storage", str(tmp_path / "ray"),
+             "--address", ray_address],
             capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
         console = proc.stdout + proc.stderr
         assert proc.returncode == 0, console[-4000:]

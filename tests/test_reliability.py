@@ -114,7 +114,8 @@ def test_tracking_server_lost_mid_run_loses_no_epoch_and_logs_none_twice(mlflow_
                                                                           tmp_path):
     """Stop the server mid-run for longer than the client's retries, then start it again on
     the same store: training went on meanwhile, and the run ends FINISHED with every epoch's
-    metrics exactly once; the journal is empty."""
+    metrics exactly once; the journal is empty. The run starts its own Ray cluster: the
+    workers must inherit SHORT_RETRIES (a joined cluster's workers have its environment)."""
     epochs = 30
     journal = tmp_path / "journal"
     env = {**os.environ, **SHORT_RETRIES, "PYTHONUNBUFFERED": "1", "BYOL_RAY_JOURNAL": str(journal)}
@@ -223,12 +224,12 @@ def test_mlflow_is_reached_only_through_runtime_tracking():
 
 
 @pytest.mark.slow
-def test_a_failed_train_exits_1_with_its_reason_on_one_line(tmp_path):
+def test_a_failed_train_exits_1_with_its_reason_on_one_line(tmp_path, ray_address):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = byol_ray("train", "--preset", "cpu-mini", "--set", "optim.name=sgd",
                     "--set", "optim.base_lr=1e30", "--set", "train.epochs=2",
-                    "--set", "eval.eval_every=0", "--tracking-uri", uri, cwd=tmp_path,
-                    timeout=600)
+                    "--set", "eval.eval_every=0", "--tracking-uri", uri,
+                    "--address", ray_address, cwd=tmp_path, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     # Ray forwards the workers' own log lines too, some after ours.
     ours = [line for line in proc.stderr.splitlines() if line.startswith("byol-ray: error:")]

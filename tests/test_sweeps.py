@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -197,7 +196,8 @@ def _sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> sub
 def _kill_driver_at(point: str, tmp_path: Path, *args: str) -> str:
     """Run the sweep until its driver reaches pause point `point` (runtime/pause_points.py),
     then SIGKILL the driver's session (the driver and the local Ray cluster it started,
-    workers included). Returns the driver's output."""
+    workers included; on a cluster it joined, Ray ends the dead driver's trials). Returns the
+    driver's output."""
     marker = tmp_path / f"paused-at-{point}"
     driver = _sweep(tmp_path, *args, env={PAUSE_ENV: f"{point}:{marker}"})
     assert paused_pid(driver, marker, point, timeout_s=PATIENCE_S) == driver.pid
@@ -225,16 +225,17 @@ SMALL = ("--only", "random-init", "--only", "byol-tau_base=0.99-s0",
 @pytest.mark.slow
 @pytest.mark.timeout(4 * PATIENCE_S)  # three drivers, each may take PATIENCE_S under load
 def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_parent_closes(
-        tmp_path):
+        tmp_path, ray_address):
     """A diverging trial ends FAILED and the sweep goes on. The driver is SIGKILLed twice at
     pause points: once while the trials' child runs are being created (the first one exists,
     its params not logged yet, the second not created), and on `--resume` once every trial
     has ended but the parent run is not closed. Each `--resume` runs only what is not
     FINISHED, under the same parent and child runs, and the parent ends FINISHED with
-    failed_trials=1."""
+    failed_trials=1. The drivers join the session's Ray cluster (at neither pause point does a
+    trial run; a lost cluster is the next test's)."""
     byol, args = "byol-tau_base=0.99-s0", (
         "--only", "random-init", "--only", "byol-tau_base=0.99-s0", "--set", "optim.name=sgd",
-        "--set", "optim.base_lr=1e30", "--set", "train.epochs=2")
+        "--set", "optim.base_lr=1e30", "--set", "train.epochs=2", "--address", ray_address)
 
     _kill_driver_at("trials-start", tmp_path, *args)
     _, parents, children = _runs(tmp_path)
@@ -267,11 +268,10 @@ def test_a_diverging_trial_fails_and_a_driver_killed_as_trials_start_or_the_pare
 
 
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[subprocess.Popen]:
-    """One `ray start --head` cluster of this module's own, shared by the tests that only need
-    a live cluster to join (not one they kill)."""
-    with ray_node() as cluster:
-        yield cluster
+def ray_head(ray_cluster_of_session) -> subprocess.Popen:
+    """The session's `ray start --head` cluster (tests/conftest.py), for the tests that only
+    need a live cluster to join (not one they kill)."""
+    return ray_cluster_of_session
 
 
 @pytest.mark.slow

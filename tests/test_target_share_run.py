@@ -1,6 +1,8 @@
-"""A short real run (Ray Train, MLflow) logs the share of its initialisation its target keeps
-(issue 30): the product of every tau its EMA applied, logged as train/target_init_share, equals
-what `train --dry-run` reports from the config alone, and the run warns that it is above 1 %."""
+"""A short real run (MLflow) logs the share of its initialisation its target keeps (issue 30):
+the product of every tau its EMA applied, logged as train/target_init_share, equals what `train
+--dry-run` reports from the config alone, and the run warns that it is above 1 %. The run is the
+loop's plain launch (`--no-ray`, one worker): what is checked is the loop's EMA, the same in
+every launch form (tests/test_launch.py), without a Ray start."""
 
 import os
 import subprocess
@@ -18,18 +20,17 @@ OVERRIDES = ("train.epochs=3", "data.batch_size=128", "scaling.num_workers=1",
              "eval.eval_every=0", "train.checkpoint_every=0", "eval.linear_epochs=1")
 
 
-def test_logged_share_is_the_product_of_the_applied_taus_and_the_dry_run_s(tmp_path):
+def test_logged_share_is_the_product_of_the_applied_taus_and_the_dry_run_s(tmp_path, cli):
     cfg = resolve_config("cpu-mini", list(OVERRIDES), check_paths=False)
     memory = TargetMemory.of(cfg)
     sets = [arg for o in OVERRIDES for arg in ("--set", o)]
-    dry = subprocess.run([sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
-                          *sets, "--dry-run"], capture_output=True, text=True, timeout=300)
+    dry = cli("train", "--preset", "cpu-mini", *sets, "--dry-run")
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert f"left at the end {format_share(memory.log_share)} " in dry.stdout
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini", *sets,
-         "--tracking-uri", uri, "--storage", str(tmp_path / "ray")],
+        [sys.executable, "-m", "byol_ray.cli", "train", "--no-ray", "--preset", "cpu-mini",
+         *sets, "--tracking-uri", uri, "--storage", str(tmp_path / "ray")],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     console = proc.stdout + proc.stderr

@@ -29,6 +29,8 @@ FAKE_SECRET = "fake-secret-Xq81zVb0-never-logged"
 
 
 def test_train_command_runs_two_ray_workers_and_leaves_one_finished_mlflow_run(tmp_path):
+    """On a Ray cluster the command starts: its workers inherit the secret in its environment
+    (a joined cluster's workers would not), which must reach no param, tag, artifact or line."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
     proc = subprocess.run(

@@ -54,13 +54,13 @@ def test_postgresql_server_programs_are_installed():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # MLflow's tables over PostgreSQL took 4 min on the loaded machine
 def test_a_run_tracked_through_a_postgresql_backed_server_lands_there_and_shows_no_password(
-        tmp_path, mlflow_pg):
+        tmp_path, mlflow_pg, ray_address):
     """`byol-ray train` logs to an `mlflow server` (two workers, the 60 s health check of
     cluster/gpu.yaml) over PostgreSQL: the run ends FINISHED with its params and every epoch's
     metrics, read back through the server and found in PostgreSQL's own tables. The database
     refuses a wrong password, and its password is in none of: the run's params, tags and
     config.yaml, the console of the run, the server's log, the command lines of the server's
-    processes."""
+    processes. The run joins the session's Ray cluster."""
     pg = mlflow_pg  # this test's database, MLflow's schema made once per session (conftest.py)
     with MlflowServer(tmp_path, pg=pg, workers=2,
                       uvicorn_opts="--timeout-worker-healthcheck 60") as server:
@@ -69,7 +69,7 @@ def test_a_run_tracked_through_a_postgresql_backed_server_lands_there_and_shows_
             [sys.executable, "-m", "byol_ray.cli", "train", "--preset", "cpu-mini",
              "--set", f"train.epochs={EPOCHS}", "--set", f"eval.eval_every={EPOCHS}",
              "--set", "train.checkpoint_every=0", "--tracking-uri", server.uri,
-             "--storage", str(tmp_path / "ray")],
+             "--storage", str(tmp_path / "ray"), "--address", ray_address],
             capture_output=True, text=True, timeout=900, cwd=tmp_path,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         console = proc.stdout + proc.stderr
