@@ -48,7 +48,7 @@ def test_the_ui_picture_shows_every_trial_and_the_compared_charts(tmp_path):
     # The script itself waits until every trial's name and each arranged chart are on the page
     # (a trial folded under its parent run would never show), and fails otherwise.
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(trial_names) == 7 and out.stat().st_size < 300_000
+    assert len(trial_names) == 9 and out.stat().st_size < 300_000
     assert Image.open(out).size == (1600, 1040)
 
 

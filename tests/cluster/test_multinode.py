@@ -53,9 +53,9 @@ WORKER_IP = "127.0.0.2"
 TRIAL = "byol-tau_base=0.99-s0"
 EPOCHS = 10
 # One trial of two Train workers of one CPU each: on nodes of one CPU, one worker per node; one
-# BN group of the whole batch (cpu-mini's 256), so batch statistics cross the nodes.
+# BN group of the whole batch of 256, so batch statistics cross the nodes.
 SPANNING = ("--only", TRIAL, "--set", "scaling.num_workers=2", "--set", "scaling.cpus_per_worker=1",
-            "--set", "data.group_size=256",
+            "--set", "data.batch_size=256", "--set", "data.group_size=256",
             "--set", f"train.epochs={EPOCHS}", "--set", "train.checkpoint_every=2",
             "--set", "scaling.max_failures=2")
 
