@@ -22,6 +22,7 @@ from byol_ray.learn.target_memory import (
     init_share,
     log_init_share,
     optimiser_steps,
+    pretrain_images,
     share_warning,
     tau_at,
 )
@@ -70,6 +71,8 @@ def test_digits_pretraining_split_size_without_loading_matches_the_loaded_one():
     for dataset in ("digits", "colour_digits"):
         splits = load_splits(DataConfig(dataset=dataset, image_size=8))
         assert len(splits.pretrain) == PRETRAIN_IMAGES[dataset]
+    held = resolve_config("cpu-mini", ["data.eval_on=validation"], check_paths=False)
+    assert pretrain_images(held)[0] == len(load_splits(held.data).pretrain) == 1149
 
 
 @pytest.mark.parametrize("images,batch,workers,accumulate,epochs",
