@@ -36,13 +36,16 @@ def sweep_overrides(batch: int, tau: float, epochs: int) -> list[str]:
             f"method.tau_base={tau}", f"train.epochs={epochs}"]
 
 
-def largest_tau(batch: int, epochs: int) -> tuple[float, float]:
+def memory(batch: int, tau: float, epochs: int) -> TargetMemory:
+    """The target's steps and share on the demo's schedule (1,437 images) at these settings."""
+    return TargetMemory.of(preset_config("cpu-mini", sweep_overrides(batch, tau, epochs)))
+
+
+def largest_tau(batch: int, epochs: int) -> float:
     """The largest τ_base of TAUS whose share on the demo's schedule is ≤ SHARE_LIMIT."""
     for tau in TAUS:
-        cfg = preset_config("cpu-mini", sweep_overrides(batch, tau, epochs))
-        share = TargetMemory.of(cfg).share
-        if share <= SHARE_LIMIT:
-            return tau, share
+        if memory(batch, tau, epochs).share <= SHARE_LIMIT:
+            return tau
     raise ValueError(f"no τ_base of {TAUS} reaches {SHARE_LIMIT} at batch {batch}")
 
 
@@ -77,10 +80,9 @@ def main() -> None:
     print("| batch | epochs | τ_base | K (demo) | share | seed | few-label kNN, BYOL | "
           "random-init | gain | kNN (all labels) | wall (s) |\n|" + "---|" * 11, flush=True)
     for batch in args.batches:
-        tau = args.tau if args.tau is not None else largest_tau(batch, args.epochs)[0]
-        memory = TargetMemory.of(preset_config("cpu-mini", sweep_overrides(batch, tau,
-                                                                        args.epochs)))
-        steps, share = memory.steps, memory.share
+        tau = args.tau if args.tau is not None else largest_tau(batch, args.epochs)
+        target = memory(batch, tau, args.epochs)
+        steps, share = target.steps, target.share
         for seed in args.seeds:
             r = run(batch, tau, args.epochs, seed, args.store)
             print(f"| {batch} | {args.epochs} | {tau} | {steps} | {share:.4f} | {seed} | "

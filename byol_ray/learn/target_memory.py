@@ -92,11 +92,12 @@ def pretrain_images(cfg: Config) -> tuple[int, str] | None:
     ImageFolder (or ILSVRC-2012's count on the imagenet presets when it is absent); None where
     it cannot be known."""
     d = cfg.data
-    if d.dataset in PRETRAIN_IMAGES and d.eval_on == "validation":  # less the held-out part
-        held = math.ceil(VALIDATION_FRACTION * PRETRAIN_IMAGES[d.dataset])
-        return PRETRAIN_IMAGES[d.dataset] - held, f"{d.dataset}'s train split less validation"
     if d.dataset in PRETRAIN_IMAGES:
-        return PRETRAIN_IMAGES[d.dataset], f"{d.dataset}'s pretraining split"
+        images = PRETRAIN_IMAGES[d.dataset]
+        if d.eval_on == "validation":  # less the held-out part (sklearn rounds it up)
+            held = math.ceil(VALIDATION_FRACTION * images)
+            return images - held, f"{d.dataset}'s train split less validation"
+        return images, f"{d.dataset}'s pretraining split"
     train = Path(d.root).expanduser() / "train"
     if d.root and train.is_dir():
         from byol_ray.learn.data.imagefolder import scan  # lists files, opens none
