@@ -22,13 +22,17 @@ PYTEST_NONE_FAILS = rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; \
 	exit $$rc
 
+# Two pytest-xdist workers, whole modules each, longest first (tests/conftest.py): one trains
+# while the other waits on Ray, a server or a child process.
+PARALLEL = -n 2 --dist loadscope --no-loadscope-reorder
+
 check: $(STAMP) lint  ## lint and every test not marked slow: no Ray, no server, no training
-	$(BIN)/pytest -q -m "not slow"; $(PYTEST_NONE_FAILS)
+	$(BIN)/pytest -q $(PARALLEL) -m "not slow"; $(PYTEST_NONE_FAILS)
 
 # The whole suite needs the bench extra too: tests/test_bench_contenders.py compares our step
 # with lightly's and byol-pytorch's. --durations: the slowest tests, named on every run.
 test: $(BENCH_STAMP) lint docs-check  ## the whole suite, slow end-to-end tests included (what CI runs)
-	$(BIN)/pytest -q --durations=25; $(PYTEST_NONE_FAILS)
+	$(BIN)/pytest -q $(PARALLEL) --durations=25; $(PYTEST_NONE_FAILS)
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --progress-bar off -e ".[dev,docs,bench]"

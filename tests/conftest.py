@@ -18,6 +18,13 @@ a cluster, or needs a fresh one, starts its own. `ray_address` is that cluster's
 a `byol-ray` child process to join (`--address`) instead of starting a Ray of its own (10-20 s
 each) where what the test checks does not depend on the run owning its cluster.
 
+`make check` and `make test` run the suite on two pytest-xdist workers, a module at a time each
+(`-n 2 --dist loadscope`): each worker has its own PostgreSQL server and Ray cluster, and a
+module's fixtures (a joined driver, a two-node cluster) are built once. The modules with the
+most slow tests go first (`pytest_collection_modifyitems`), so the long ones start early and
+the fast ones fill the end: while one worker trains, the other uses the time the first spends
+waiting on Ray, a server or a child process.
+
 In CI (CI=true, as .ci/run sets it) a skipped test fails instead, unless it needs a CUDA
 device: CI installs every extra and program the suite uses, so a skip there means a check
 that silently stopped running (the contender tests, issue 28).
@@ -29,6 +36,7 @@ import itertools
 import os
 import runpy
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +167,33 @@ def ray_joined(ray_cluster_of_session):
     connect(ray_cluster_of_session.address)
     yield ray_cluster_of_session
     ray.shutdown()
+
+
+def pytest_configure(config) -> None:
+    """Before any worker starts: the Ray token the first local cluster would write
+    (~/.ray/auth_token), written once here, so that two workers starting their first clusters
+    at the same moment do not each write a different one (the second would lock the first
+    worker's cluster out of its own token)."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller did it
+        return
+    from ray._private.authentication.authentication_token_setup import (
+        AuthenticationTokenLoader,
+        generate_and_save_token,
+    )
+
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        generate_and_save_token()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with the most slow tests first, each module's own order kept (a stable sort):
+    with `--dist loadscope --no-loadscope-reorder` the xdist workers take whole modules in
+    this order, the longest-first rule that keeps neither idle at the end."""
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow = Counter(module(item) for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[module(item)])
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -79,11 +79,15 @@ def ray_node(head: str | None = None, ip: str = "127.0.0.1", num_cpus: int = 2,
         stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
         cwd=folder.parent, env=env)
     try:
+        # Started once it says so and (a head) has written its address: `ray start` prints the
+        # line first, so on a loaded machine the file can come seconds later.
+        recorded = folder / "ray_current_cluster"
         deadline = time.monotonic() + START_PATIENCE_S
-        while "Ray runtime started" not in log.read_text():
+        while ("Ray runtime started" not in log.read_text()
+               or (head is None and not (recorded.is_file() and recorded.read_text().strip()))):
             assert node.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        node.address = head or (folder / "ray_current_cluster").read_text().strip()
+        node.address = head or recorded.read_text().strip()
         yield node
     finally:
         kill_session(node)
@@ -336,6 +340,12 @@ def _stop_postgres(server: subprocess.Popen) -> None:
     kill_session(server)
 
 
+# MLflow 3's server (and `mlflow ui`) also starts a job runner and nine huey consumers, for
+# GenAI jobs byol-ray never submits: ~2 GB and ~15-25 CPU-seconds a start, minutes of the
+# suite's time. Off, as the cluster configs run it (cluster/gpu.yaml).
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 class MlflowServer:
     """A real `mlflow server` on 127.0.0.1 over a store that outlives its restarts: a sqlite
     file in `folder`, or the database of `pg` (from `postgres()`; its password reaches the
@@ -348,7 +358,7 @@ class MlflowServer:
                  pg: Postgres | None = None, workers: int = 1, uvicorn_opts: str = ""):
         self.folder, self.proc = folder, None
         self.workers, self.uvicorn_opts = workers, uvicorn_opts
-        self.env = env if pg is None else {**(env or {}), **pg.env}
+        self.env = {**MLFLOW_SERVER_ENV, **(env or {}), **(pg.env if pg else {})}
         self.backend = pg.uri if pg else f"sqlite:///{folder / 'mlflow.db'}"
         self.artifacts = artifacts or str(folder / "artifacts")
         self.port = free_ports(1)[0]
@@ -366,7 +376,7 @@ class MlflowServer:
              *(["--uvicorn-opts", self.uvicorn_opts] if self.uvicorn_opts else []),
              "--backend-store-uri", self.backend, "--artifacts-destination", self.artifacts],
             cwd=self.folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env=None if self.env is None else {**os.environ, **self.env})
+            env={**os.environ, **self.env})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]

@@ -2,6 +2,7 @@
 MLflow UI that pip installs, not its GenAI page ("Send your first trace"): the printed
 `mlflow ui` command serves the store, the printed link is opened in a real headless Chromium."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from local_servers import free_ports, kill_session
+from local_servers import MLFLOW_SERVER_ENV, free_ports, kill_session
 
 from byol_ray.cli.main import resolve_config
 from byol_ray.cli.sweep import load_grid, summary
@@ -84,7 +85,7 @@ def test_the_printed_links_open_the_runs_table(tmp_path, capsys):
     ui = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui",
                            "--backend-store-uri", train_hint[1], "--port", str(port)],
                           cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                          start_new_session=True)
+                          start_new_session=True, env={**os.environ, **MLFLOW_SERVER_ENV})
     try:
         served = f"http://127.0.0.1:{port}"
         _wait_until_served(f"{served}/health", ui, log)

@@ -78,6 +78,8 @@ def test_the_mlflow_server_is_bound_to_the_head_and_checked_with_a_real_api_call
     # --allowed-hosts replaces MLflow's defaults: the head's address and the SSH forward's.
     assert '--allowed-hosts "$BYOL_RAY_HEAD:$BYOL_MLFLOW_PORT,localhost:*,127.0.0.1:*"' in server
     assert "/api/2.0/mlflow/experiments/search" in commands and "/health" not in commands
+    # MLflow 3's job runner and its huey consumers (~2 GB; no byol-ray job uses them): off.
+    assert "sh -c 'echo $$ > server.pid; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false " in server
 
 
 def test_the_gpu_config_has_gpu_worker_types_and_a_head_without_gpus():
@@ -393,6 +395,7 @@ def test_kuberays_mlflow_keeps_its_runs_in_postgresql_behind_readiness_probes():
     assert "--uvicorn-opts=--timeout-worker-healthcheck 60" in server["command"]
     assert env["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"]["value"] == "40"  # tracking_load.py's
     assert env["MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW"]["value"] == "40"
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
     assert "readinessProbe" in server
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from local_servers import kill_session
+from local_servers import MLFLOW_SERVER_ENV, kill_session
 
 # A real `mlflow server` (seconds to start, minutes on a loaded machine): the slow tier.
 pytestmark = pytest.mark.slow
@@ -62,7 +62,8 @@ def head(tmp_path_factory):
              "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
              "--artifacts-destination", str(store / "artifacts")],
             cwd=store, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"})
+            env={**os.environ, **MLFLOW_SERVER_ENV, "MLFLOW_DISABLE_TELEMETRY": "true",
+                 "DO_NOT_TRACK": "true"})
     try:
         _wait_until_answering(f"http://localhost:{port}", server, store / "server.log")
         yield home, port
