@@ -1,5 +1,6 @@
 """Fixtures and hooks every test may use: the CLI run in-process, one PostgreSQL server with
-MLflow's schema and one local Ray cluster per session, CI's rule on skips.
+MLflow's schema and one local Ray cluster per session (each xdist worker's own), the order the
+modules run in, CI's rule on skips.
 
 `cli` runs `byol-ray ARGS` as `byol_ray.cli.main.main(argv)` in the test's own process (what
 the console script calls), for commands that must stop before any Ray starts: a fresh
@@ -19,11 +20,11 @@ a `byol-ray` child process to join (`--address`) instead of starting a Ray of it
 each) where what the test checks does not depend on the run owning its cluster.
 
 `make check` and `make test` run the suite on two pytest-xdist workers, a module at a time each
-(`-n 2 --dist loadscope`): each worker has its own PostgreSQL server and Ray cluster, and a
-module's fixtures (a joined driver, a two-node cluster) are built once. The modules with the
-most slow tests go first (`pytest_collection_modifyitems`), so the long ones start early and
-the fast ones fill the end: while one worker trains, the other uses the time the first spends
-waiting on Ray, a server or a child process.
+(`-n 2 --dist loadscope`): each worker is a session of its own, with its own PostgreSQL server
+and Ray cluster, and a module's fixtures (a joined driver, a two-node cluster) are built once.
+The modules with the most slow tests go first (`pytest_collection_modifyitems`), so the long
+ones start early and the fast ones fill the end: while one worker trains, the other uses the
+time the first spends waiting on Ray, a server or a child process.
 
 In CI (CI=true, as .ci/run sets it) a skipped test fails instead, unless it needs a CUDA
 device: CI installs every extra and program the suite uses, so a skip there means a check
