@@ -175,8 +175,8 @@ def pytest_configure(config) -> None:
     (~/.ray/auth_token), written once here, so that two workers starting their first clusters
     at the same moment do not each write a different one (the second would lock the first
     worker's cluster out of its own token)."""
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker: the controller did it
-        return
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", default=None):
+        return  # an xdist worker (the controller did it), or one process: no race
     from ray._private.authentication.authentication_token_setup import (
         AuthenticationTokenLoader,
         generate_and_save_token,
