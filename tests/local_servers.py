@@ -340,7 +340,7 @@ def _stop_postgres(server: subprocess.Popen) -> None:
     kill_session(server)
 
 
-# MLflow 3's server (and `mlflow ui`) also starts a job runner and nine huey consumers, for
+# MLflow 3's server (and `mlflow ui`) also starts a job runner and eight huey consumers, for
 # GenAI jobs byol-ray never submits: ~2 GB and ~15-25 CPU-seconds a start, minutes of the
 # suite's time. Off, as the cluster configs run it (cluster/gpu.yaml).
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
