@@ -30,6 +30,12 @@ DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100", "stl10", "imagefolder")
 VALIDATION_DATASETS = (*BUNDLED_DATASETS, "cifar10", "cifar100")
 EVAL_ON = ("test", "validation")
 VALIDATION_FRACTION, VALIDATION_SEED = 0.2, 1  # data.eval_on=validation: 20 % of train, seed 1
+
+
+def validation_size(train_images: int) -> int:
+    """How many of `train_images` data.eval_on=validation holds out (a fifth, rounded up): one
+    count for the split that loads them and for the dry run's step count that cannot."""
+    return math.ceil(VALIDATION_FRACTION * train_images)
 DECODERS = ("cpu", "gpu")
 ENCODERS = ("small_cnn", "resnet18", "resnet50")
 TAU_SCHEDULES = ("cosine", "constant")

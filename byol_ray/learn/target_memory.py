@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from byol_ray.core.config import BUNDLED_DATASETS, VALIDATION_FRACTION, Config
+from byol_ray.core.config import BUNDLED_DATASETS, Config, validation_size
 
 SHARE_WARNING = 0.01  # the target should have forgotten its start by the end (issue 30)
 
@@ -94,9 +94,8 @@ def pretrain_images(cfg: Config) -> tuple[int, str] | None:
     d = cfg.data
     if d.dataset in PRETRAIN_IMAGES:
         images = PRETRAIN_IMAGES[d.dataset]
-        if d.eval_on == "validation":  # less the held-out part (sklearn rounds it up)
-            held = math.ceil(VALIDATION_FRACTION * images)
-            return images - held, f"{d.dataset}'s train split less validation"
+        if d.eval_on == "validation":  # less the held-out part, counted as the split counts it
+            return images - validation_size(images), f"{d.dataset}'s train split less validation"
         return images, f"{d.dataset}'s pretraining split"
     train = Path(d.root).expanduser() / "train"
     if d.root and train.is_dir():

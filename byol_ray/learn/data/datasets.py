@@ -24,10 +24,10 @@ from torch.utils.data import Dataset, Subset
 
 from byol_ray.core.config import (
     BUNDLED_DATASETS,
-    VALIDATION_FRACTION,
     VALIDATION_SEED,
     AugmentConfig,
     DataConfig,
+    validation_size,
 )
 from byol_ray.learn.data.digit_variants import BUNDLED, digit_split
 from byol_ray.learn.data.imagefolder import (
@@ -114,7 +114,7 @@ def load_splits(cfg: DataConfig, augment: AugmentConfig | None = None) -> Datase
 
 
 def hold_out_validation(splits: DatasetSplits) -> DatasetSplits:
-    """`splits` with a stratified validation part of train (`VALIDATION_FRACTION`, seed
+    """`splits` with a stratified validation part of train (`validation_size`, seed
     `VALIDATION_SEED`) as the evaluated split, and the rest as pretraining images and labelled
     train split: settings are chosen on it without ever looking at the test split."""
     from sklearn.model_selection import train_test_split  # lazy: sklearn only here
@@ -123,7 +123,7 @@ def hold_out_validation(splits: DatasetSplits) -> DatasetSplits:
     if splits.pretrain is not train or not isinstance(train, ImageTensorDataset):
         raise ValueError("data.eval_on: validation needs an in-memory dataset whose pretraining "
                          "images are its train split")
-    fit, held = train_test_split(np.arange(len(train)), test_size=VALIDATION_FRACTION,
+    fit, held = train_test_split(np.arange(len(train)), test_size=validation_size(len(train)),
                                  stratify=train.labels.numpy(), random_state=VALIDATION_SEED)
     fit, held = torch.from_numpy(np.sort(fit)), torch.from_numpy(np.sort(held))
     kept = ImageTensorDataset(train.images[fit], train.labels[fit])
